@@ -1,0 +1,262 @@
+//! The engine: runs the forward pass and the trace bodies in lock-step.
+//!
+//! While a trace runs, a thread-local points at its engine. Every instrumented call site asks for
+//! it: with no trace active that is one load and one branch, and the call runs as written. With a
+//! trace, the site finds its node, counts the visit, and — only when a body waits for this very
+//! visit — lends the value to the waiting bodies, polling each (in invoke order) with a no-op
+//! waker until it waits for a later site or finishes. Bodies are polled with the thread-local
+//! cleared, so model code they call by hand is not mistaken for the traced forward pass.
+
+use std::any::{Any, type_name};
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::ptr;
+use std::task::{Context, Poll, Waker};
+
+use crate::error::{Error, Result};
+use crate::state::{Key, Kind, Serving, TraceState};
+use crate::tree::{NodeId, NodeKind};
+use crate::value::SiteValue;
+
+thread_local! {
+    /// The engine of the trace running on this thread, or null.
+    static ACTIVE: Cell<*const ()> = const { Cell::new(ptr::null()) };
+}
+
+/// Which child of the current module a call site calls.
+#[derive(Clone, Copy, Debug)]
+pub struct Child {
+    slot: u32,
+    element: Option<Element>,
+}
+
+/// The position of an element in a `Vec` of modules, as addresses (resolved only when tracing).
+#[derive(Clone, Copy, Debug)]
+struct Element {
+    base: usize,
+    item: usize,
+    size: usize,
+}
+
+impl Child {
+    /// The module field with slot `slot`.
+    #[inline(always)]
+    pub fn field(slot: u32) -> Child {
+        Child { slot, element: None }
+    }
+
+    /// The element `item` of the `Vec` field `list`, which has slot `slot`.
+    #[inline(always)]
+    pub fn element<M>(slot: u32, list: &Vec<M>, item: &M) -> Child {
+        let element = Element {
+            base: list.as_ptr() as usize,
+            item: item as *const M as usize,
+            size: size_of::<M>(),
+        };
+        Child { slot, element: Some(element) }
+    }
+}
+
+impl Element {
+    fn index(self) -> Option<u32> {
+        let offset = self.item.checked_sub(self.base)?;
+        let index = offset.checked_div(self.size)?;
+        u32::try_from(index).ok()
+    }
+}
+
+/// Runs `call` on `args` as the call of a child module: the entry point of instrumented code.
+#[inline(always)]
+pub fn site<A: SiteValue, O: SiteValue>(child: Child, args: A, call: impl FnOnce(A) -> O) -> O {
+    let engine = ACTIVE.with(Cell::get);
+    if engine.is_null() {
+        return call(args);
+    }
+    // SAFETY: a non-null `ACTIVE` points at the `Engine` of the trace running on this thread; the
+    // trace clears it (through `Activation`'s drop) before that engine goes away.
+    let engine = unsafe { &*(engine as *const Engine<'_>) };
+    engine.site(child, args, call)
+}
+
+/// A trace body, type-erased: polled by the engine, its result kept for the trace to collect.
+pub(crate) trait Body {
+    /// Polls the body; `true` once it has finished.
+    fn poll_body(&mut self, cx: &mut Context<'_>) -> bool;
+    /// Whether the body has finished with an error.
+    fn failed(&self) -> bool;
+}
+
+/// One body and, once it finishes, its result.
+pub(crate) struct Task<F: Future> {
+    future: Pin<Box<F>>,
+    result: Option<F::Output>,
+}
+
+impl<R, F: Future<Output = Result<R>>> Task<F> {
+    pub(crate) fn new(future: F) -> Self {
+        Task { future: Box::pin(future), result: None }
+    }
+
+    /// The body's result; an unfinished body yields the error that explains why.
+    pub(crate) fn into_result(self, state: &TraceState, invoke: usize) -> Result<R> {
+        match self.result {
+            Some(result) => result,
+            None => Err(match state.pending[invoke].get() {
+                Some(key) => Error::NotReached { site: state.describe(key) },
+                None => Error::Unsupported { what: "awaited a future that is not an envoy access".into() },
+            }),
+        }
+    }
+}
+
+impl<R, F: Future<Output = Result<R>>> Body for Task<F> {
+    fn poll_body(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.result.is_none()
+            && let Poll::Ready(result) = self.future.as_mut().poll(cx)
+        {
+            self.result = Some(result);
+        }
+        self.result.is_some()
+    }
+
+    fn failed(&self) -> bool {
+        matches!(self.result, Some(Err(_)))
+    }
+}
+
+/// The driver of one trace.
+pub(crate) struct Engine<'a> {
+    state: &'a TraceState,
+    bodies: Vec<RefCell<&'a mut dyn Body>>,
+    /// The module whose forward is running.
+    cursor: Cell<NodeId>,
+    /// Bodies still running; when none is left (or one failed) the rest of the pass runs bare.
+    live: Cell<usize>,
+}
+
+impl<'a> Engine<'a> {
+    pub(crate) fn new(state: &'a TraceState, bodies: Vec<&'a mut dyn Body>) -> Self {
+        let live = bodies.len();
+        Engine {
+            state,
+            bodies: bodies.into_iter().map(RefCell::new).collect(),
+            cursor: Cell::new(NodeId::ROOT),
+            live: Cell::new(live),
+        }
+    }
+
+    /// Polls every body up to its first access; `false` when none is left waiting.
+    pub(crate) fn start(&self) -> bool {
+        for invoke in 0..self.bodies.len() {
+            self.poll(invoke);
+        }
+        self.live.get() > 0
+    }
+
+    /// Runs the root module's call (`call`) as the root site, with this engine active.
+    pub(crate) fn run_root<A: SiteValue, O: SiteValue>(&self, args: A, call: impl FnOnce(A) -> O) {
+        let _active = Activation::new(self);
+        let args = self.fire(NodeId::ROOT, Kind::Input, args);
+        let output = call(args);
+        self.fire(NodeId::ROOT, Kind::Output, output);
+    }
+
+    #[inline]
+    fn site<A: SiteValue, O: SiteValue>(&self, child: Child, args: A, call: impl FnOnce(A) -> O) -> O {
+        let parent = self.cursor.get();
+        let Some(node) = self.resolve(parent, child) else {
+            return call(args);
+        };
+        self.cursor.set(node);
+        let args = self.fire(node, Kind::Input, args);
+        let output = call(args);
+        let output = self.fire(node, Kind::Output, output);
+        self.cursor.set(parent);
+        output
+    }
+
+    /// The node a call site calls, if the tree has it.
+    fn resolve(&self, parent: NodeId, child: Child) -> Option<NodeId> {
+        let tree = &self.state.tree;
+        let node = tree.node(parent);
+        if child.slot >= node.children {
+            return None;
+        }
+        let field = NodeId(node.first_child + child.slot);
+        let Some(element) = child.element else {
+            return Some(field);
+        };
+        let list = tree.node(field);
+        let index = element.index()?;
+        (list.kind == NodeKind::List && index < list.children).then(|| NodeId(list.first_child + index))
+    }
+
+    /// Counts a visit of a site and serves its value to the bodies that wait for it.
+    #[inline]
+    fn fire<T: SiteValue>(&self, node: NodeId, kind: Kind, mut value: T) -> T {
+        let entry = self.state.tree.node(node);
+        let counter = match kind {
+            Kind::Input => &entry.inputs_seen,
+            Kind::Output => &entry.outputs_seen,
+        };
+        let occurrence = counter.get();
+        counter.set(occurrence + 1);
+        let key = Key { node, kind, occurrence };
+        self.state.last.set(Some(key));
+        if self.state.awaited(key) {
+            self.serve(key, &mut value, type_name::<T>());
+        }
+        value
+    }
+
+    /// Lends `value` to each body waiting for `key`, in invoke order.
+    fn serve(&self, key: Key, value: &mut dyn Any, type_name: &'static str) {
+        let value: *mut dyn Any = value;
+        for invoke in 0..self.bodies.len() {
+            if self.state.pending[invoke].get() != Some(key) {
+                continue;
+            }
+            self.state.pending[invoke].set(None);
+            self.state.serving.set(Some(Serving { key, value, type_name }));
+            self.poll(invoke);
+            self.state.serving.set(None);
+        }
+    }
+
+    /// Polls one body, outside the trace (model code it calls is not part of the pass).
+    fn poll(&self, invoke: usize) {
+        let Ok(mut body) = self.bodies[invoke].try_borrow_mut() else {
+            return;
+        };
+        self.state.invoke.set(invoke);
+        let previous = ACTIVE.with(|a| a.replace(ptr::null()));
+        let finished = body.poll_body(&mut Context::from_waker(Waker::noop()));
+        if finished {
+            self.live.set(self.live.get() - 1);
+        }
+        let stop = body.failed() || self.live.get() == 0;
+        if stop {
+            self.live.set(0);
+        }
+        ACTIVE.with(|a| a.set(if stop { ptr::null() } else { previous }));
+    }
+}
+
+/// Makes an engine the active one on this thread; restores the previous one when dropped.
+struct Activation {
+    previous: *const (),
+}
+
+impl Activation {
+    fn new(engine: &Engine<'_>) -> Activation {
+        let this = engine as *const Engine<'_> as *const ();
+        Activation { previous: ACTIVE.with(|a| a.replace(this)) }
+    }
+}
+
+impl Drop for Activation {
+    fn drop(&mut self) {
+        ACTIVE.with(|a| a.set(self.previous));
+    }
+}

@@ -1,0 +1,184 @@
+//! Envoys: typed mirrors of the module tree, borrowed for one trace.
+//!
+//! A derived envoy (`BlockEnvoy`) has one public field per submodule and dereferences to a
+//! [`ModuleEnvoy`], which offers the module's own sites. burn's rank-generic layers (`Linear`,
+//! `LayerNorm`, activations, ...) get a [`DynEnvoy`], whose value type comes from the use site.
+//! A `Vec<M>` field becomes a [`ListEnvoy`], indexed like the `Vec`.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Index;
+
+use crate::inspectable::Signature;
+use crate::site::{First, Site};
+use crate::state::{Kind, TraceState};
+use crate::tree::NodeId;
+use crate::value::{Args, SiteValue};
+
+/// The sites of one module whose value types are fixed by its [`Signature`].
+pub struct ModuleEnvoy<'t, M: ?Sized> {
+    state: &'t TraceState,
+    node: NodeId,
+    _module: PhantomData<fn() -> *const M>,
+}
+
+impl<M: ?Sized> fmt::Debug for ModuleEnvoy<'_, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Envoy({})", self.path())
+    }
+}
+
+impl<'t, M: ?Sized> ModuleEnvoy<'t, M> {
+    /// The envoy of `node` in the trace `state`.
+    pub fn new(state: &'t TraceState, node: NodeId) -> Self {
+        ModuleEnvoy { state, node, _module: PhantomData }
+    }
+
+    /// The module's path, e.g. `blocks.2.attn` (`model` for the root).
+    pub fn path(&self) -> String {
+        self.state.path(self.node)
+    }
+
+    /// The value the module returns. Await it to read; `replace` / `edit` to change it.
+    pub fn output(&self) -> Site<'t, M::Output>
+    where
+        M: Signature,
+    {
+        Site::new(self.state, self.node, Kind::Output)
+    }
+
+    /// All the (owned) arguments of the call, as a tuple.
+    pub fn inputs(&self) -> Site<'t, M::Inputs>
+    where
+        M: Signature,
+    {
+        Site::new(self.state, self.node, Kind::Input)
+    }
+
+    /// The first argument of the call.
+    pub fn input(&self) -> Site<'t, M::Inputs, First>
+    where
+        M: Signature,
+        M::Inputs: Args,
+    {
+        Site::new(self.state, self.node, Kind::Input)
+    }
+}
+
+/// The sites of a module whose value types are generic (e.g. `Linear::forward<const D>`): the type
+/// is inferred where the value is used, and checked when the site is reached.
+pub struct DynEnvoy<'t> {
+    state: &'t TraceState,
+    node: NodeId,
+}
+
+impl fmt::Debug for DynEnvoy<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Envoy({})", self.path())
+    }
+}
+
+impl<'t> DynEnvoy<'t> {
+    /// The envoy of `node` in the trace `state`.
+    pub fn new(state: &'t TraceState, node: NodeId) -> Self {
+        DynEnvoy { state, node }
+    }
+
+    /// The module's path, e.g. `blocks.2.attn.q_proj`.
+    pub fn path(&self) -> String {
+        self.state.path(self.node)
+    }
+
+    /// The value the module returns, of type `T` (e.g. `Tensor<B, 3>`).
+    pub fn output<T: SiteValue>(&self) -> Site<'t, T> {
+        Site::new(self.state, self.node, Kind::Output)
+    }
+
+    /// The argument of a one-argument call, of type `T`.
+    pub fn input<T: SiteValue>(&self) -> Site<'t, (T,), First> {
+        Site::new(self.state, self.node, Kind::Input)
+    }
+
+    /// All the arguments of the call, as the tuple `T`.
+    pub fn inputs<T: Args>(&self) -> Site<'t, T> {
+        Site::new(self.state, self.node, Kind::Input)
+    }
+}
+
+/// The envoys of a `Vec<M>` of modules, indexed like the `Vec`.
+///
+/// Indexing past the end does not panic: it yields an envoy whose every access fails with
+/// [`Error::IndexOutOfRange`](crate::Error::IndexOutOfRange) naming the list and its length.
+pub struct ListEnvoy<'t, E> {
+    state: &'t TraceState,
+    node: NodeId,
+    items: Vec<E>,
+    build: fn(&'t TraceState, NodeId) -> E,
+    /// Envoys handed out for indices past the end; boxed so they never move.
+    ghosts: RefCell<Vec<Box<E>>>,
+}
+
+impl<E> fmt::Debug for ListEnvoy<'_, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ListEnvoy({}, len {})", self.path(), self.len())
+    }
+}
+
+impl<'t, E> ListEnvoy<'t, E> {
+    /// The envoys of the list `node`, each built by `build`.
+    pub fn new(state: &'t TraceState, node: NodeId, build: fn(&'t TraceState, NodeId) -> E) -> Self {
+        let items = (0..state.children(node)).map(|i| build(state, state.child(node, i))).collect();
+        ListEnvoy { state, node, items, build, ghosts: RefCell::new(Vec::new()) }
+    }
+
+    /// The list's path, e.g. `blocks`.
+    pub fn path(&self) -> String {
+        self.state.path(self.node)
+    }
+
+    /// The number of modules.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The envoy of module `index`, if it exists.
+    pub fn get(&self, index: usize) -> Option<&E> {
+        self.items.get(index)
+    }
+
+    /// The envoys in order.
+    pub fn iter(&self) -> std::slice::Iter<'_, E> {
+        self.items.iter()
+    }
+}
+
+impl<'t, E> Index<usize> for ListEnvoy<'t, E> {
+    type Output = E;
+
+    fn index(&self, index: usize) -> &E {
+        if let Some(item) = self.items.get(index) {
+            return item;
+        }
+        let ghost = (self.build)(self.state, self.state.ghost(self.node, index, self.items.len()));
+        let ghost = Box::new(ghost);
+        let pointer: *const E = &*ghost;
+        self.ghosts.borrow_mut().push(ghost);
+        // SAFETY: the box is owned by `self.ghosts`, which only ever grows and is dropped with
+        // `self`; a box's contents never move, so the reference stays valid for `&self`.
+        unsafe { &*pointer }
+    }
+}
+
+impl<'a, 't, E> IntoIterator for &'a ListEnvoy<'t, E> {
+    type Item = &'a E;
+    type IntoIter = std::slice::Iter<'a, E>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.iter()
+    }
+}

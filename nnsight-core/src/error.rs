@@ -1,0 +1,114 @@
+//! The one error type of nnsight-rs.
+
+use std::fmt;
+
+/// `Result` with [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in a trace, each variant naming what happened and where.
+///
+/// A trace that returns an error leaves the model unchanged and usable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A body asked for a site that the forward pass had already passed.
+    #[error(
+        "`{requested}` was requested but the model already ran past it (it is at `{passed}`); \
+         accesses in one body must follow execution order"
+    )]
+    OutOfOrder {
+        /// The site that was asked for.
+        requested: String,
+        /// The last site the forward pass went through.
+        passed: String,
+    },
+
+    /// A body was still waiting for a site when the forward pass ended.
+    #[error(
+        "`{site}` was requested but the forward pass never reached it \
+         (is the module called in its parent's forward, and is that impl marked `#[inspect]`?)"
+    )]
+    NotReached {
+        /// The site that was never reached.
+        site: String,
+    },
+
+    /// An index past the end of a list of modules.
+    #[error("index {index} is out of range for `{path}`, which has {len} modules")]
+    IndexOutOfRange {
+        /// The path of the list.
+        path: String,
+        /// The index asked for.
+        index: usize,
+        /// The number of modules in the list.
+        len: usize,
+    },
+
+    /// An optional module (`Option<M>` field) that is `None` in this model.
+    #[error("module `{path}` is not present in this model (its field is `None`)")]
+    NotPresent {
+        /// The path of the absent module.
+        path: String,
+    },
+
+    /// The value at a site is not of the type the body asked for.
+    #[error("type mismatch at `{site}`: the body expects `{expected}`, the model passes `{found}`")]
+    TypeMismatch {
+        /// The site.
+        site: String,
+        /// The type the body asked for.
+        expected: &'static str,
+        /// The type the model passes at this site.
+        found: &'static str,
+    },
+
+    /// A replacement whose shape differs from the value it replaces.
+    #[error("shape mismatch replacing `{site}`: the model passes {expected}, the replacement is {found}")]
+    ShapeMismatch {
+        /// The site being replaced.
+        site: String,
+        /// The shape of the value the model passes.
+        expected: String,
+        /// The shape of the replacement.
+        found: String,
+    },
+
+    /// A body awaited two sites at once (e.g. with `join!`) or something that is not a site.
+    #[error("the body {what}; await envoy accesses one after another")]
+    Unsupported {
+        /// What the body did.
+        what: String,
+    },
+
+    /// An error raised by user code inside a trace body.
+    #[error("{0}")]
+    Custom(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl Error {
+    /// Wraps an error of user code inside a trace body, so that `?` can return it from the body.
+    ///
+    /// # Examples
+    /// ```
+    /// let err = nnsight::Error::custom("the probe did not converge");
+    /// assert_eq!(err.to_string(), "the probe did not converge");
+    /// ```
+    pub fn custom(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Error::Custom(error.into())
+    }
+}
+
+/// A shape difference found by [`SiteValue::check_replacement`](crate::SiteValue::check_replacement).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// What the model passes.
+    pub expected: String,
+    /// What the replacement has.
+    pub found: String,
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "expected {}, found {}", self.expected, self.found)
+    }
+}

@@ -1,0 +1,65 @@
+//! [`Inspectable`] for burn's built-in layers (leaves of the module tree).
+//!
+//! Layers whose forward is generic over the tensor rank get a [`DynEnvoy`]; layers with a fixed
+//! signature get a [`ModuleEnvoy`] typed by their [`Signature`].
+
+use burn::nn::conv::{Conv1d, Conv2d};
+use burn::nn::{
+    Dropout, Embedding, Gelu, GroupNorm, LayerNorm, LeakyRelu, Linear, PRelu, Relu, RmsNorm, Sigmoid,
+    SwiGlu, Tanh,
+};
+use burn::tensor::{Int, Tensor, backend::Backend};
+
+use crate::envoy::{DynEnvoy, ModuleEnvoy};
+use crate::hook_point::HookPoint;
+use crate::inspectable::{Inspectable, Signature};
+use crate::state::TraceState;
+use crate::tree::NodeId;
+
+macro_rules! dyn_leaves {
+    ($($ty:ty $(where $b:ident)?),* $(,)?) => {$(
+        impl$(<$b: Backend>)? Inspectable for $ty {
+            type Envoy<'t> = DynEnvoy<'t>;
+            fn envoy(state: &TraceState, node: NodeId) -> DynEnvoy<'_> {
+                DynEnvoy::new(state, node)
+            }
+        }
+    )*};
+}
+
+dyn_leaves!(
+    Linear<B> where B,
+    LayerNorm<B> where B,
+    RmsNorm<B> where B,
+    GroupNorm<B> where B,
+    PRelu<B> where B,
+    SwiGlu<B> where B,
+    Dropout,
+    Gelu,
+    Relu,
+    LeakyRelu,
+    Sigmoid,
+    Tanh,
+    HookPoint,
+);
+
+macro_rules! typed_leaves {
+    ($($ty:ident: ($($input:ty),+) -> $output:ty),* $(,)?) => {$(
+        impl<B: Backend> Inspectable for $ty<B> {
+            type Envoy<'t> = ModuleEnvoy<'t, $ty<B>>;
+            fn envoy(state: &TraceState, node: NodeId) -> Self::Envoy<'_> {
+                ModuleEnvoy::new(state, node)
+            }
+        }
+        impl<B: Backend> Signature for $ty<B> {
+            type Inputs = ($($input,)+);
+            type Output = $output;
+        }
+    )*};
+}
+
+typed_leaves!(
+    Embedding: (Tensor<B, 2, Int>) -> Tensor<B, 3>,
+    Conv1d: (Tensor<B, 3>) -> Tensor<B, 3>,
+    Conv2d: (Tensor<B, 4>) -> Tensor<B, 4>,
+);

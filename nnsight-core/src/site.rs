@@ -1,0 +1,190 @@
+//! Accesses to one site: futures that park the body until the forward pass reaches the site.
+//!
+//! [`Site`] is what `envoy.output()`, `.input()` and `.inputs()` return. Awaiting it reads the
+//! value (a clone: for tensors a handle, no copy); [`Site::replace`] and [`Site::edit`] change it.
+
+use std::any::type_name;
+use std::future::{Future, IntoFuture};
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use crate::error::{Error, Result};
+use crate::state::{Access, Key, Kind, TraceState};
+use crate::tree::NodeId;
+use crate::value::{Args, SiteValue};
+
+/// Projects the value stored at a site onto the part an access sees.
+pub trait Lens<V> {
+    /// What the access sees.
+    type Target: SiteValue;
+    /// The part of `value` the access sees.
+    fn focus(value: &mut V) -> &mut Self::Target;
+}
+
+/// The whole value: a module's output, or all its arguments (`inputs()`).
+#[derive(Debug)]
+pub struct Whole;
+
+impl<V: SiteValue> Lens<V> for Whole {
+    type Target = V;
+    fn focus(value: &mut V) -> &mut V {
+        value
+    }
+}
+
+/// The first argument of a call (`input()`).
+#[derive(Debug)]
+pub struct First;
+
+impl<V: Args> Lens<V> for First {
+    type Target = V::First;
+    fn focus(value: &mut V) -> &mut V::First {
+        value.first_mut()
+    }
+}
+
+/// One site of one module: its input or output, at one occurrence.
+///
+/// Await it to read the value; call [`replace`](Self::replace) or [`edit`](Self::edit) to change
+/// what flows downstream. `V` is the value stored at the site and `L` the part this access sees.
+#[must_use = "a site does nothing unless awaited"]
+pub struct Site<'t, V, L = Whole> {
+    state: &'t TraceState,
+    key: Key,
+    _value: PhantomData<fn() -> (V, L)>,
+}
+
+impl<V, L> std::fmt::Debug for Site<'_, V, L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.state.describe(self.key))
+    }
+}
+
+impl<'t, V: SiteValue, L: Lens<V>> Site<'t, V, L> {
+    pub(crate) fn new(state: &'t TraceState, node: NodeId, kind: Kind) -> Self {
+        Site { state, key: Key { node, kind, occurrence: 0 }, _value: PhantomData }
+    }
+
+    /// The same site at another occurrence: the `n`-th call of the module (0 is the first).
+    pub fn at(mut self, occurrence: u32) -> Self {
+        self.key.occurrence = occurrence;
+        self
+    }
+
+    /// Replaces the value with `value` when the site is reached; downstream computation sees it.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] when `value` has another shape than the value it replaces; the
+    /// errors of reading the site.
+    pub fn replace(self, value: L::Target) -> Replace<'t, V, L> {
+        Replace { site: self, value: Some(value) }
+    }
+
+    /// Replaces the value with `f(value)` when the site is reached (e.g. a slice assignment).
+    ///
+    /// # Errors
+    /// As [`replace`](Self::replace).
+    pub fn edit<F: FnOnce(L::Target) -> L::Target>(self, f: F) -> Edit<'t, V, L, F> {
+        Edit { site: self, f: Some(f) }
+    }
+
+    /// Polls the access: `op` runs on the served value, at most once.
+    fn poll_with<R>(&self, op: impl FnOnce(&mut L::Target) -> Result<R>) -> Poll<Result<R>> {
+        match self.state.access(self.key) {
+            Access::Wait => Poll::Pending,
+            Access::Fail(error) => Poll::Ready(Err(error)),
+            Access::Serve(value, found) => {
+                // SAFETY: the engine points `value` at the live site value on its stack right
+                // before it polls the waiting body and clears it right after; this access runs
+                // inside that poll, and nothing else touches the value meanwhile.
+                let value = unsafe { &mut *value };
+                Poll::Ready(match value.downcast_mut::<V>() {
+                    Some(value) => op(L::focus(value)),
+                    None => Err(Error::TypeMismatch {
+                        site: self.state.describe(self.key),
+                        expected: type_name::<V>(),
+                        found,
+                    }),
+                })
+            }
+        }
+    }
+
+    fn assign(&self, slot: &mut L::Target, value: L::Target) -> Result<()> {
+        slot.check_replacement(&value).map_err(|m| Error::ShapeMismatch {
+            site: self.state.describe(self.key),
+            expected: m.expected,
+            found: m.found,
+        })?;
+        *slot = value;
+        Ok(())
+    }
+}
+
+/// Reading a site: resolves to a clone of its value.
+#[must_use = "a read does nothing unless awaited"]
+#[derive(Debug)]
+pub struct Read<'t, V, L = Whole> {
+    site: Site<'t, V, L>,
+}
+
+impl<'t, V: SiteValue, L: Lens<V>> IntoFuture for Site<'t, V, L> {
+    type Output = Result<L::Target>;
+    type IntoFuture = Read<'t, V, L>;
+    fn into_future(self) -> Read<'t, V, L> {
+        Read { site: self }
+    }
+}
+
+impl<V: SiteValue, L: Lens<V>> Future for Read<'_, V, L> {
+    type Output = Result<L::Target>;
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.site.poll_with(|value| Ok(value.clone()))
+    }
+}
+
+/// Replacing a site's value: see [`Site::replace`].
+#[must_use = "a replacement does nothing unless awaited"]
+pub struct Replace<'t, V, L: Lens<V>> {
+    site: Site<'t, V, L>,
+    value: Option<L::Target>,
+}
+
+impl<V: SiteValue, L: Lens<V>> Future for Replace<'_, V, L> {
+    type Output = Result<()>;
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = self.get_mut();
+        let value = &mut this.value;
+        this.site.poll_with(|slot| match value.take() {
+            Some(value) => this.site.assign(slot, value),
+            None => Ok(()),
+        })
+    }
+}
+
+/// Editing a site's value in place: see [`Site::edit`].
+#[must_use = "an edit does nothing unless awaited"]
+pub struct Edit<'t, V, L, F> {
+    site: Site<'t, V, L>,
+    f: Option<F>,
+}
+
+impl<V: SiteValue, L: Lens<V>, F: FnOnce(L::Target) -> L::Target> Future for Edit<'_, V, L, F> {
+    type Output = Result<()>;
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = self.get_mut();
+        let f = &mut this.f;
+        this.site.poll_with(|slot| match f.take() {
+            Some(f) => {
+                let edited = f(slot.clone());
+                this.site.assign(slot, edited)
+            }
+            None => Ok(()),
+        })
+    }
+}
+
+// Neither future is self-referential, and neither projects a pin onto its fields.
+impl<V, L: Lens<V>> Unpin for Replace<'_, V, L> {}
+impl<V, L, F> Unpin for Edit<'_, V, L, F> {}

@@ -1,0 +1,186 @@
+//! The state a trace shares between its envoys (the body's side) and its engine (the model's side).
+//!
+//! Everything here is thread-confined (`Cell`/`RefCell`): a trace lives on one thread, and two
+//! traces on two threads share nothing but the model, which they only read.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::fmt;
+
+use crate::error::Error;
+use crate::tree::{NodeId, NodeKind, Tree};
+
+/// Which side of a module call a site is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Kind {
+    /// The arguments of the call.
+    Input,
+    /// The value the call returned.
+    Output,
+}
+
+/// One visit of one site: a node, a side, and the occurrence (0 for the first call).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Key {
+    pub(crate) node: NodeId,
+    pub(crate) kind: Kind,
+    pub(crate) occurrence: u32,
+}
+
+/// The value of the site being served right now, lent to the bodies waiting for it.
+#[derive(Clone, Copy)]
+pub(crate) struct Serving {
+    pub(crate) key: Key,
+    pub(crate) value: *mut dyn Any,
+    pub(crate) type_name: &'static str,
+}
+
+/// An envoy that stands for a module that does not exist: every access through it fails.
+#[derive(Debug)]
+pub(crate) struct Ghost {
+    pub(crate) list: NodeId,
+    pub(crate) index: usize,
+    pub(crate) len: usize,
+}
+
+/// What an access finds when its future is polled.
+pub(crate) enum Access {
+    /// The site is being served: here is its value.
+    Serve(*mut dyn Any, &'static str),
+    /// The site has not fired yet; the request is registered.
+    Wait,
+    /// The access can never succeed.
+    Fail(Error),
+}
+
+/// The per-trace state: the module tree with its visit counters, the requests of the bodies, and
+/// the value being served.
+pub struct TraceState {
+    pub(crate) tree: Tree,
+    pub(crate) serving: Cell<Option<Serving>>,
+    /// The invoke whose body is being polled.
+    pub(crate) invoke: Cell<usize>,
+    /// The site each invoke's body waits for.
+    pub(crate) pending: Box<[Cell<Option<Key>>]>,
+    /// The last site the forward pass went through.
+    pub(crate) last: Cell<Option<Key>>,
+    pub(crate) ghosts: RefCell<Vec<Ghost>>,
+}
+
+impl fmt::Debug for TraceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TraceState").field("nodes", &self.tree.len()).finish_non_exhaustive()
+    }
+}
+
+impl TraceState {
+    pub(crate) fn new(tree: Tree, invokes: usize) -> TraceState {
+        TraceState {
+            tree,
+            serving: Cell::new(None),
+            invoke: Cell::new(0),
+            pending: (0..invokes).map(|_| Cell::new(None)).collect(),
+            last: Cell::new(None),
+            ghosts: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The child `slot` of `node`, for building envoys (a ghost or absent node is its own child).
+    pub fn child(&self, node: NodeId, slot: u32) -> NodeId {
+        self.tree.child(node, slot)
+    }
+
+    /// The number of children of a list node (0 for a ghost or absent node).
+    pub(crate) fn children(&self, node: NodeId) -> u32 {
+        match node.ghost_index() {
+            Some(_) => 0,
+            None => self.tree.node(node).children,
+        }
+    }
+
+    /// A ghost standing for element `index` of the list `list`, which has `len` elements.
+    pub(crate) fn ghost(&self, list: NodeId, index: usize, len: usize) -> NodeId {
+        let mut ghosts = self.ghosts.borrow_mut();
+        ghosts.push(Ghost { list, index, len });
+        NodeId::ghost(ghosts.len() - 1)
+    }
+
+    /// The path of a node (`blocks.2.attn`), also for ghosts.
+    pub fn path(&self, node: NodeId) -> String {
+        match node.ghost_index() {
+            Some(g) => {
+                let ghosts = self.ghosts.borrow();
+                let ghost = &ghosts[g];
+                format!("{}.{}", self.tree.path(ghost.list), ghost.index)
+            }
+            None => self.tree.path(node),
+        }
+    }
+
+    /// `blocks.2.output.i0`, the way nnsight names a site visit.
+    pub(crate) fn describe(&self, key: Key) -> String {
+        let side = match key.kind {
+            Kind::Input => "input",
+            Kind::Output => "output",
+        };
+        format!("{}.{side}.i{}", self.path(key.node), key.occurrence)
+    }
+
+    /// Why accesses through `node` can never succeed, if they cannot.
+    fn invalid(&self, node: NodeId) -> Option<Error> {
+        if let Some(g) = node.ghost_index() {
+            let ghosts = self.ghosts.borrow();
+            let ghost = &ghosts[g];
+            let path = self.tree.path(ghost.list);
+            return Some(match self.tree.node(ghost.list).kind {
+                NodeKind::Absent => Error::NotPresent { path },
+                _ => Error::IndexOutOfRange { path, index: ghost.index, len: ghost.len },
+            });
+        }
+        match self.tree.node(node).kind {
+            NodeKind::Absent => Some(Error::NotPresent { path: self.tree.path(node) }),
+            NodeKind::Module | NodeKind::List => None,
+        }
+    }
+
+    /// Resolves an access of the current invoke's body to `key`.
+    pub(crate) fn access(&self, key: Key) -> Access {
+        if let Some(error) = self.invalid(key.node) {
+            return Access::Fail(error);
+        }
+        if let Some(serving) = self.serving.get()
+            && serving.key == key
+        {
+            return Access::Serve(serving.value, serving.type_name);
+        }
+        let node = self.tree.node(key.node);
+        let seen = match key.kind {
+            Kind::Input => node.inputs_seen.get(),
+            Kind::Output => node.outputs_seen.get(),
+        };
+        if seen > key.occurrence {
+            let passed = self.last.get().map_or_else(|| "the start".to_owned(), |k| self.describe(k));
+            return Access::Fail(Error::OutOfOrder { requested: self.describe(key), passed });
+        }
+        let pending = &self.pending[self.invoke.get()];
+        match pending.get() {
+            Some(other) if other != key => Access::Fail(Error::Unsupported {
+                what: format!(
+                    "awaited `{}` while already waiting for `{}`",
+                    self.describe(key),
+                    self.describe(other)
+                ),
+            }),
+            _ => {
+                pending.set(Some(key));
+                Access::Wait
+            }
+        }
+    }
+
+    /// Whether some body waits for `key`.
+    #[inline]
+    pub(crate) fn awaited(&self, key: Key) -> bool {
+        self.pending.iter().any(|p| p.get() == Some(key))
+    }
+}

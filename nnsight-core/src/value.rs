@@ -1,0 +1,137 @@
+//! What may flow through a site: [`SiteValue`], and argument tuples ([`Args`]).
+
+use burn::tensor::{BasicOps, Tensor, backend::Backend};
+
+use crate::error::Mismatch;
+
+/// A value that can pass through a site: a module's output, or the tuple of its arguments.
+///
+/// Reading a site hands the body a clone (for tensors: a handle, no copy of the data); replacing it
+/// checks the replacement with [`check_replacement`](Self::check_replacement) first.
+/// Implemented for burn tensors, tuples, `Option`, `Vec`, and plain scalars; implement it for your
+/// own output types (the default accepts any replacement).
+pub trait SiteValue: Clone + 'static {
+    /// Checks that `replacement` may stand in for `self` downstream (for tensors: the same shape).
+    ///
+    /// # Errors
+    /// A [`Mismatch`] describing both shapes.
+    fn check_replacement(&self, replacement: &Self) -> Result<(), Mismatch> {
+        let _ = replacement;
+        Ok(())
+    }
+}
+
+impl<B: Backend, const D: usize, K: BasicOps<B> + 'static> SiteValue for Tensor<B, D, K> {
+    fn check_replacement(&self, replacement: &Self) -> Result<(), Mismatch> {
+        let (expected, found) = (self.dims(), replacement.dims());
+        if expected == found {
+            Ok(())
+        } else {
+            Err(Mismatch { expected: format!("{expected:?}"), found: format!("{found:?}") })
+        }
+    }
+}
+
+impl<T: SiteValue> SiteValue for Option<T> {
+    fn check_replacement(&self, replacement: &Self) -> Result<(), Mismatch> {
+        match (self, replacement) {
+            (Some(a), Some(b)) => a.check_replacement(b),
+            (None, None) => Ok(()),
+            (a, b) => Err(Mismatch { expected: presence(a.is_some()), found: presence(b.is_some()) }),
+        }
+    }
+}
+
+fn presence(some: bool) -> String {
+    if some { "Some(..)" } else { "None" }.to_owned()
+}
+
+impl<T: SiteValue> SiteValue for Vec<T> {
+    fn check_replacement(&self, replacement: &Self) -> Result<(), Mismatch> {
+        if self.len() != replacement.len() {
+            return Err(Mismatch {
+                expected: format!("{} elements", self.len()),
+                found: format!("{} elements", replacement.len()),
+            });
+        }
+        for (i, (a, b)) in self.iter().zip(replacement).enumerate() {
+            a.check_replacement(b).map_err(|m| in_element(i, m))?;
+        }
+        Ok(())
+    }
+}
+
+fn in_element(index: usize, m: Mismatch) -> Mismatch {
+    Mismatch { expected: format!("{} at element {index}", m.expected), found: m.found }
+}
+
+macro_rules! plain_values {
+    ($($t:ty),*) => { $(impl SiteValue for $t {})* };
+}
+plain_values!(bool, char, u8, u16, u32, u64, usize, i8, i16, i32, i64, isize, f32, f64, String);
+
+/// The argument tuple of a module call, as captured by its input site.
+///
+/// `input()` is the first argument, `inputs()` the whole tuple (as in nnsight).
+pub trait Args: SiteValue {
+    /// The type of the first argument.
+    type First: SiteValue;
+    /// The first argument, mutably (the target of `input().replace(..)`).
+    fn first_mut(&mut self) -> &mut Self::First;
+}
+
+impl SiteValue for () {}
+
+macro_rules! tuples {
+    ($(($($name:ident $idx:tt),+))*) => {$(
+        impl<$($name: SiteValue),+> SiteValue for ($($name,)+) {
+            fn check_replacement(&self, replacement: &Self) -> Result<(), Mismatch> {
+                $(self.$idx.check_replacement(&replacement.$idx).map_err(|m| in_element($idx, m))?;)+
+                Ok(())
+            }
+        }
+        impl<$($name: SiteValue),+> Args for ($($name,)+) {
+            type First = A;
+            fn first_mut(&mut self) -> &mut A {
+                &mut self.0
+            }
+        }
+    )*};
+}
+tuples! {
+    (A 0)
+    (A 0, C 1)
+    (A 0, C 1, D 2)
+    (A 0, C 1, D 2, E 3)
+    (A 0, C 1, D 2, E 3, F 4)
+    (A 0, C 1, D 2, E 3, F 4, G 5)
+    (A 0, C 1, D 2, E 3, F 4, G 5, H 6)
+    (A 0, C 1, D 2, E 3, F 4, G 5, H 6, I 7)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn_flex::Flex;
+
+    #[test]
+    fn tensors_of_other_shapes_are_rejected_with_both_shapes() {
+        let device = Default::default();
+        let a = Tensor::<Flex, 2>::zeros([2, 3], &device);
+        let b = Tensor::<Flex, 2>::zeros([3, 2], &device);
+        assert!(a.check_replacement(&a.clone()).is_ok());
+        let m = a.check_replacement(&b).unwrap_err();
+        assert_eq!((m.expected.as_str(), m.found.as_str()), ("[2, 3]", "[3, 2]"));
+    }
+
+    #[test]
+    fn tuples_name_the_element_that_differs() {
+        let device = Default::default();
+        let t = Tensor::<Flex, 1>::zeros([4], &device);
+        let pair = (t.clone(), Tensor::<Flex, 1>::zeros([2], &device));
+        let other = (t.clone(), t);
+        let m = pair.check_replacement(&other).unwrap_err();
+        assert_eq!(m.expected, "[2] at element 1");
+        assert_eq!(Some(1).check_replacement(&None).unwrap_err().found, "None");
+    }
+}

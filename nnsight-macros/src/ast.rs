@@ -1,0 +1,169 @@
+//! Typed inputs of the macros: the derived struct with its classified fields, and `trace!`'s
+//! arguments. Parsing validates as it goes and collects every error it finds.
+
+use syn::parse::{Parse, ParseStream};
+use syn::spanned::Spanned;
+use syn::{Data, DeriveInput, Expr, ExprClosure, Fields, GenericArgument, Ident, PathArguments, Token, Type, Visibility};
+
+/// A struct that derives `Inspectable`.
+pub(crate) struct Struct<'a> {
+    pub(crate) modules: Vec<ModuleField<'a>>,
+}
+
+/// A field that is (or holds) a module.
+pub(crate) struct ModuleField<'a> {
+    pub(crate) vis: &'a Visibility,
+    pub(crate) name: &'a Ident,
+    pub(crate) kind: FieldKind<'a>,
+}
+
+/// How a module field holds its module(s).
+pub(crate) enum FieldKind<'a> {
+    /// `M`
+    Single(&'a Type),
+    /// `Vec<M>`
+    List(&'a Type),
+    /// `Option<M>`
+    Optional(&'a Type),
+}
+
+/// Last path segments of field types that are never modules.
+const PLAIN: &[&str] = &[
+    "Param", "Tensor", "Ignored", "RunningState", "PhantomData", "bool", "char", "u8", "u16", "u32", "u64",
+    "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize", "f32", "f64", "String", "bf16", "f16",
+];
+
+impl<'a> Struct<'a> {
+    pub(crate) fn from_syn(input: &'a DeriveInput) -> syn::Result<Self> {
+        let fields = match &input.data {
+            Data::Struct(data) => match &data.fields {
+                Fields::Named(fields) => fields,
+                Fields::Unnamed(_) | Fields::Unit => {
+                    return Err(syn::Error::new_spanned(
+                        &input.ident,
+                        "`Inspectable` needs a struct with named fields: the field names are the module paths",
+                    ));
+                }
+            },
+            Data::Enum(data) => {
+                return Err(syn::Error::new(
+                    data.enum_token.span,
+                    "`Inspectable` can only be derived for structs; an enum has no fixed module tree",
+                ));
+            }
+            Data::Union(data) => {
+                return Err(syn::Error::new(data.union_token.span, "`Inspectable` can only be derived for structs"));
+            }
+        };
+        let mut errors: Option<syn::Error> = None;
+        let mut modules = Vec::new();
+        for field in &fields.named {
+            let name = field.ident.as_ref().expect("named fields have names");
+            match skip_attribute(field) {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    combine(&mut errors, e);
+                    continue;
+                }
+            }
+            if let Some(kind) = classify(&field.ty) {
+                modules.push(ModuleField { vis: &field.vis, name, kind });
+            }
+        }
+        match errors {
+            Some(e) => Err(e),
+            None => Ok(Struct { modules }),
+        }
+    }
+}
+
+fn combine(errors: &mut Option<syn::Error>, error: syn::Error) {
+    match errors {
+        Some(existing) => existing.combine(error),
+        None => *errors = Some(error),
+    }
+}
+
+/// Whether the field carries `#[inspect(skip)]`.
+fn skip_attribute(field: &syn::Field) -> syn::Result<bool> {
+    let mut skip = false;
+    for attr in field.attrs.iter().filter(|a| a.path().is_ident("inspect")) {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("skip") {
+                skip = true;
+                Ok(())
+            } else {
+                Err(meta.error("unknown `inspect` option; the only field option is `skip`"))
+            }
+        })?;
+    }
+    Ok(skip)
+}
+
+/// Classifies a field type; `None` for types that are not modules.
+fn classify(ty: &Type) -> Option<FieldKind<'_>> {
+    let (name, inner) = last_segment(ty)?;
+    if PLAIN.contains(&name.to_string().as_str()) {
+        return None;
+    }
+    match (name.to_string().as_str(), inner) {
+        ("Vec", Some(inner)) => plain_or(inner, FieldKind::List(inner)),
+        ("Option", Some(inner)) => plain_or(inner, FieldKind::Optional(inner)),
+        _ => Some(FieldKind::Single(ty)),
+    }
+}
+
+fn plain_or<'a>(inner: &'a Type, kind: FieldKind<'a>) -> Option<FieldKind<'a>> {
+    let (name, _) = last_segment(inner)?;
+    (!PLAIN.contains(&name.to_string().as_str())).then_some(kind)
+}
+
+/// The last path segment of a type, with its first type argument.
+fn last_segment(ty: &Type) -> Option<(&Ident, Option<&Type>)> {
+    let Type::Path(path) = ty else { return None };
+    let segment = path.path.segments.last()?;
+    let inner = match &segment.arguments {
+        PathArguments::AngleBracketed(args) => args.args.iter().find_map(|a| match a {
+            GenericArgument::Type(t) => Some(t),
+            _ => None,
+        }),
+        _ => None,
+    };
+    Some((&segment.ident, inner))
+}
+
+/// `trace!(model, input, |envoy| body)`.
+pub(crate) struct TraceInput {
+    pub(crate) model: Expr,
+    pub(crate) input: Expr,
+    pub(crate) body: ExprClosure,
+}
+
+impl Parse for TraceInput {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        const USAGE: &str = "expected `trace!(model, input, |m| { .. })`";
+        let model: Expr = input.parse().map_err(|e| syn::Error::new(e.span(), USAGE))?;
+        input.parse::<Token![,]>().map_err(|e| syn::Error::new(e.span(), USAGE))?;
+        let input_expr: Expr = input.parse().map_err(|e| syn::Error::new(e.span(), USAGE))?;
+        input.parse::<Token![,]>().map_err(|e| syn::Error::new(e.span(), USAGE))?;
+        let body: Expr = input.parse()?;
+        let Expr::Closure(body) = body else {
+            return Err(syn::Error::new_spanned(
+                body,
+                "the last argument of `trace!` is the body: a closure over the envoy, `|m| { .. }`",
+            ));
+        };
+        if body.inputs.len() != 1 {
+            return Err(syn::Error::new(body.inputs.span(), "the body takes exactly one argument: the envoy, as in `|m| ..`"));
+        }
+        if let Some(token) = body.asyncness {
+            return Err(syn::Error::new(token.span, "`trace!` makes the body async itself; remove `async`"));
+        }
+        let _ = input.parse::<Token![,]>();
+        if !input.is_empty() {
+            return Err(input.error("unexpected tokens after the body of `trace!`"));
+        }
+        Ok(TraceInput { model, input: input_expr, body })
+    }
+}

@@ -1,0 +1,122 @@
+//! `#[derive(Inspectable)]`: the envoy struct, the `Inspectable` impl and the field slots.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{DeriveInput, GenericParam, Lifetime};
+
+use crate::ast::{FieldKind, Struct};
+
+pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
+    let s = Struct::from_syn(input)?;
+    let name = &input.ident;
+    let vis = &input.vis;
+    let envoy = format_ident!("{}Envoy", name);
+    let t = Lifetime::new("'t", name.span());
+
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    // The envoy's generics: `'t` first, then the struct's own parameters.
+    let mut envoy_generics = input.generics.clone();
+    envoy_generics.params.insert(0, GenericParam::Lifetime(syn::LifetimeParam::new(t.clone())));
+    let (envoy_impl_generics, envoy_ty_generics, _) = envoy_generics.split_for_impl();
+    let params = input.generics.params.iter().map(|p| match p {
+        GenericParam::Type(t) => {
+            let ident = &t.ident;
+            quote!(#ident)
+        }
+        GenericParam::Lifetime(l) => {
+            let lifetime = &l.lifetime;
+            quote!(#lifetime)
+        }
+        GenericParam::Const(c) => {
+            let ident = &c.ident;
+            quote!(#ident)
+        }
+    });
+    let envoy_args = quote!(#(#params),*);
+
+    let count = s.modules.len() as u32;
+    let mut fields = Vec::new();
+    let mut registers = Vec::new();
+    let mut builds = Vec::new();
+    let mut slots = Vec::new();
+    for (slot, field) in s.modules.iter().enumerate() {
+        let slot = slot as u32;
+        let (fvis, fname) = (field.vis, field.name);
+        let doc = format!("The envoy of the submodule `{fname}`.");
+        let (envoy_ty, register, build) = match field.kind {
+            FieldKind::Single(ty) => (
+                quote_spanned!(ty.span()=> <#ty as ::nnsight::Inspectable>::Envoy<#t>),
+                quote!(tree.module(first + #slot, stringify!(#fname), &self.#fname);),
+                quote_spanned!(ty.span()=> <#ty as ::nnsight::Inspectable>::envoy(state, state.child(node, #slot))),
+            ),
+            FieldKind::List(ty) => (
+                quote_spanned!(ty.span()=> ::nnsight::ListEnvoy<#t, <#ty as ::nnsight::Inspectable>::Envoy<#t>>),
+                quote!(tree.list(first + #slot, stringify!(#fname), &self.#fname);),
+                quote_spanned!(ty.span()=> ::nnsight::ListEnvoy::new(
+                    state, state.child(node, #slot), <#ty as ::nnsight::Inspectable>::envoy
+                )),
+            ),
+            FieldKind::Optional(ty) => (
+                quote_spanned!(ty.span()=> <#ty as ::nnsight::Inspectable>::Envoy<#t>),
+                quote!(tree.optional(first + #slot, stringify!(#fname), ::core::option::Option::as_ref(&self.#fname));),
+                quote_spanned!(ty.span()=> <#ty as ::nnsight::Inspectable>::envoy(state, state.child(node, #slot))),
+            ),
+        };
+        fields.push(quote!(#[doc = #doc] #fvis #fname: #envoy_ty,));
+        registers.push(register);
+        builds.push(quote!(#fname: #build,));
+        let slot_name = format_ident!("__nnsight_slot_{}", fname);
+        slots.push(quote!(
+            #[doc(hidden)]
+            #[allow(non_upper_case_globals)]
+            pub const #slot_name: u32 = #slot;
+        ));
+    }
+
+    let doc = format!(
+        "The envoy of [`{name}`] in a trace: one field per submodule; its own sites \
+         (`output()`, `input()`, `inputs()`) through [`ModuleEnvoy`](::nnsight::ModuleEnvoy)."
+    );
+    Ok(quote! {
+        #[doc = #doc]
+        #vis struct #envoy #envoy_impl_generics #where_clause {
+            __nnsight_sites: ::nnsight::ModuleEnvoy<#t, #name #ty_generics>,
+            #(#fields)*
+        }
+
+        impl #envoy_impl_generics ::core::ops::Deref for #envoy #envoy_ty_generics #where_clause {
+            type Target = ::nnsight::ModuleEnvoy<#t, #name #ty_generics>;
+            fn deref(&self) -> &Self::Target {
+                &self.__nnsight_sites
+            }
+        }
+
+        impl #envoy_impl_generics ::core::fmt::Debug for #envoy #envoy_ty_generics #where_clause {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                ::core::fmt::Debug::fmt(&self.__nnsight_sites, f)
+            }
+        }
+
+        impl #impl_generics ::nnsight::Inspectable for #name #ty_generics #where_clause {
+            type Envoy<#t> = #envoy<#t, #envoy_args>;
+
+            fn register(&self, tree: &mut ::nnsight::TreeBuilder) {
+                let first = tree.reserve(#count);
+                let _ = first;
+                #(#registers)*
+            }
+
+            fn envoy(state: &::nnsight::TraceState, node: ::nnsight::NodeId) -> Self::Envoy<'_> {
+                #envoy {
+                    __nnsight_sites: ::nnsight::ModuleEnvoy::new(state, node),
+                    #(#builds)*
+                }
+            }
+        }
+
+        impl #impl_generics #name #ty_generics #where_clause {
+            #(#slots)*
+        }
+    })
+}

@@ -1,0 +1,88 @@
+//! `#[inspect]`: instruments the methods of an `impl` block and implements `Signature` /
+//! `Forward` from its `forward` method.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, quote};
+use syn::visit_mut::VisitMut;
+use syn::{FnArg, Ident, ImplItem, ImplItemFn, ItemImpl, ReturnType, Type};
+
+use crate::rewrite::forward_sites::ForwardSites;
+
+pub(crate) fn expand(args: TokenStream, mut item: ItemImpl) -> syn::Result<TokenStream> {
+    if !args.is_empty() {
+        return Err(syn::Error::new_spanned(args, "`#[inspect]` takes no arguments"));
+    }
+    if let Some((_, path, _)) = &item.trait_ {
+        return Err(syn::Error::new_spanned(
+            path,
+            "`#[inspect]` goes on the module's inherent `impl` block (the one with `fn forward`)",
+        ));
+    }
+    let mut sites = ForwardSites::default();
+    for impl_item in &mut item.items {
+        if let ImplItem::Fn(method) = impl_item {
+            sites.visit_block_mut(&mut method.block);
+        }
+    }
+    if let Some(mut error) = sites.errors.pop() {
+        for e in sites.errors {
+            error.combine(e);
+        }
+        return Err(error);
+    }
+    let signature = item.items.iter().find_map(|i| match i {
+        ImplItem::Fn(f) if f.sig.ident == "forward" => signature(&item, f),
+        _ => None,
+    });
+    Ok(quote!(#item #signature))
+}
+
+/// `Signature` (and, with only owned arguments, `Forward`) from `fn forward(&self, ..)`.
+fn signature(item: &ItemImpl, forward: &ImplItemFn) -> Option<TokenStream> {
+    let sig = &forward.sig;
+    let by_ref_self = matches!(sig.inputs.first(), Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none());
+    if !by_ref_self || !sig.generics.params.is_empty() || sig.asyncness.is_some() {
+        return None;
+    }
+    let mut owned = Vec::new();
+    let mut all_owned = true;
+    for arg in sig.inputs.iter().skip(1) {
+        let FnArg::Typed(arg) = arg else { return None };
+        if mentions_impl_trait(&arg.ty) {
+            return None;
+        }
+        match &*arg.ty {
+            Type::Reference(_) => all_owned = false,
+            ty => owned.push(ty.clone()),
+        }
+    }
+    let output = match &sig.output {
+        ReturnType::Default => quote!(()),
+        ReturnType::Type(_, ty) if mentions_impl_trait(ty) => return None,
+        ReturnType::Type(_, ty) => ty.to_token_stream(),
+    };
+    let (impl_generics, _, where_clause) = item.generics.split_for_impl();
+    let self_ty = &item.self_ty;
+    let mut tokens = quote! {
+        impl #impl_generics ::nnsight::Signature for #self_ty #where_clause {
+            type Inputs = (#(#owned,)*);
+            type Output = #output;
+        }
+    };
+    if all_owned {
+        let names: Vec<Ident> =
+            (0..owned.len()).map(|i| Ident::new(&format!("__nnsight_arg{i}"), Span::mixed_site())).collect();
+        tokens.extend(quote! {
+            impl #impl_generics ::nnsight::Forward for #self_ty #where_clause {
+                fn forward_inputs(&self, (#(#names,)*): Self::Inputs) -> Self::Output {
+                    self.forward(#(#names),*)
+                }
+            }
+        });
+    }
+    Some(tokens)
+}
+
+fn mentions_impl_trait(ty: &Type) -> bool {
+    ty.to_token_stream().into_iter().any(|t| t.to_string() == "impl")
+}

@@ -1,0 +1,5 @@
+//! Code generation, one file per macro.
+
+pub(crate) mod derive;
+pub(crate) mod inspect;
+pub(crate) mod trace;

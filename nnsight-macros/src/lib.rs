@@ -1,0 +1,57 @@
+//! Procedural macros of nnsight-rs. Use them through the `nnsight` facade crate:
+//!
+//! - `#[derive(Inspectable)]` on a burn `Module` struct generates its typed envoy;
+//! - `#[inspect]` on the struct's `impl` block turns every submodule call into a site;
+//! - `trace!` compiles an nnsight-shaped body into a trace.
+//!
+//! Each macro parses its input into a typed form (`ast`), rewrites bodies where it must
+//! (`rewrite`), and expands (`expand`). On error the user's item is still emitted, so one mistake
+//! does not cascade into many.
+
+use proc_macro::TokenStream;
+use syn::parse_macro_input;
+
+mod ast;
+mod expand;
+mod rewrite;
+
+/// Derives `nnsight::Inspectable` for a burn `Module` struct with named fields.
+///
+/// Fields that are modules become envoy fields of the same name; `Vec<M>` fields become lists,
+/// `Option<M>` fields optional modules. Parameters (`Param<..>`), tensors, plain values
+/// (`usize`, `f64`, `bool`, `String`, ...) and fields marked `#[inspect(skip)]` are skipped.
+#[proc_macro_derive(Inspectable, attributes(inspect))]
+pub fn derive_inspectable(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as syn::DeriveInput);
+    expand::derive::expand(&input).unwrap_or_else(syn::Error::into_compile_error).into()
+}
+
+/// Instruments the methods of a module's `impl` block: every `self.field.forward*(..)` call (and
+/// calls on elements of `Vec` fields bound by `for`, `if let` or `let`) becomes a site.
+///
+/// It also implements `nnsight::Signature` (and `nnsight::Forward` when every argument is owned)
+/// from the block's `fn forward(&self, ..)`, which types the module's envoy.
+#[proc_macro_attribute]
+pub fn inspect(args: TokenStream, item: TokenStream) -> TokenStream {
+    let original: proc_macro2::TokenStream = item.clone().into();
+    let args: proc_macro2::TokenStream = args.into();
+    let item = parse_macro_input!(item as syn::ItemImpl);
+    match expand::inspect::expand(args, item) {
+        Ok(tokens) => tokens.into(),
+        Err(error) => {
+            let error = error.into_compile_error();
+            quote::quote!(#original #error).into()
+        }
+    }
+}
+
+/// Runs a trace written the way nnsight reads: `trace!(model, input, |m| { .. })`.
+///
+/// Inside the body, `m.path.output()`, `.input()` and `.inputs()` are the real values (the macro
+/// awaits them); assigning to one replaces it (`m.h[2].output() = value;`), `+=`-style operators
+/// edit it, `.save()` is accepted and does nothing. The body's value is the trace's result.
+#[proc_macro]
+pub fn trace(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as ast::TraceInput);
+    expand::trace::expand(input).unwrap_or_else(syn::Error::into_compile_error).into()
+}

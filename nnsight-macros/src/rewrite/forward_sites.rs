@@ -1,0 +1,260 @@
+//! Turns submodule calls in forward methods into sites.
+//!
+//! A call `R.forward*(args)` is a site when its receiver `R` is a module field of `self`:
+//! `self.f`, `self.list[i]`, or a name bound to one — by `for x in &self.list` (also through
+//! `.iter()`, `.enumerate()` and other adapters that keep the elements), by
+//! `if let Some(x) = &self.opt`, or by `let x = &self.f;`. Nested items are left alone.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::visit_mut::{self, VisitMut};
+use syn::{Block, Expr, ExprMethodCall, Ident, Member, Pat, Stmt};
+
+/// The module a receiver stands for.
+#[derive(Clone)]
+enum Target {
+    /// The field itself.
+    Field(Ident),
+    /// An element of the `Vec` field.
+    Element(Ident),
+}
+
+/// The rewriting visitor; collects errors instead of stopping at the first.
+#[derive(Default)]
+pub(crate) struct ForwardSites {
+    /// Names bound to modules, innermost last; `None` shadows an outer binding.
+    aliases: Vec<(Ident, Option<Target>)>,
+    pub(crate) errors: Vec<syn::Error>,
+}
+
+/// Whether a method name is a forward call (`forward`, `forward_with_cache`, ...).
+fn is_forward(method: &Ident) -> bool {
+    let name = method.to_string();
+    name == "forward" || name.starts_with("forward_")
+}
+
+/// `self.name` → `name`.
+fn self_field(expr: &Expr) -> Option<&Ident> {
+    let Expr::Field(field) = peel(expr) else { return None };
+    let Expr::Path(base) = peel(&field.base) else { return None };
+    if !base.path.is_ident("self") {
+        return None;
+    }
+    match &field.member {
+        Member::Named(name) => Some(name),
+        Member::Unnamed(_) => None,
+    }
+}
+
+/// Strips parentheses and borrows.
+fn peel(mut expr: &Expr) -> &Expr {
+    loop {
+        match expr {
+            Expr::Paren(p) => expr = &p.expr,
+            Expr::Reference(r) => expr = &r.expr,
+            Expr::Group(g) => expr = &g.expr,
+            _ => return expr,
+        }
+    }
+}
+
+/// The `Vec` field an iterator expression walks, and whether it is enumerated.
+fn iterated_field(expr: &Expr) -> Option<(Ident, bool)> {
+    let mut enumerated = false;
+    let mut at = peel(expr);
+    loop {
+        if let Some(field) = self_field(at) {
+            return Some((field.clone(), enumerated));
+        }
+        let Expr::MethodCall(call) = at else { return None };
+        match call.method.to_string().as_str() {
+            "enumerate" => enumerated = true,
+            "iter" | "into_iter" | "skip" | "take" | "rev" | "step_by" | "skip_while" | "take_while"
+            | "filter" => {}
+            _ => return None,
+        }
+        at = peel(&call.receiver);
+    }
+}
+
+/// The name a loop pattern binds to the element.
+fn element_binding(pat: &Pat, enumerated: bool) -> Option<&Ident> {
+    match (pat, enumerated) {
+        (Pat::Ident(p), false) => Some(&p.ident),
+        (Pat::Tuple(t), true) if t.elems.len() == 2 => match &t.elems[1] {
+            Pat::Ident(p) => Some(&p.ident),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The names a pattern binds, so a new binding can shadow an alias.
+fn bound_names(pat: &Pat, out: &mut Vec<Ident>) {
+    match pat {
+        Pat::Ident(p) => out.push(p.ident.clone()),
+        Pat::Tuple(t) => t.elems.iter().for_each(|p| bound_names(p, out)),
+        Pat::TupleStruct(t) => t.elems.iter().for_each(|p| bound_names(p, out)),
+        Pat::Type(t) => bound_names(&t.pat, out),
+        Pat::Reference(r) => bound_names(&r.pat, out),
+        _ => {}
+    }
+}
+
+impl ForwardSites {
+    fn lookup(&self, name: &Ident) -> Option<Target> {
+        self.aliases.iter().rev().find(|(n, _)| n == name).and_then(|(_, t)| t.clone())
+    }
+
+    /// The module a receiver stands for, if it is one.
+    fn target(&self, receiver: &Expr) -> Option<Target> {
+        let receiver = peel(receiver);
+        if let Some(field) = self_field(receiver) {
+            return Some(Target::Field(field.clone()));
+        }
+        match receiver {
+            Expr::Index(index) => self_field(&index.expr).map(|f| Target::Element(f.clone())),
+            Expr::Path(path) => path.path.get_ident().and_then(|name| self.lookup(name)),
+            _ => None,
+        }
+    }
+
+    /// What `init` binds a `let` name to: a module, or nothing (shadowing).
+    fn bind_local(&mut self, local: &syn::Local) {
+        let target = match (&local.pat, &local.init) {
+            (Pat::Ident(_), Some(init)) if matches!(&*init.expr, Expr::Reference(_)) => self.target(&init.expr),
+            _ => None,
+        };
+        let mut names = Vec::new();
+        bound_names(&local.pat, &mut names);
+        for name in names {
+            self.aliases.push((name, target.clone()));
+        }
+    }
+
+    fn visit_for(&mut self, expr: &mut syn::ExprForLoop) {
+        self.visit_expr_mut(&mut expr.expr);
+        let mark = self.aliases.len();
+        let mut names = Vec::new();
+        bound_names(&expr.pat, &mut names);
+        for name in names {
+            self.aliases.push((name, None));
+        }
+        if let Some((field, enumerated)) = iterated_field(&expr.expr) {
+            match element_binding(&expr.pat, enumerated) {
+                Some(name) => self.aliases.push((name.clone(), Some(Target::Element(field)))),
+                None => self.errors.push(syn::Error::new_spanned(
+                    &expr.pat,
+                    "cannot tell which name this loop binds to the modules of `self.".to_owned()
+                        + &field.to_string()
+                        + "`; write `for module in &self.field` or `for (i, module) in self.field.iter().enumerate()`",
+                )),
+            }
+        }
+        self.visit_block_mut(&mut expr.body);
+        self.aliases.truncate(mark);
+    }
+
+    fn visit_if_let(&mut self, expr: &mut syn::ExprIf) {
+        let Expr::Let(condition) = &mut *expr.cond else {
+            return visit_mut::visit_expr_if_mut(self, expr);
+        };
+        self.visit_expr_mut(&mut condition.expr);
+        let mark = self.aliases.len();
+        let mut names = Vec::new();
+        bound_names(&condition.pat, &mut names);
+        for name in names {
+            self.aliases.push((name, None));
+        }
+        let scrutinee = match peel(&condition.expr) {
+            Expr::MethodCall(call) if call.method == "as_ref" => &*call.receiver,
+            other => other,
+        };
+        if let (Some(field), Pat::TupleStruct(pattern)) = (self_field(scrutinee), &*condition.pat)
+            && pattern.path.is_ident("Some")
+            && let Some(Pat::Ident(binding)) = pattern.elems.first()
+        {
+            self.aliases.push((binding.ident.clone(), Some(Target::Field(field.clone()))));
+        }
+        self.visit_block_mut(&mut expr.then_branch);
+        self.aliases.truncate(mark);
+        if let Some((_, otherwise)) = &mut expr.else_branch {
+            self.visit_expr_mut(otherwise);
+        }
+    }
+}
+
+impl VisitMut for ForwardSites {
+    fn visit_block_mut(&mut self, block: &mut Block) {
+        let mark = self.aliases.len();
+        for stmt in &mut block.stmts {
+            self.visit_stmt_mut(stmt);
+            if let Stmt::Local(local) = stmt {
+                self.bind_local(local);
+            }
+        }
+        self.aliases.truncate(mark);
+    }
+
+    fn visit_expr_mut(&mut self, expr: &mut Expr) {
+        match expr {
+            Expr::ForLoop(for_loop) => self.visit_for(for_loop),
+            Expr::If(if_expr) => self.visit_if_let(if_expr),
+            Expr::MethodCall(call) if is_forward(&call.method) => {
+                visit_mut::visit_expr_method_call_mut(self, call);
+                if let Some(target) = self.target(&call.receiver) {
+                    *expr = site(call, target);
+                }
+            }
+            _ => visit_mut::visit_expr_mut(self, expr),
+        }
+    }
+
+    fn visit_item_mut(&mut self, _item: &mut syn::Item) {}
+}
+
+/// The site expression for the call `call` on the module `target`.
+fn site(call: &ExprMethodCall, target: Target) -> Expr {
+    let hygienic = Span::mixed_site();
+    let module = Ident::new("__nnsight_module", hygienic);
+    let receiver = peel(&call.receiver);
+    let span = call.method.span();
+    let self_token = quote_spanned!(span=> self);
+    let child = match &target {
+        Target::Field(field) => {
+            let slot = format_ident!("__nnsight_slot_{}", field, span = field.span());
+            quote_spanned!(span=> ::nnsight::__private::Child::field(Self::#slot))
+        }
+        Target::Element(field) => {
+            let slot = format_ident!("__nnsight_slot_{}", field, span = field.span());
+            quote_spanned!(span=> ::nnsight::__private::Child::element(Self::#slot, &#self_token.#field, #module))
+        }
+    };
+    let borrow_module = match (receiver, &target) {
+        (Expr::Path(_), _) => quote!(let #module = &*#receiver;),
+        _ => quote!(let #module = &#receiver;),
+    };
+    let mut lets = Vec::new();
+    let mut captured = Vec::new();
+    let mut passed = Vec::new();
+    for (i, arg) in call.args.iter().enumerate() {
+        let name = Ident::new(&format!("__nnsight_arg{i}"), hygienic);
+        lets.push(quote!(let #name = #arg;));
+        if !matches!(arg, Expr::Reference(_)) {
+            captured.push(name.clone());
+        }
+        passed.push(name);
+    }
+    let method = &call.method;
+    let turbofish = &call.turbofish;
+    let tokens: TokenStream = quote! {{
+        #borrow_module
+        #(#lets)*
+        ::nnsight::__private::site(
+            #child,
+            (#(#captured,)*),
+            |(#(#captured,)*)| #module.#method #turbofish (#(#passed),*),
+        )
+    }};
+    syn::parse2(tokens).expect("a site expression is a valid expression")
+}

@@ -1,0 +1,4 @@
+//! Body rewriting with `syn::visit_mut`: forward methods (`#[inspect]`) and trace bodies (`trace!`).
+
+pub(crate) mod forward_sites;
+pub(crate) mod trace_body;

@@ -1,0 +1,98 @@
+//! Rewrites a `trace!` body into an async body: envoy accesses are awaited, assignments to them
+//! become replacements, compound assignments edits.
+
+use quote::quote;
+use syn::spanned::Spanned;
+use syn::visit::{self, Visit};
+use syn::visit_mut::{self, VisitMut};
+use syn::{BinOp, Expr, parse_quote};
+
+/// Method names that read a site.
+const ACCESSES: &[&str] = &["output", "input", "inputs"];
+
+/// Whether `expr` is an envoy access: `x.output()`, `x.input()`, `x.inputs()`, optionally
+/// followed by `.at(n)`.
+pub(crate) fn is_access(expr: &Expr) -> bool {
+    let Expr::MethodCall(call) = expr else { return false };
+    if call.method == "at" && call.args.len() == 1 {
+        return is_access(&call.receiver);
+    }
+    call.args.is_empty() && ACCESSES.iter().any(|a| call.method == a)
+}
+
+/// The rewriting visitor; collects errors instead of stopping at the first.
+#[derive(Default)]
+pub(crate) struct TraceBody {
+    pub(crate) errors: Vec<syn::Error>,
+}
+
+/// Finds an access anywhere inside an expression.
+struct FindAccess(Option<proc_macro2::Span>);
+
+impl<'ast> Visit<'ast> for FindAccess {
+    fn visit_expr(&mut self, expr: &'ast Expr) {
+        if self.0.is_none() && is_access(expr) {
+            self.0 = Some(expr.span());
+        }
+        visit::visit_expr(self, expr);
+    }
+}
+
+impl VisitMut for TraceBody {
+    fn visit_expr_mut(&mut self, expr: &mut Expr) {
+        match expr {
+            Expr::Await(awaited) => self.errors.push(syn::Error::new(
+                awaited.await_token.span,
+                "`trace!` awaits envoy accesses itself; remove this `.await` \
+                 (or use the explicit API: `model.trace(input).run(async |m| ..)`)",
+            )),
+            Expr::Closure(closure) => {
+                let mut find = FindAccess(None);
+                find.visit_expr(&closure.body);
+                if let Some(span) = find.0 {
+                    self.errors.push(syn::Error::new(
+                        span,
+                        "an envoy access inside a closure cannot be awaited; use a `for` loop instead",
+                    ));
+                }
+            }
+            Expr::Async(_) => {}
+            Expr::Assign(assign) if is_access(&assign.left) => {
+                self.visit_expr_mut(&mut assign.right);
+                let (site, value) = (&assign.left, &assign.right);
+                *expr = parse_quote!((#site).replace(#value).await?);
+            }
+            Expr::Binary(binary) if is_access(&binary.left) && compound(&binary.op).is_some() => {
+                self.visit_expr_mut(&mut binary.right);
+                let (site, value) = (&binary.left, &binary.right);
+                let op = compound(&binary.op).expect("checked above");
+                *expr = parse_quote!({
+                    let __nnsight_operand = #value;
+                    (#site).edit(move |__nnsight_value| __nnsight_value #op __nnsight_operand).await?
+                });
+            }
+            Expr::MethodCall(call) if call.method == "save" && call.args.is_empty() && is_access(&call.receiver) => {
+                *expr = (*call.receiver).clone();
+                self.visit_expr_mut(expr);
+            }
+            _ if is_access(expr) => {
+                visit_mut::visit_expr_mut(self, expr);
+                *expr = parse_quote!((#expr).await?);
+            }
+            _ => visit_mut::visit_expr_mut(self, expr),
+        }
+    }
+
+    fn visit_item_mut(&mut self, _item: &mut syn::Item) {}
+}
+
+/// The binary operator of a compound assignment (`+=` → `+`).
+fn compound(op: &BinOp) -> Option<proc_macro2::TokenStream> {
+    Some(match op {
+        BinOp::AddAssign(_) => quote!(+),
+        BinOp::SubAssign(_) => quote!(-),
+        BinOp::MulAssign(_) => quote!(*),
+        BinOp::DivAssign(_) => quote!(/),
+        _ => return None,
+    })
+}
