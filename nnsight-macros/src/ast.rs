@@ -85,9 +85,16 @@ fn combine(errors: &mut Option<syn::Error>, error: syn::Error) {
     }
 }
 
-/// Whether the field carries `#[inspect(skip)]`.
+/// Whether the field carries `#[inspect(skip)]` or burn's `#[module(skip)]`.
 fn skip_attribute(field: &syn::Field) -> syn::Result<bool> {
     let mut skip = false;
+    // burn's own `#[module(skip)]` marks a field that is not a module.
+    for attr in field.attrs.iter().filter(|a| a.path().is_ident("module")) {
+        let _ = attr.parse_nested_meta(|meta| {
+            skip |= meta.path.is_ident("skip");
+            Ok(())
+        });
+    }
     for attr in field.attrs.iter().filter(|a| a.path().is_ident("inspect")) {
         attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("skip") {

@@ -76,7 +76,7 @@ impl VisitMut for TraceBody {
                 self.visit_expr_mut(expr);
             }
             _ if is_access(expr) => {
-                visit_mut::visit_expr_mut(self, expr);
+                self.visit_access_arguments(expr);
                 *expr = parse_quote!((#expr).await?);
             }
             _ => visit_mut::visit_expr_mut(self, expr),
@@ -84,6 +84,20 @@ impl VisitMut for TraceBody {
     }
 
     fn visit_item_mut(&mut self, _item: &mut syn::Item) {}
+}
+
+impl TraceBody {
+    /// Rewrites inside the arguments of an access chain (`.at(n)`), not the chain itself.
+    fn visit_access_arguments(&mut self, expr: &mut Expr) {
+        if let Expr::MethodCall(call) = expr {
+            if call.method == "at" {
+                call.args.iter_mut().for_each(|a| self.visit_expr_mut(a));
+                self.visit_access_arguments(&mut call.receiver);
+            } else {
+                self.visit_expr_mut(&mut call.receiver);
+            }
+        }
+    }
 }
 
 /// The binary operator of a compound assignment (`+=` → `+`).

@@ -1,0 +1,43 @@
+//! Two threads trace one shared model at the same time; each sees only its own interventions.
+
+mod support;
+
+use nnsight::prelude::*;
+use support::models::Transformer;
+use support::{B, assert_identical, input};
+
+#[test]
+fn concurrent_traces_over_one_model_do_not_interfere() {
+    let model = Transformer::<B>::new(2, &Default::default());
+    let model = &model;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..2u64)
+            .map(|worker| {
+                scope.spawn(move || {
+                    for round in 0..25u64 {
+                        let x = input([1, 3, 8], 100 + worker * 1000 + round);
+                        let patch = input([1, 3, 8], 200 + worker * 1000 + round);
+                        let (h0, out) = model
+                            .trace(x.clone())
+                            .run(async |m| {
+                                let h0 = m.blocks[0].output().await?;
+                                // Worker 0 patches block 1, worker 1 only reads.
+                                if worker == 0 {
+                                    m.blocks[1].output().replace(patch.clone()).await?;
+                                }
+                                Ok((h0, m.output().await?))
+                            })
+                            .unwrap();
+                        assert_identical(&h0, &model.blocks[0].forward(x.clone()));
+                        let expected =
+                            if worker == 0 { model.tail(patch) } else { model.forward(x) };
+                        assert_identical(&out, &expected);
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.join().expect("worker thread");
+        }
+    });
+}

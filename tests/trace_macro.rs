@@ -1,0 +1,85 @@
+//! `trace!`: nnsight-shaped bodies give the same results as the explicit API.
+
+mod support;
+
+use burn::prelude::*;
+use nnsight::prelude::*;
+use support::models::{Mlp, Transformer};
+use support::{B, assert_identical, input};
+
+#[test]
+fn reads_and_replacements_match_the_explicit_api() {
+    let model = Transformer::<B>::new(2, &Default::default());
+    let x = input([1, 4, 8], 30);
+    let patch = input([1, 4, 8], 31);
+
+    let (h0, out) = trace!(model, x.clone(), |m| {
+        let h0 = m.blocks[0].output().save();
+        m.blocks[1].output() = patch.clone();
+        (h0, m.output())
+    })
+    .unwrap();
+
+    let (h0_explicit, out_explicit) = model
+        .trace(x)
+        .run(async |m| {
+            let h0 = m.blocks[0].output().await?;
+            m.blocks[1].output().replace(patch.clone()).await?;
+            Ok((h0, m.output().await?))
+        })
+        .unwrap();
+    assert_identical(&h0, &h0_explicit);
+    assert_identical(&out, &out_explicit);
+    assert_identical(&out, &model.tail(patch));
+}
+
+#[test]
+fn compound_assignment_edits_the_value() {
+    let model = Mlp::<B>::new(3, 5, &Default::default());
+    let x = input([2, 5], 32);
+    let (h, out) = trace!(model, x, |m| {
+        let h: Tensor<B, 2> = m.layers[2].output();
+        m.layers[2].output::<Tensor<B, 2>>() *= 0.5;
+        (h, m.output())
+    })
+    .unwrap();
+    let act = burn::tensor::activation::relu(h * 0.5);
+    assert_identical(&out, &model.head.forward(act));
+}
+
+#[test]
+fn loops_branches_and_occurrences_work_in_bodies() {
+    let model = Transformer::<B>::new(3, &Default::default());
+    let x = input([1, 3, 8], 33);
+    let norms = trace!(&model, x.clone(), |m| {
+        let mut norms = Vec::new();
+        for (i, block) in m.blocks.iter().enumerate() {
+            let h = block.output();
+            norms.push(h.clone().powf_scalar(2.0).sum().into_scalar());
+            if i == 1 {
+                block.output() = h.zeros_like();
+            }
+        }
+        let second = m.proj.output::<Tensor<B, 3>>().at(1);
+        norms.push(second.powf_scalar(2.0).sum().into_scalar());
+        norms
+    })
+    .unwrap();
+    assert_eq!(norms.len(), 4);
+    assert!(norms[..2].iter().all(|&n| n > 0.0));
+    // Block 2 sees zeros: its output is its own function of zeros, not of the real stream.
+    let zeros = Tensor::<B, 3>::zeros([1, 3, 8], &Default::default());
+    let expected = model.blocks[2].forward(zeros).powf_scalar(2.0).sum().into_scalar();
+    assert_eq!(norms[2].to_bits(), expected.to_bits());
+}
+
+#[test]
+fn errors_come_back_as_results() {
+    let model = Mlp::<B>::new(2, 4, &Default::default());
+    let result = trace!(model, input([1, 4], 34), |m| {
+        let late: Tensor<B, 2> = m.layers[1].output();
+        let early: Tensor<B, 2> = m.layers[0].output();
+        (late, early)
+    });
+    assert!(matches!(result, Err(Error::OutOfOrder { .. })));
+}
