@@ -61,6 +61,11 @@
 //! | `cuda` | burn's CUDA backend (`burn::backend::Cuda`); builds without a CUDA toolkit |
 
 pub use nnsight_core::*;
+
+/// The README's code, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 pub use nnsight_macros::{Inspectable, inspect, trace};
 
 /// The names a trace needs: `use nnsight::prelude::*;`.

@@ -29,8 +29,7 @@ fn concurrent_traces_over_one_model_do_not_interfere() {
                             })
                             .unwrap();
                         assert_identical(&h0, &model.blocks[0].forward(x.clone()));
-                        let expected =
-                            if worker == 0 { model.tail(patch) } else { model.forward(x) };
+                        let expected = if worker == 0 { model.tail(patch) } else { model.forward(x) };
                         assert_identical(&out, &expected);
                     }
                 })

@@ -47,10 +47,8 @@ fn reading_inputs_gives_the_arguments_the_module_received() {
 fn the_final_output_and_the_root_input_are_sites() {
     let model = transformer();
     let x = input([1, 4, 8], 3);
-    let (root_in, out) = model
-        .trace(x.clone())
-        .run(async |m| Ok((m.input().await?, m.output().await?)))
-        .unwrap();
+    let (root_in, out) =
+        model.trace(x.clone()).run(async |m| Ok((m.input().await?, m.output().await?))).unwrap();
     assert_identical(&root_in, &x);
     assert_identical(&out, &model.forward(x));
 }
@@ -188,7 +186,10 @@ fn out_of_order_access_is_an_error_naming_both_sites() {
         .unwrap_err();
     let message = err.to_string();
     assert!(matches!(err, Error::OutOfOrder { .. }), "{err:?}");
-    assert!(message.contains("`layers.1.output.i0`") && message.contains("`layers.2.output.i0`"), "{message}");
+    assert!(
+        message.contains("`layers.1.output.i0`") && message.contains("`layers.2.output.i0`"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -245,18 +246,17 @@ fn an_occurrence_that_never_happens_is_not_reached() {
 #[test]
 fn an_absent_optional_module_is_reported_by_path() {
     let model = transformer();
-    let err = model.trace(input([1, 3, 8], 17)).run(async |m| m.extra.output::<Tensor<B, 3>>().await).unwrap_err();
+    let err =
+        model.trace(input([1, 3, 8], 17)).run(async |m| m.extra.output::<Tensor<B, 3>>().await).unwrap_err();
     assert!(matches!(&err, Error::NotPresent { path } if path == "extra"), "{err:?}");
 }
 
 #[test]
 fn an_index_past_the_end_fails_before_the_forward_runs() {
     let model = mlp();
-    let err = model.trace(input([1, 6], 18)).run(async |m| m.layers[7].output::<Tensor<B, 2>>().await).unwrap_err();
-    assert!(
-        matches!(&err, Error::IndexOutOfRange { path, index: 7, len: 4 } if path == "layers"),
-        "{err:?}"
-    );
+    let err =
+        model.trace(input([1, 6], 18)).run(async |m| m.layers[7].output::<Tensor<B, 2>>().await).unwrap_err();
+    assert!(matches!(&err, Error::IndexOutOfRange { path, index: 7, len: 4 } if path == "layers"), "{err:?}");
     assert_eq!(err.to_string(), "index 7 is out of range for `layers`, which has 4 modules");
     assert_eq!(model.calls(), 0, "the forward pass must not have run");
 }
@@ -286,7 +286,8 @@ fn a_replacement_of_another_shape_is_an_error_and_the_model_stays_usable() {
 #[test]
 fn asking_for_the_wrong_type_at_a_generic_site_is_an_error() {
     let model = mlp();
-    let err = model.trace(input([1, 6], 21)).run(async |m| m.layers[0].output::<Tensor<B, 3>>().await).unwrap_err();
+    let err =
+        model.trace(input([1, 6], 21)).run(async |m| m.layers[0].output::<Tensor<B, 3>>().await).unwrap_err();
     match err {
         Error::TypeMismatch { site, expected, found } => {
             assert_eq!(site, "layers.0.output.i0");

@@ -48,12 +48,9 @@ impl Child {
 
     /// The element `item` of the `Vec` field `list`, which has slot `slot`.
     #[inline(always)]
-    pub fn element<M>(slot: u32, list: &Vec<M>, item: &M) -> Child {
-        let element = Element {
-            base: list.as_ptr() as usize,
-            item: item as *const M as usize,
-            size: size_of::<M>(),
-        };
+    pub fn element<M>(slot: u32, list: &[M], item: &M) -> Child {
+        let element =
+            Element { base: list.as_ptr() as usize, item: item as *const M as usize, size: size_of::<M>() };
         Child { slot, element: Some(element) }
     }
 }

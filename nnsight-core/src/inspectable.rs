@@ -9,6 +9,11 @@ use crate::value::SiteValue;
 ///
 /// Derive it with `#[derive(Inspectable)]` on a burn `Module` struct; burn's built-in layers
 /// implement it already.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a module nnsight can inspect",
+    label = "not `Inspectable`",
+    note = "derive `Inspectable` for it, or mark the field `#[inspect(skip)]` (or burn's `#[module(skip)]`) if it is not a module"
+)]
 pub trait Inspectable {
     /// The envoy of this module: a typed mirror of its submodules, valid for one trace `'t`.
     type Envoy<'t>;

@@ -5,8 +5,8 @@
 
 use burn::nn::conv::{Conv1d, Conv2d};
 use burn::nn::{
-    Dropout, Embedding, Gelu, GroupNorm, LayerNorm, LeakyRelu, Linear, PRelu, Relu, RmsNorm, Sigmoid,
-    SwiGlu, Tanh,
+    Dropout, Embedding, Gelu, GroupNorm, LayerNorm, LeakyRelu, Linear, PRelu, Relu, RmsNorm, Sigmoid, SwiGlu,
+    Tanh,
 };
 use burn::tensor::{Int, Tensor, backend::Backend};
 

@@ -100,11 +100,7 @@ impl Tree {
             return parent;
         }
         let node = self.node(parent);
-        if slot < node.children {
-            NodeId(node.first_child + slot)
-        } else {
-            parent
-        }
+        if slot < node.children { NodeId(node.first_child + slot) } else { parent }
     }
 
     /// The dotted path of a node (`blocks.2.attn`); the root is `model`.

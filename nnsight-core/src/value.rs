@@ -10,6 +10,10 @@ use crate::error::Mismatch;
 /// checks the replacement with [`check_replacement`](Self::check_replacement) first.
 /// Implemented for burn tensors, tuples, `Option`, `Vec`, and plain scalars; implement it for your
 /// own output types (the default accepts any replacement).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot pass through a site",
+    note = "site values are owned and `Clone + 'static`; implement `nnsight::SiteValue` for your own types, and pass borrowed arguments as `&expr`"
+)]
 pub trait SiteValue: Clone + 'static {
     /// Checks that `replacement` may stand in for `self` downstream (for tensors: the same shape).
     ///

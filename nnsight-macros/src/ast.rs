@@ -3,7 +3,10 @@
 
 use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
-use syn::{Data, DeriveInput, Expr, ExprClosure, Fields, GenericArgument, Ident, PathArguments, Token, Type, Visibility};
+use syn::{
+    Data, DeriveInput, Expr, ExprClosure, Fields, GenericArgument, Ident, PathArguments, Token, Type,
+    Visibility,
+};
 
 /// A struct that derives `Inspectable`.
 pub(crate) struct Struct<'a> {
@@ -29,8 +32,30 @@ pub(crate) enum FieldKind<'a> {
 
 /// Last path segments of field types that are never modules.
 const PLAIN: &[&str] = &[
-    "Param", "Tensor", "Ignored", "RunningState", "PhantomData", "bool", "char", "u8", "u16", "u32", "u64",
-    "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize", "f32", "f64", "String", "bf16", "f16",
+    "Param",
+    "Tensor",
+    "Ignored",
+    "RunningState",
+    "PhantomData",
+    "bool",
+    "char",
+    "u8",
+    "u16",
+    "u32",
+    "u64",
+    "u128",
+    "usize",
+    "i8",
+    "i16",
+    "i32",
+    "i64",
+    "i128",
+    "isize",
+    "f32",
+    "f64",
+    "String",
+    "bf16",
+    "f16",
 ];
 
 impl<'a> Struct<'a> {
@@ -52,7 +77,10 @@ impl<'a> Struct<'a> {
                 ));
             }
             Data::Union(data) => {
-                return Err(syn::Error::new(data.union_token.span, "`Inspectable` can only be derived for structs"));
+                return Err(syn::Error::new(
+                    data.union_token.span,
+                    "`Inspectable` can only be derived for structs",
+                ));
             }
         };
         let mut errors: Option<syn::Error> = None;
@@ -162,7 +190,10 @@ impl Parse for TraceInput {
             ));
         };
         if body.inputs.len() != 1 {
-            return Err(syn::Error::new(body.inputs.span(), "the body takes exactly one argument: the envoy, as in `|m| ..`"));
+            return Err(syn::Error::new(
+                body.inputs.span(),
+                "the body takes exactly one argument: the envoy, as in `|m| ..`",
+            ));
         }
         if let Some(token) = body.asyncness {
             return Err(syn::Error::new(token.span, "`trace!` makes the body async itself; remove `async`"));

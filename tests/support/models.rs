@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use burn::nn::{Gelu, LayerNorm, LayerNormConfig, Linear, LinearConfig, Relu};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
-use nnsight::prelude::*;
 use nnsight::HookPoint;
+use nnsight::prelude::*;
 
 /// A stack of linear layers with a shared activation, called once per layer, and a counter of
 /// forward passes.

@@ -122,7 +122,9 @@ impl ForwardSites {
     /// What `init` binds a `let` name to: a module, or nothing (shadowing).
     fn bind_local(&mut self, local: &syn::Local) {
         let target = match (&local.pat, &local.init) {
-            (Pat::Ident(_), Some(init)) if matches!(&*init.expr, Expr::Reference(_)) => self.target(&init.expr),
+            (Pat::Ident(_), Some(init)) if matches!(&*init.expr, Expr::Reference(_)) => {
+                self.target(&init.expr)
+            }
             _ => None,
         };
         let mut names = Vec::new();

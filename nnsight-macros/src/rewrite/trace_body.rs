@@ -71,7 +71,9 @@ impl VisitMut for TraceBody {
                     (#site).edit(move |__nnsight_value| __nnsight_value #op __nnsight_operand).await?
                 });
             }
-            Expr::MethodCall(call) if call.method == "save" && call.args.is_empty() && is_access(&call.receiver) => {
+            Expr::MethodCall(call)
+                if call.method == "save" && call.args.is_empty() && is_access(&call.receiver) =>
+            {
                 *expr = (*call.receiver).clone();
                 self.visit_expr_mut(expr);
             }

@@ -1,0 +1,14 @@
+// A field whose type is not a module is reported at the field's type.
+use burn::prelude::*;
+use nnsight::Inspectable;
+
+#[derive(Debug, Clone)]
+struct Config;
+
+#[derive(Inspectable)]
+struct Model<B: Backend> {
+    settings: Config,
+    weights: Tensor<B, 2>,
+}
+
+fn main() {}
