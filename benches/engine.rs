@@ -2,6 +2,7 @@
 //!
 //! The model is deliberately small (12 linear layers of width 16, batch 1) so that the engine's
 //! own cost is visible next to the tensor work. Figures are recorded in BENCHMARKS.md.
+#![allow(missing_docs)] // criterion's macros generate undocumented functions
 
 use std::hint::black_box;
 

@@ -118,6 +118,8 @@ pub struct Transformer<B: Backend> {
 
 #[inspect]
 impl<B: Backend> Transformer<B> {
+    // The `.iter().enumerate()` loop is the form under test: its element binding is a site.
+    #[allow(clippy::unused_enumerate_index)]
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let mut h = x;
         for (_layer, block) in self.blocks.iter().enumerate() {

@@ -80,6 +80,8 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
     );
     Ok(quote! {
         #[doc = #doc]
+        // A body touches only the modules it studies: unused envoy fields are the norm.
+        #[allow(dead_code)]
         #vis struct #envoy #envoy_impl_generics #where_clause {
             __nnsight_sites: ::nnsight::ModuleEnvoy<#t, #name #ty_generics>,
             #(#fields)*
