@@ -1,1 +1,20 @@
-//! x
+//! Inspectable burn models for nnsight-rs, with the module names of Hugging Face transformers,
+//! loading from the Hugging Face Hub (or a local directory), and [`LanguageModel`]: model +
+//! tokenizer + device, the way nnsight's `LanguageModel` wraps a transformers model.
+//!
+//! - [`gpt2`]: GPT-2 of every size (`openai-community/gpt2`, `gpt2-medium`, ...);
+//! - [`hub`]: finding a model's files (hf-hub cache, offline mode, local directories);
+//! - [`weights`]: safetensors checkpoints, one file or shards;
+//! - [`causal`], [`kv_cache`], [`lm_head`]: pieces shared by causal language models.
+
+pub mod causal;
+pub mod gpt2;
+pub mod hub;
+pub mod kv_cache;
+mod language_model;
+pub mod lm_head;
+mod prompts;
+pub mod weights;
+
+pub use language_model::{CausalLm, LanguageModel, LmTracer, Pretrained};
+pub use prompts::{Batch, Prompts};

@@ -80,6 +80,51 @@ pub enum Error {
         what: String,
     },
 
+    /// A model could not be loaded: a missing or unreadable file, a bad `config.json`, a repository
+    /// that cannot be fetched.
+    #[error("cannot load the model from `{source_name}`: {problem}")]
+    Load {
+        /// The directory, file or Hub repository being loaded.
+        source_name: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+
+    /// A weight the model needs is not in the checkpoint.
+    #[error("weight `{name}` is missing from {file}")]
+    MissingWeight {
+        /// The tensor name, as the checkpoint spells it.
+        name: String,
+        /// The checkpoint file(s) searched.
+        file: String,
+    },
+
+    /// A weight whose shape or element type is not what the configuration implies.
+    #[error("weight `{name}` in {file}: {problem}")]
+    BadWeight {
+        /// The tensor name, as the checkpoint spells it.
+        name: String,
+        /// The checkpoint file holding it.
+        file: String,
+        /// What is wrong with it (shape or dtype, expected and found).
+        problem: String,
+    },
+
+    /// A tokenizer that cannot be read or used.
+    #[error("tokenizer error: {problem}")]
+    Tokenizer {
+        /// What went wrong.
+        problem: String,
+    },
+
+    /// Input the model cannot run on: an empty prompt, a token id outside the vocabulary, a
+    /// sequence longer than the model's context.
+    #[error("invalid input: {problem}")]
+    Input {
+        /// What is wrong with the input.
+        problem: String,
+    },
+
     /// An error raised by user code inside a trace body.
     #[error("{0}")]
     Custom(Box<dyn std::error::Error + Send + Sync>),

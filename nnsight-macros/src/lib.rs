@@ -30,6 +30,10 @@ pub fn derive_inspectable(input: TokenStream) -> TokenStream {
 /// Instruments the methods of a module's `impl` block: every `self.field.forward*(..)` call (and
 /// calls on elements of `Vec` fields bound by `for`, `if let` or `let`) becomes a site.
 ///
+/// A site's inputs are the call's owned arguments; borrowed ones — written `&expr`, or a parameter
+/// of the enclosing method whose type is a reference (`mask: &Tensor<..>`, `cache: &mut Cache`) —
+/// are passed to the call as they are.
+///
 /// It also implements `nnsight::Signature` (and `nnsight::Forward` when every argument is owned)
 /// from the block's `fn forward(&self, ..)`, which types the module's envoy.
 #[proc_macro_attribute]

@@ -1,6 +1,7 @@
-//! Tiny models shared by the integration tests: an MLP stack and a transformer-like model.
+//! What the integration tests share: tiny models, the GPT-2 fixture, comparisons.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod fixture;
 pub mod models;
 
 use burn::backend::Flex;

@@ -3,7 +3,6 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote};
-use syn::visit_mut::VisitMut;
 use syn::{FnArg, Ident, ImplItem, ImplItemFn, ItemImpl, ReturnType, Type};
 
 use crate::rewrite::forward_sites::ForwardSites;
@@ -21,7 +20,7 @@ pub(crate) fn expand(args: TokenStream, mut item: ItemImpl) -> syn::Result<Token
     let mut sites = ForwardSites::default();
     for impl_item in &mut item.items {
         if let ImplItem::Fn(method) = impl_item {
-            sites.visit_block_mut(&mut method.block);
+            sites.visit_method(method);
         }
     }
     if let Some(mut error) = sites.errors.pop() {

@@ -24,6 +24,9 @@ enum Target {
 pub(crate) struct ForwardSites {
     /// Names bound to modules, innermost last; `None` shadows an outer binding.
     aliases: Vec<(Ident, Option<Target>)>,
+    /// Parameters of the method being rewritten whose type is a reference (`mask: &Tensor<..>`):
+    /// passed through to calls as they are, like arguments written `&expr`.
+    borrowed: Vec<Ident>,
     pub(crate) errors: Vec<syn::Error>,
 }
 
@@ -102,6 +105,33 @@ fn bound_names(pat: &Pat, out: &mut Vec<Ident>) {
 }
 
 impl ForwardSites {
+    /// Rewrites the body of `method`.
+    pub(crate) fn visit_method(&mut self, method: &mut syn::ImplItemFn) {
+        self.borrowed = method
+            .sig
+            .inputs
+            .iter()
+            .filter_map(|arg| match arg {
+                syn::FnArg::Typed(arg) if matches!(&*arg.ty, syn::Type::Reference(_)) => match &*arg.pat {
+                    Pat::Ident(name) => Some(name.ident.clone()),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        self.visit_block_mut(&mut method.block);
+        self.borrowed.clear();
+    }
+
+    /// Whether a call argument is a borrow, passed through rather than captured as a site input.
+    fn is_borrowed(&self, arg: &Expr) -> bool {
+        match arg {
+            Expr::Reference(_) => true,
+            Expr::Path(path) => path.path.get_ident().is_some_and(|name| self.borrowed.contains(name)),
+            _ => false,
+        }
+    }
+
     fn lookup(&self, name: &Ident) -> Option<Target> {
         self.aliases.iter().rev().find(|(n, _)| n == name).and_then(|(_, t)| t.clone())
     }
@@ -205,7 +235,7 @@ impl VisitMut for ForwardSites {
             Expr::MethodCall(call) if is_forward(&call.method) => {
                 visit_mut::visit_expr_method_call_mut(self, call);
                 if let Some(target) = self.target(&call.receiver) {
-                    *expr = site(call, target);
+                    *expr = site(call, target, |arg| self.is_borrowed(arg));
                 }
             }
             _ => visit_mut::visit_expr_mut(self, expr),
@@ -216,7 +246,7 @@ impl VisitMut for ForwardSites {
 }
 
 /// The site expression for the call `call` on the module `target`.
-fn site(call: &ExprMethodCall, target: Target) -> Expr {
+fn site(call: &ExprMethodCall, target: Target, is_borrowed: impl Fn(&Expr) -> bool) -> Expr {
     let hygienic = Span::mixed_site();
     let module = Ident::new("__nnsight_module", hygienic);
     let receiver = peel(&call.receiver);
@@ -242,7 +272,7 @@ fn site(call: &ExprMethodCall, target: Target) -> Expr {
     for (i, arg) in call.args.iter().enumerate() {
         let name = Ident::new(&format!("__nnsight_arg{i}"), hygienic);
         lets.push(quote!(let #name = #arg;));
-        if !matches!(arg, Expr::Reference(_)) {
+        if !is_borrowed(arg) {
             captured.push(name.clone());
         }
         passed.push(name);

@@ -1,0 +1,50 @@
+//! What a causal language model derives from an attention mask: position ids and the mask of
+//! key positions each query may not attend to. Shared by the decoder-only models.
+
+use burn::prelude::*;
+
+/// Position ids and attention mask of one forward pass of a causal LM.
+#[derive(Debug, Clone)]
+pub struct CausalMask<B: Backend> {
+    /// `[batch, query_len]`: each token's position counted over the real (unpadded) tokens, so a
+    /// left-padded prompt gets the same positions as the prompt alone. Padding gets position 0.
+    pub position_ids: Tensor<B, 2, Int>,
+    /// `[batch, 1, query_len, key_len]`, `true` where the query may **not** attend to the key:
+    /// later positions (causality) and padding.
+    pub masked: Tensor<B, 4, Bool>,
+}
+
+impl<B: Backend> CausalMask<B> {
+    /// Derives position ids and mask from `attention_mask` (`[batch, key_len]`, 1 for a token,
+    /// 0 for padding), covering the cached past and the `query_len` new tokens at its end.
+    ///
+    /// # Panics
+    /// If `query_len` exceeds the mask's length (a bug of the caller, not of the user's input).
+    pub fn new(attention_mask: &Tensor<B, 2, Int>, query_len: usize) -> Self {
+        let [batch, key_len] = attention_mask.dims();
+        assert!(query_len <= key_len, "the attention mask must cover the query");
+        let past = key_len - query_len;
+        let device = attention_mask.device();
+        let mask: Vec<i64> = attention_mask.to_data().iter::<i64>().collect();
+        let mut positions = Vec::with_capacity(batch * query_len);
+        let mut masked = Vec::with_capacity(batch * query_len * key_len);
+        for row in mask.chunks_exact(key_len) {
+            let mut seen = 0i64;
+            let counts: Vec<i64> = row
+                .iter()
+                .map(|&m| {
+                    seen += i64::from(m != 0);
+                    (seen - 1).max(0)
+                })
+                .collect();
+            positions.extend_from_slice(&counts[past..]);
+            for i in 0..query_len {
+                masked.extend((0..key_len).map(|j| j > past + i || row[j] == 0));
+            }
+        }
+        CausalMask {
+            position_ids: Tensor::from_data(TensorData::new(positions, [batch, query_len]), &device),
+            masked: Tensor::from_data(TensorData::new(masked, [batch, 1, query_len, key_len]), &device),
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! The GPT-2 language model: `transformer` (embeddings, blocks, final norm) and `lm_head`.
+
+use burn::nn::{Dropout, Embedding, LayerNorm};
+use burn::prelude::*;
+use nnsight::prelude::*;
+
+use super::Gpt2Block;
+use crate::causal::CausalMask;
+use crate::kv_cache::KvCache;
+use crate::language_model::CausalLm;
+use crate::lm_head::LmHead;
+
+/// GPT-2 with its language-model head, module for module as Hugging Face's `GPT2LMHeadModel`.
+///
+/// `forward(input_ids, attention_mask)` returns the logits `[batch, tokens, vocab]`. Paths as in
+/// nnsight: `transformer.h[i]` (output = residual stream), `transformer.h[i].attn.c_attn`,
+/// `transformer.h[i].attn.attn_dropout` (input = attention probabilities), `transformer.ln_f`,
+/// `lm_head`.
+#[derive(Module, Debug, Inspectable)]
+pub struct Gpt2LMHeadModel<B: Backend> {
+    /// The transformer: embeddings, blocks, final LayerNorm.
+    pub transformer: Gpt2Model<B>,
+    /// Unembedding; shares its weight with `transformer.wte` when tied (every released GPT-2).
+    pub lm_head: LmHead<B>,
+}
+
+#[inspect]
+impl<B: Backend> Gpt2LMHeadModel<B> {
+    /// Logits `[batch, tokens, vocab]` of `input_ids` (`[batch, tokens]`); `attention_mask` has the
+    /// same shape, 1 for tokens and 0 for (left) padding.
+    pub fn forward(&self, input_ids: Tensor<B, 2, Int>, attention_mask: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        let mut cache = KvCache::disabled(self.transformer.h.len());
+        self.forward_cached(input_ids, attention_mask, &mut cache)
+    }
+
+    /// Like [`forward`](Self::forward), continuing from (and extending) `cache`: `input_ids` are
+    /// the new tokens, `attention_mask` covers the cached and the new ones.
+    pub fn forward_cached(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        attention_mask: Tensor<B, 2, Int>,
+        cache: &mut KvCache<B>,
+    ) -> Tensor<B, 3> {
+        let hidden = self.transformer.forward(input_ids, attention_mask, cache);
+        self.lm_head.forward(hidden)
+    }
+}
+
+/// The transformer body (`transformer`), as Hugging Face's `GPT2Model`.
+#[derive(Module, Debug, Inspectable)]
+pub struct Gpt2Model<B: Backend> {
+    /// Token embedding, `[vocab, n_embd]`.
+    pub wte: Embedding<B>,
+    /// Position embedding, `[n_positions, n_embd]`.
+    pub wpe: Embedding<B>,
+    /// Dropout on the embeddings (identity at inference).
+    pub drop: Dropout,
+    /// The blocks.
+    pub h: Vec<Gpt2Block<B>>,
+    /// Final LayerNorm.
+    pub ln_f: LayerNorm<B>,
+}
+
+#[inspect]
+impl<B: Backend> Gpt2Model<B> {
+    /// The final normalised hidden states `[batch, tokens, n_embd]` of `input_ids`, attending to
+    /// the cached positions too; position ids come from `attention_mask`.
+    pub fn forward(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        attention_mask: Tensor<B, 2, Int>,
+        cache: &mut KvCache<B>,
+    ) -> Tensor<B, 3> {
+        let tokens = input_ids.dims()[1];
+        let mask = CausalMask::new(&attention_mask, tokens);
+        let embedded = self.wte.forward(input_ids) + self.wpe.forward(mask.position_ids);
+        let mut x = self.drop.forward(embedded);
+        for (i, block) in self.h.iter().enumerate() {
+            x = block.forward(x, &mask.masked, &mut cache[i]);
+        }
+        self.ln_f.forward(x)
+    }
+}
+
+impl<B: Backend> CausalLm<B> for Gpt2LMHeadModel<B> {
+    fn vocab_size(&self) -> usize {
+        self.lm_head.vocab_size()
+    }
+
+    fn max_positions(&self) -> usize {
+        self.transformer.wpe.weight.val().dims()[0]
+    }
+}

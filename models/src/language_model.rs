@@ -1,0 +1,202 @@
+//! [`LanguageModel`]: a causal language model with its tokenizer and device, traced on text.
+
+use std::fmt;
+
+use burn::prelude::*;
+use tokenizers::Tokenizer;
+
+use nnsight::{Error, Forward, Inspectable, Result, TraceExt};
+
+use crate::hub::ModelFiles;
+use crate::prompts::{Batch, Prompts};
+
+/// A causal language model: `forward(input_ids, attention_mask) -> logits [batch, tokens, vocab]`.
+pub trait CausalLm<B: Backend>:
+    Inspectable + Forward<Inputs = (Tensor<B, 2, Int>, Tensor<B, 2, Int>), Output = Tensor<B, 3>>
+{
+    /// Vocabulary size: token ids must be below it.
+    fn vocab_size(&self) -> usize;
+    /// Longest sequence the model accepts.
+    fn max_positions(&self) -> usize;
+}
+
+/// A model that loads from Hugging Face files.
+pub trait Pretrained<B: Backend>: CausalLm<B> + Sized {
+    /// Loads the model from `config.json` and safetensors weights; returns it and the id of the
+    /// token used to pad batches (the checkpoint's pad token, or its end-of-text token).
+    fn from_files(files: &ModelFiles, device: &B::Device) -> Result<(Self, Option<u32>)>;
+}
+
+/// A language model with its tokenizer and device, the way nnsight's `LanguageModel` wraps a
+/// transformers model: trace it on text, a batch of texts, or token ids.
+///
+/// ```no_run
+/// use burn::backend::Flex;
+/// use nnsight_models::gpt2::Gpt2LMHeadModel;
+/// use nnsight_models::LanguageModel;
+///
+/// # fn main() -> nnsight::Result<()> {
+/// let lm = LanguageModel::<Flex, Gpt2LMHeadModel<Flex>>::from_pretrained("openai-community/gpt2", &Default::default())?;
+/// let hidden = lm.trace("The Eiffel Tower is in the city of").run(async |m| {
+///     m.transformer.h[5].output().await
+/// })?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct LanguageModel<B: Backend, M> {
+    model: M,
+    tokenizer: Tokenizer,
+    pad_id: u32,
+    device: B::Device,
+}
+
+impl<B: Backend, M> fmt::Debug for LanguageModel<B, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LanguageModel").field("pad_id", &self.pad_id).finish_non_exhaustive()
+    }
+}
+
+impl<B: Backend, M: Pretrained<B>> LanguageModel<B, M> {
+    /// Loads model and tokenizer from a Hub repository id (`openai-community/gpt2`, from the
+    /// hf-hub cache or downloaded) or a local directory.
+    pub fn from_pretrained(id: &str, device: &B::Device) -> Result<Self> {
+        Self::from_files(&ModelFiles::resolve(id)?, device)
+    }
+
+    /// Loads model and tokenizer from files already on disk.
+    pub fn from_files(files: &ModelFiles, device: &B::Device) -> Result<Self> {
+        let path = files.tokenizer.as_ref().ok_or_else(|| Error::Tokenizer {
+            problem: format!("`{}` has no tokenizer.json", files.source),
+        })?;
+        let tokenizer = Tokenizer::from_file(path)
+            .map_err(|e| Error::Tokenizer { problem: format!("cannot read {}: {e}", path.display()) })?;
+        let (model, pad_id) = M::from_files(files, device)?;
+        let pad_id = pad_id.ok_or_else(|| Error::Tokenizer {
+            problem: format!("`{}` names no pad or end-of-text token to pad batches with", files.source),
+        })?;
+        Ok(LanguageModel::new(model, tokenizer, pad_id, device.clone()))
+    }
+}
+
+impl<B: Backend, M: CausalLm<B>> LanguageModel<B, M> {
+    /// Wraps a model already built; `pad_id` is the token id used for (left) padding.
+    pub fn new(model: M, tokenizer: Tokenizer, pad_id: u32, device: B::Device) -> Self {
+        LanguageModel { model, tokenizer, pad_id, device }
+    }
+
+    /// The burn model.
+    pub fn model(&self) -> &M {
+        &self.model
+    }
+
+    /// The burn model, mutably (e.g. to edit weights).
+    pub fn model_mut(&mut self) -> &mut M {
+        &mut self.model
+    }
+
+    /// The model, without tokenizer.
+    pub fn into_model(self) -> M {
+        self.model
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> &B::Device {
+        &self.device
+    }
+
+    /// The token id used for padding.
+    pub fn pad_id(&self) -> u32 {
+        self.pad_id
+    }
+
+    /// Token ids of `text` (with the special tokens the tokenizer adds, as transformers does).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        self.tokenizer
+            .encode(text, true)
+            .map(|encoding| encoding.get_ids().to_vec())
+            .map_err(|e| Error::Tokenizer { problem: format!("cannot encode {text:?}: {e}") })
+    }
+
+    /// The text of `ids`.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.tokenizer
+            .decode(ids, false)
+            .map_err(|e| Error::Tokenizer { problem: format!("cannot decode {ids:?}: {e}") })
+    }
+
+    /// The text of each id on its own (e.g. `" Paris"`), for showing top-k tokens.
+    pub fn token_text(&self, id: u32) -> Result<String> {
+        self.decode(&[id])
+    }
+
+    /// Tokenizes `prompts` and left-pads them into one batch; checks that no prompt is empty,
+    /// every id is in the vocabulary and no prompt is longer than the model's context.
+    pub fn batch(&self, prompts: impl Into<Prompts>) -> Result<Batch<B>> {
+        let tokens = match prompts.into() {
+            Prompts::Text(texts) => texts.iter().map(|t| self.encode(t)).collect::<Result<Vec<_>>>()?,
+            Prompts::Ids(ids) => ids,
+        };
+        if tokens.is_empty() {
+            return Err(Error::Input { problem: "no prompt was given".to_owned() });
+        }
+        let vocab = self.model.vocab_size();
+        let context = self.model.max_positions();
+        for (i, prompt) in tokens.iter().enumerate() {
+            if prompt.is_empty() {
+                return Err(Error::Input { problem: format!("prompt {i} is empty (it has no tokens)") });
+            }
+            if let Some(id) = prompt.iter().find(|&&id| id as usize >= vocab) {
+                return Err(Error::Input {
+                    problem: format!("token id {id} in prompt {i} is outside the vocabulary (size {vocab})"),
+                });
+            }
+            if prompt.len() > context {
+                return Err(Error::Input {
+                    problem: format!(
+                        "prompt {i} has {} tokens, the model's context is {context}",
+                        prompt.len()
+                    ),
+                });
+            }
+        }
+        Ok(Batch::left_padded(tokens, self.pad_id, &self.device))
+    }
+
+    /// Logits `[prompts, columns, vocab]` of `prompts`, without a trace.
+    pub fn forward(&self, prompts: impl Into<Prompts>) -> Result<Tensor<B, 3>> {
+        let batch = self.batch(prompts)?;
+        Ok(self.model.forward_inputs((batch.input_ids, batch.attention_mask)))
+    }
+
+    /// A trace of the model on `prompts`; run it with [`LmTracer::run`] (or use `trace!`).
+    pub fn trace(&self, prompts: impl Into<Prompts>) -> LmTracer<'_, B, M> {
+        LmTracer { model: &self.model, batch: self.batch(prompts) }
+    }
+}
+
+/// A trace of a [`LanguageModel`] on tokenized prompts, waiting for its body.
+#[must_use = "a trace runs only when `run` is called"]
+pub struct LmTracer<'m, B: Backend, M> {
+    model: &'m M,
+    batch: Result<Batch<B>>,
+}
+
+impl<B: Backend, M> fmt::Debug for LmTracer<'_, B, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LmTracer").finish_non_exhaustive()
+    }
+}
+
+impl<B: Backend, M: CausalLm<B>> LmTracer<'_, B, M> {
+    /// Runs the forward pass with `body` interleaved (see `nnsight::Tracer::run`); the model's
+    /// output is the logits `[prompts, columns, vocab]`, prompts left-padded.
+    pub fn run<R>(self, body: impl for<'e, 't> AsyncFnOnce(&'e M::Envoy<'t>) -> Result<R>) -> Result<R> {
+        let batch = self.batch?;
+        self.model.trace((batch.input_ids, batch.attention_mask)).run(body)
+    }
+}

@@ -1,0 +1,126 @@
+//! What a language model is given: prompts as text or token ids, and the left-padded batch made
+//! of them.
+
+use burn::prelude::*;
+
+/// One prompt or several, as text or as token ids.
+///
+/// Built with `.into()` from `&str`, `String`, a slice, array or `Vec` of them, token ids
+/// (`Vec<u32>`) or several lists of token ids (`Vec<Vec<u32>>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prompts {
+    /// Texts, tokenized by the model's tokenizer.
+    Text(Vec<String>),
+    /// Token ids, used as they are.
+    Ids(Vec<Vec<u32>>),
+}
+
+impl From<&str> for Prompts {
+    fn from(prompt: &str) -> Self {
+        Prompts::Text(vec![prompt.to_owned()])
+    }
+}
+
+impl From<String> for Prompts {
+    fn from(prompt: String) -> Self {
+        Prompts::Text(vec![prompt])
+    }
+}
+
+impl From<&String> for Prompts {
+    fn from(prompt: &String) -> Self {
+        Prompts::Text(vec![prompt.clone()])
+    }
+}
+
+impl<S: AsRef<str>> From<&[S]> for Prompts {
+    fn from(prompts: &[S]) -> Self {
+        Prompts::Text(prompts.iter().map(|p| p.as_ref().to_owned()).collect())
+    }
+}
+
+impl<S: AsRef<str>, const N: usize> From<[S; N]> for Prompts {
+    fn from(prompts: [S; N]) -> Self {
+        Prompts::Text(prompts.iter().map(|p| p.as_ref().to_owned()).collect())
+    }
+}
+
+impl From<Vec<&str>> for Prompts {
+    fn from(prompts: Vec<&str>) -> Self {
+        Prompts::from(prompts.as_slice())
+    }
+}
+
+impl From<Vec<String>> for Prompts {
+    fn from(prompts: Vec<String>) -> Self {
+        Prompts::Text(prompts)
+    }
+}
+
+impl From<Vec<u32>> for Prompts {
+    fn from(ids: Vec<u32>) -> Self {
+        Prompts::Ids(vec![ids])
+    }
+}
+
+impl From<Vec<Vec<u32>>> for Prompts {
+    fn from(ids: Vec<Vec<u32>>) -> Self {
+        Prompts::Ids(ids)
+    }
+}
+
+/// Prompts as model input: token ids left-padded to a common length, and the attention mask.
+///
+/// Left padding keeps every prompt's last token in the last column, and the model derives
+/// position ids from the mask, so a prompt gives the same logits alone or in a batch.
+#[derive(Debug, Clone)]
+pub struct Batch<B: Backend> {
+    /// `[prompts, columns]`, padding first.
+    pub input_ids: Tensor<B, 2, Int>,
+    /// `[prompts, columns]`: 1 for a token, 0 for padding.
+    pub attention_mask: Tensor<B, 2, Int>,
+    /// Each prompt's token ids, unpadded.
+    pub tokens: Vec<Vec<u32>>,
+}
+
+impl<B: Backend> Batch<B> {
+    /// Left-pads `tokens` with `pad_id` into tensors on `device`.
+    pub fn left_padded(tokens: Vec<Vec<u32>>, pad_id: u32, device: &B::Device) -> Self {
+        let columns = tokens.iter().map(Vec::len).max().unwrap_or(0);
+        let mut ids = Vec::with_capacity(tokens.len() * columns);
+        let mut mask = Vec::with_capacity(tokens.len() * columns);
+        for prompt in &tokens {
+            let pad = columns - prompt.len();
+            ids.extend(
+                std::iter::repeat_n(i64::from(pad_id), pad).chain(prompt.iter().map(|&t| i64::from(t))),
+            );
+            mask.extend(std::iter::repeat_n(0i64, pad).chain(std::iter::repeat_n(1, prompt.len())));
+        }
+        let shape = [tokens.len(), columns];
+        Batch {
+            input_ids: Tensor::from_data(TensorData::new(ids, shape), device),
+            attention_mask: Tensor::from_data(TensorData::new(mask, shape), device),
+            tokens,
+        }
+    }
+
+    /// Number of prompts.
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// Whether there is no prompt.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// Number of columns (the longest prompt's length).
+    pub fn columns(&self) -> usize {
+        self.input_ids.dims()[1]
+    }
+
+    /// The column of token `token` of prompt `prompt` in the padded tensors.
+    pub fn column(&self, prompt: usize, token: usize) -> usize {
+        self.columns() - self.tokens[prompt].len() + token
+    }
+}

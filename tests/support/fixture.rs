@@ -1,0 +1,104 @@
+//! The tiny GPT-2 fixture made by `tools/fixtures/make_fixtures.py` and its expected outputs.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use burn::prelude::*;
+use nnsight_models::LanguageModel;
+use nnsight_models::gpt2::Gpt2LMHeadModel;
+use safetensors::{Dtype, SafeTensors};
+
+use super::B;
+
+/// The tiny GPT-2 wrapped as users wrap GPT-2.
+pub type TinyGpt2 = LanguageModel<B, Gpt2LMHeadModel<B>>;
+
+/// A fixture directory under `tests/fixtures/`.
+pub fn fixture_dir(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+}
+
+/// The tiny GPT-2, loaded through the loader users use.
+pub fn tiny_gpt2() -> TinyGpt2 {
+    let dir = fixture_dir("tiny-gpt2");
+    LanguageModel::from_pretrained(dir.to_str().unwrap(), &Default::default()).expect("the fixture loads")
+}
+
+/// `expected.safetensors` (tensors) and `expected.json` (prompts, ids, metrics).
+pub struct Expected {
+    floats: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    ints: HashMap<String, (Vec<usize>, Vec<i64>)>,
+    /// The parsed `expected.json`.
+    pub json: serde_json::Value,
+}
+
+impl Expected {
+    /// Reads the expected outputs of the tiny GPT-2.
+    pub fn load() -> Self {
+        let dir = fixture_dir("tiny-gpt2");
+        let bytes = std::fs::read(dir.join("expected.safetensors")).unwrap();
+        let tensors = SafeTensors::deserialize(&bytes).unwrap();
+        let (mut floats, mut ints) = (HashMap::new(), HashMap::new());
+        for (name, view) in tensors.tensors() {
+            let shape = view.shape().to_vec();
+            match view.dtype() {
+                Dtype::F32 => {
+                    let values =
+                        view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap()));
+                    floats.insert(name, (shape, values.collect()));
+                }
+                Dtype::I64 => {
+                    let values =
+                        view.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()));
+                    ints.insert(name, (shape, values.collect()));
+                }
+                other => panic!("unexpected dtype {other:?} for {name}"),
+            }
+        }
+        let json =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+        Expected { floats, ints, json }
+    }
+
+    /// Float tensor `name`.
+    pub fn tensor<const D: usize>(&self, name: &str) -> Tensor<B, D> {
+        let (shape, values) = self.floats.get(name).unwrap_or_else(|| panic!("no expected tensor {name}"));
+        Tensor::from_data(TensorData::new(values.clone(), shape.clone()), &Default::default())
+    }
+
+    /// Scalar `name` (a `[1]` tensor).
+    pub fn scalar(&self, name: &str) -> f32 {
+        self.floats[name].1[0]
+    }
+
+    /// Integer tensor `name` as rows of token ids.
+    pub fn rows(&self, name: &str) -> Vec<Vec<u32>> {
+        let (shape, values) = self.ints.get(name).unwrap_or_else(|| panic!("no expected tensor {name}"));
+        let width = *shape.last().unwrap();
+        values.chunks(width).map(|row| row.iter().map(|&v| v as u32).collect()).collect()
+    }
+
+    /// A string field of `expected.json`, e.g. `("single", "prompt")`.
+    pub fn text(&self, section: &str, field: &str) -> String {
+        self.json[section][field].as_str().unwrap().to_owned()
+    }
+}
+
+/// Asserts `|actual - expected| <= tol` everywhere, naming the worst element.
+pub fn assert_close<const D: usize>(what: &str, actual: &Tensor<B, D>, expected: &Tensor<B, D>, tol: f32) {
+    assert_eq!(actual.dims(), expected.dims(), "{what}: shapes differ");
+    let a = actual.to_data().to_vec::<f32>().unwrap();
+    let e = expected.to_data().to_vec::<f32>().unwrap();
+    let (worst, diff) = a
+        .iter()
+        .zip(&e)
+        .map(|(x, y)| (x - y).abs())
+        .enumerate()
+        .fold((0, 0.0f32), |best, (i, d)| if d > best.1 || d.is_nan() { (i, d) } else { best });
+    assert!(
+        diff <= tol,
+        "{what}: element {worst} differs by {diff} (actual {}, expected {})",
+        a[worst],
+        e[worst]
+    );
+}
