@@ -1,0 +1,120 @@
+//! The systematic activation-patching sweep on a GPT-2-small-shaped model (random weights:
+//! 12 layers, width 768, 12 heads, vocabulary 50257): a 10-token clean and corrupted prompt, every
+//! (layer, position) = 120 patches of the residual stream, metric = logit difference of two
+//! answer tokens at the last position.
+//!
+//! - `plain_forward_1x10`: one forward pass, for scale;
+//! - `naive_121_traces`: the sweep as nnsight users write it, one trace per entry (+ the clean run);
+//! - `fast/...`: `Gpt2LMHeadModel::residual_patching_sweep`, for prompts differing at one position
+//!   (the usual case: IOI-style name swaps) and at every position (nothing to skip).
+//!
+//! Before measuring, the fast sweep is checked against the naive one (≤ 1e-4 at every entry).
+//! Under `cargo test --benches` (no `--bench` flag) a small model is used, so CI stays quick.
+//! Figures are recorded in BENCHMARKS.md.
+#![allow(missing_docs)] // criterion's macros generate undocumented functions
+
+use std::hint::black_box;
+
+use burn::backend::Flex;
+use burn::prelude::*;
+use criterion::{Criterion, criterion_group, criterion_main};
+use nnsight::prelude::*;
+use nnsight_models::gpt2::{Gpt2Config, Gpt2LMHeadModel, LogitDiff};
+
+type B = Flex;
+
+const METRIC: LogitDiff = LogitDiff { answer: 11, distractor: 42 };
+
+fn config() -> Gpt2Config {
+    let measuring = std::env::args().any(|a| a == "--bench");
+    if measuring {
+        Gpt2Config::gpt2_small()
+    } else {
+        Gpt2Config { n_layer: 3, n_embd: 64, n_head: 4, vocab_size: 500, ..Gpt2Config::gpt2_small() }
+    }
+}
+
+fn input(tokens: &[u32]) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>) {
+    let device = Default::default();
+    let data: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
+    (
+        Tensor::from_data(TensorData::new(data, [1, tokens.len()]), &device),
+        Tensor::ones([1, tokens.len()], &device),
+    )
+}
+
+fn metric_of(logits: Tensor<B, 3>) -> f32 {
+    let last = logits.dims()[1] - 1;
+    let at =
+        |id: u32| logits.clone().slice([0..1, last..last + 1, id as usize..id as usize + 1]).into_scalar();
+    at(METRIC.answer) - at(METRIC.distractor)
+}
+
+/// One trace reading the clean block outputs, then one trace per (layer, position).
+fn naive_sweep(model: &Gpt2LMHeadModel<B>, clean: &[u32], corrupted: &[u32]) -> Vec<f32> {
+    let clean_hidden: Vec<Tensor<B, 3>> = model
+        .trace(input(clean))
+        .run(async |m| {
+            let mut hidden = Vec::new();
+            for block in &m.transformer.h {
+                hidden.push(block.output().await?);
+            }
+            Ok(hidden)
+        })
+        .unwrap();
+    let mut values = Vec::new();
+    for (layer, hidden) in clean_hidden.iter().enumerate() {
+        for p in 0..clean.len() {
+            let source = hidden.clone().slice([0..1, p..p + 1]);
+            let value = model
+                .trace(input(corrupted))
+                .run(async |m| {
+                    m.transformer.h[layer]
+                        .output()
+                        .edit(|h| h.slice_assign([0..1, p..p + 1], source))
+                        .await?;
+                    Ok(metric_of(m.output().await?))
+                })
+                .unwrap();
+            values.push(value);
+        }
+    }
+    values
+}
+
+fn bench(c: &mut Criterion) {
+    let config = config();
+    let model = config.init::<B>(&Default::default());
+    let clean: Vec<u32> = vec![464, 2068, 7586, 21831, 18045, 625, 262, 16931, 3290, 13];
+    let clean: Vec<u32> = clean.into_iter().map(|t| t % config.vocab_size as u32).collect();
+    let mut one_differs = clean.clone();
+    one_differs[5] = (one_differs[5] + 1) % config.vocab_size as u32;
+    let all_differ: Vec<u32> = clean.iter().map(|t| (t * 7 + 3) % config.vocab_size as u32).collect();
+
+    for corrupted in [&one_differs, &all_differ] {
+        let fast = model.residual_patching_sweep(&clean, corrupted, METRIC).unwrap();
+        let naive = naive_sweep(&model, &clean, corrupted);
+        let worst = fast.values().iter().zip(&naive).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(worst <= 1e-4, "fast and naive sweeps differ by {worst}");
+        println!("fast sweep = naive sweep (largest difference {worst:.2e})");
+    }
+
+    let mut group = c.benchmark_group("patching_sweep");
+    group.sample_size(10);
+    group.bench_function("plain_forward_1x10", |b| {
+        b.iter(|| black_box(model.forward(input(&clean).0, input(&clean).1)))
+    });
+    group.bench_function("fast/one_position_differs", |b| {
+        b.iter(|| black_box(model.residual_patching_sweep(&clean, &one_differs, METRIC).unwrap()))
+    });
+    group.bench_function("fast/every_position_differs", |b| {
+        b.iter(|| black_box(model.residual_patching_sweep(&clean, &all_differ, METRIC).unwrap()))
+    });
+    group.bench_function("naive_121_traces", |b| {
+        b.iter(|| black_box(naive_sweep(&model, &clean, &all_differ)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
