@@ -28,6 +28,16 @@ fn load(dir: &Path) -> Result<TinyGpt2, Error> {
 
 /// Rewrites `model.safetensors` in `dir` keeping the tensors `keep` accepts, changed by `edit`.
 fn rewrite_weights(dir: &Path, keep: impl Fn(&str) -> bool, edit: impl Fn(&str, Vec<usize>) -> Vec<usize>) {
+    rewrite_named(dir, keep, edit, str::to_owned);
+}
+
+/// [`rewrite_weights`], also renaming the tensors.
+fn rewrite_named(
+    dir: &Path,
+    keep: impl Fn(&str) -> bool,
+    edit: impl Fn(&str, Vec<usize>) -> Vec<usize>,
+    rename: impl Fn(&str) -> String,
+) {
     let bytes = fs::read(dir.join("model.safetensors")).unwrap();
     let tensors = SafeTensors::deserialize(&bytes).unwrap();
     let mut kept = Vec::new();
@@ -35,7 +45,7 @@ fn rewrite_weights(dir: &Path, keep: impl Fn(&str) -> bool, edit: impl Fn(&str, 
         if keep(&name) {
             let shape = edit(&name, view.shape().to_vec());
             let count: usize = shape.iter().product();
-            kept.push((name, shape, view.data()[..count * 4].to_vec()));
+            kept.push((rename(&name), shape, view.data()[..count * 4].to_vec()));
         }
     }
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = kept
@@ -157,4 +167,19 @@ fn bad_input_is_an_error_and_the_model_stays_usable() {
         assert!(matches!(traced, Err(Error::Input { .. })));
     }
     support::assert_identical(&before, &lm.forward("The city of").unwrap());
+}
+
+#[test]
+fn names_without_the_transformer_prefix_load_too() {
+    // The original OpenAI conversions on the Hub (openai-community/gpt2) name `h.0.attn.c_attn.weight`.
+    let dir = copy_of_fixture();
+    rewrite_named(
+        dir.path(),
+        |_| true,
+        |_, shape| shape,
+        |name| name.trim_start_matches("transformer.").to_owned(),
+    );
+    let prompt = "The Eiffel Tower is in the city of";
+    let renamed = load(dir.path()).unwrap();
+    support::assert_identical(&renamed.forward(prompt).unwrap(), &tiny_gpt2().forward(prompt).unwrap());
 }
