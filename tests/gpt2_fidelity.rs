@@ -42,12 +42,7 @@ fn tokenizer_matches_transformers() {
     let prompt = expected.text("single", "prompt");
     assert_eq!(vec![lm.encode(&prompt).unwrap()], expected.rows("single.input_ids"));
 
-    let prompts: Vec<String> = expected.json["batch"]["prompts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_str().unwrap().into())
-        .collect();
+    let prompts = expected.batch_prompts();
     let batch = lm.batch(prompts).unwrap();
     let ids: Vec<i64> = batch.input_ids.to_data().iter::<i64>().collect();
     let mask: Vec<i64> = batch.attention_mask.to_data().iter::<i64>().collect();
@@ -77,12 +72,7 @@ fn single_prompt_matches_transformers() {
 #[test]
 fn padded_batch_matches_transformers_at_every_token() {
     let (lm, expected) = (tiny_gpt2(), Expected::load());
-    let prompts: Vec<String> = expected.json["batch"]["prompts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_str().unwrap().into())
-        .collect();
+    let prompts = expected.batch_prompts();
     let out = read_everything(&lm, prompts.clone());
     let batch = lm.batch(prompts).unwrap();
     // Padding positions hold whatever each implementation computes there; compare the tokens.

@@ -78,6 +78,12 @@ impl Expected {
         values.chunks(width).map(|row| row.iter().map(|&v| v as u32).collect()).collect()
     }
 
+    /// The prompts of the padded-batch case.
+    pub fn batch_prompts(&self) -> Vec<String> {
+        let prompts = self.json["batch"]["prompts"].as_array().unwrap();
+        prompts.iter().map(|p| p.as_str().unwrap().to_owned()).collect()
+    }
+
     /// A string field of `expected.json`, e.g. `("single", "prompt")`.
     pub fn text(&self, section: &str, field: &str) -> String {
         self.json[section][field].as_str().unwrap().to_owned()
