@@ -72,34 +72,39 @@ pub fn site<A: SiteValue, O: SiteValue>(child: Child, args: A, call: impl FnOnce
     }
     // SAFETY: a non-null `ACTIVE` points at the `Engine` of the trace running on this thread; the
     // trace clears it (through `Activation`'s drop) before that engine goes away.
-    let engine = unsafe { &*(engine as *const Engine<'_>) };
+    let engine = unsafe { &*(engine as *const Engine<'_, '_>) };
     engine.site(child, args, call)
 }
 
 /// A trace body, type-erased: polled by the engine, its result kept for the trace to collect.
-pub(crate) trait Body {
+pub trait Body {
     /// Polls the body; `true` once it has finished.
     fn poll_body(&mut self, cx: &mut Context<'_>) -> bool;
     /// Whether the body has finished with an error.
     fn failed(&self) -> bool;
+    /// The body's error, if it finished with one (taken: asked once).
+    fn take_error(&mut self) -> Option<Error>;
 }
 
-/// One body and, once it finishes, its result.
-pub(crate) struct Task<F: Future> {
-    future: Pin<Box<F>>,
-    result: Option<F::Output>,
+/// The future of one body, boxed: bodies of one trace have different types.
+pub type BodyFuture<'a, R> = Pin<Box<dyn Future<Output = Result<R>> + 'a>>;
+
+/// One body and, once it finishes, its result (used by generated and glue code, not a public API).
+pub struct Task<'a, R> {
+    future: BodyFuture<'a, R>,
+    result: Option<Result<R>>,
 }
 
-impl<R, F: Future<Output = Result<R>>> Task<F> {
-    pub(crate) fn new(future: F) -> Self {
-        Task { future: Box::pin(future), result: None }
+impl<'a, R> Task<'a, R> {
+    pub(crate) fn new(future: BodyFuture<'a, R>) -> Self {
+        Task { future, result: None }
     }
 
     /// The body's result; an unfinished body yields the error that explains why.
-    pub(crate) fn into_result(self, state: &TraceState, invoke: usize) -> Result<R> {
+    pub(crate) fn into_result(self, state: &TraceState, body: usize) -> Result<R> {
         match self.result {
             Some(result) => result,
-            None => Err(match state.pending[invoke].get() {
+            None => Err(match state.pending[body].get() {
                 Some(key) => Error::NotReached { site: state.describe(key) },
                 None => Error::Unsupported { what: "awaited a future that is not an envoy access".into() },
             }),
@@ -107,7 +112,7 @@ impl<R, F: Future<Output = Result<R>>> Task<F> {
     }
 }
 
-impl<R, F: Future<Output = Result<R>>> Body for Task<F> {
+impl<R> Body for Task<'_, R> {
     fn poll_body(&mut self, cx: &mut Context<'_>) -> bool {
         if self.result.is_none()
             && let Poll::Ready(result) = self.future.as_mut().poll(cx)
@@ -120,27 +125,58 @@ impl<R, F: Future<Output = Result<R>>> Body for Task<F> {
     fn failed(&self) -> bool {
         matches!(self.result, Some(Err(_)))
     }
+
+    fn take_error(&mut self) -> Option<Error> {
+        match self.result.take() {
+            Some(Err(error)) => Some(error),
+            other => {
+                self.result = other;
+                None
+            }
+        }
+    }
 }
 
+/// The unwinding payload that ends a forward pass stopped by a body (`stop`).
+struct Stopped;
+
 /// The driver of one trace.
-pub(crate) struct Engine<'a> {
-    state: &'a TraceState,
-    bodies: Vec<RefCell<&'a mut dyn Body>>,
+pub(crate) struct Engine<'s, 'b> {
+    state: &'s TraceState,
+    bodies: Vec<RefCell<&'b mut (dyn Body + 'b)>>,
     /// The module whose forward is running.
     cursor: Cell<NodeId>,
     /// Bodies still running; when none is left (or one failed) the rest of the pass runs bare.
     live: Cell<usize>,
+    /// The first body that failed.
+    failed: Cell<Option<usize>>,
 }
 
-impl<'a> Engine<'a> {
-    pub(crate) fn new(state: &'a TraceState, bodies: Vec<&'a mut dyn Body>) -> Self {
+impl<'s, 'b> Engine<'s, 'b> {
+    pub(crate) fn new(state: &'s TraceState, bodies: Vec<&'b mut (dyn Body + 'b)>) -> Self {
         let live = bodies.len();
         Engine {
             state,
             bodies: bodies.into_iter().map(RefCell::new).collect(),
             cursor: Cell::new(NodeId::ROOT),
             live: Cell::new(live),
+            failed: Cell::new(None),
         }
+    }
+
+    /// The first body that failed, if one did.
+    pub(crate) fn failed(&self) -> Option<usize> {
+        self.failed.get()
+    }
+
+    /// Whether the trace has failed (a body's error, or the engine's own).
+    fn halted(&self) -> bool {
+        self.failed.get().is_some() || self.state.failure.borrow().is_some()
+    }
+
+    /// Whether anything is left for the forward pass to serve (a body, or a cache).
+    fn attended(&self) -> bool {
+        self.live.get() > 0 || !self.state.caches.borrow().is_empty()
     }
 
     /// Polls every body up to its first access; `false` when none is left waiting.
@@ -148,15 +184,21 @@ impl<'a> Engine<'a> {
         for invoke in 0..self.bodies.len() {
             self.poll(invoke);
         }
-        self.live.get() > 0
+        self.attended() && !self.state.stop.get() && self.failed.get().is_none()
     }
 
-    /// Runs the root module's call (`call`) as the root site, with this engine active.
+    /// Runs the root module's call (`call`) as the root site, with this engine active; a body
+    /// that stops the pass ends it here.
     pub(crate) fn run_root<A: SiteValue, O: SiteValue>(&self, args: A, call: impl FnOnce(A) -> O) {
         let _active = Activation::new(self);
-        let args = self.fire(NodeId::ROOT, Kind::Input, args);
-        let output = call(args);
-        self.fire(NodeId::ROOT, Kind::Output, output);
+        let run = || {
+            self.call(NodeId::ROOT, args, call);
+        };
+        if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
+            && !payload.is::<Stopped>()
+        {
+            std::panic::resume_unwind(payload);
+        }
     }
 
     #[inline]
@@ -166,11 +208,47 @@ impl<'a> Engine<'a> {
             return call(args);
         };
         self.cursor.set(node);
-        let args = self.fire(node, Kind::Input, args);
-        let output = call(args);
-        let output = self.fire(node, Kind::Output, output);
+        let output = self.call(node, args, call);
         self.cursor.set(parent);
         output
+    }
+
+    /// The call of `node`: its input site, the call itself (unless a body skips it), its output
+    /// site.
+    #[inline]
+    fn call<A: SiteValue, O: SiteValue>(&self, node: NodeId, args: A, call: impl FnOnce(A) -> O) -> O {
+        let args = self.fire(node, Kind::Input, args);
+        let output = match self.skipped::<O>(node) {
+            Ok(Some(output)) => output,
+            Ok(None) => call(args),
+            // The trace has failed: the rest of the pass runs bare.
+            Err(()) => return call(args),
+        };
+        self.fire(node, Kind::Output, output)
+    }
+
+    /// The value a body gave to replace `node`'s call, if it skips it.
+    #[inline]
+    fn skipped<O: SiteValue>(&self, node: NodeId) -> Result<Option<O>, ()> {
+        let mut slot = self.state.skip.borrow_mut();
+        if slot.as_ref().is_none_or(|s| s.key.node != node) {
+            return Ok(None);
+        }
+        let Some(skipped) = slot.take() else { return Ok(None) };
+        drop(slot);
+        match skipped.value.downcast::<O>() {
+            Ok(value) => Ok(Some(*value)),
+            Err(_) => {
+                self.state.fail(Error::TypeMismatch {
+                    site: format!("{} (skip)", self.state.describe(skipped.key)),
+                    expected: type_name::<O>(),
+                    found: skipped.type_name,
+                });
+                self.live.set(0);
+                ACTIVE.with(|a| a.set(ptr::null()));
+                Err(())
+            }
+        }
     }
 
     /// The node a call site calls, if the tree has it.
@@ -192,6 +270,10 @@ impl<'a> Engine<'a> {
     /// Counts a visit of a site and serves its value to the bodies that wait for it.
     #[inline]
     fn fire<T: SiteValue>(&self, node: NodeId, kind: Kind, mut value: T) -> T {
+        // After a failure, the calls still on the stack finish bare.
+        if self.halted() {
+            return value;
+        }
         let entry = self.state.tree.node(node);
         let counter = match kind {
             Kind::Input => &entry.inputs_seen,
@@ -204,7 +286,23 @@ impl<'a> Engine<'a> {
         if self.state.awaited(key) {
             self.serve(key, &mut value, type_name::<T>());
         }
+        self.record(key, &value);
+        if self.state.stop.get() {
+            std::panic::resume_unwind(Box::new(Stopped));
+        }
         value
+    }
+
+    /// Hands the (post-intervention) value of `key` to the caches that record it.
+    #[inline]
+    fn record<T: SiteValue>(&self, key: Key, value: &T) {
+        let caches = self.state.caches.borrow();
+        if caches.is_empty() {
+            return;
+        }
+        for cache in caches.iter() {
+            cache.record(&self.state.tree, key, value);
+        }
     }
 
     /// Lends `value` to each body waiting for `key`, in invoke order.
@@ -230,13 +328,16 @@ impl<'a> Engine<'a> {
         let previous = ACTIVE.with(|a| a.replace(ptr::null()));
         let finished = body.poll_body(&mut Context::from_waker(Waker::noop()));
         if finished {
-            self.live.set(self.live.get() - 1);
+            self.live.set(self.live.get().saturating_sub(1));
         }
-        let stop = body.failed() || self.live.get() == 0;
-        if stop {
+        if body.failed() {
             self.live.set(0);
+            if self.failed.get().is_none() {
+                self.failed.set(Some(invoke));
+            }
         }
-        ACTIVE.with(|a| a.set(if stop { ptr::null() } else { previous }));
+        let bare = !self.attended() || self.failed.get().is_some();
+        ACTIVE.with(|a| a.set(if bare { ptr::null() } else { previous }));
     }
 }
 
@@ -246,8 +347,8 @@ struct Activation {
 }
 
 impl Activation {
-    fn new(engine: &Engine<'_>) -> Activation {
-        let this = engine as *const Engine<'_> as *const ();
+    fn new(engine: &Engine<'_, '_>) -> Activation {
+        let this = engine as *const Engine<'_, '_> as *const ();
         Activation { previous: ACTIVE.with(|a| a.replace(this)) }
     }
 }

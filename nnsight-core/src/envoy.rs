@@ -10,6 +10,9 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Index;
 
+use crate::cache::{self, Cache, CacheOptions};
+use crate::control::{self, Skip};
+use crate::error::Result;
 use crate::inspectable::Signature;
 use crate::site::{First, Site};
 use crate::state::{Kind, TraceState};
@@ -64,6 +67,51 @@ impl<'t, M: ?Sized> ModuleEnvoy<'t, M> {
     {
         Site::new(self.state, self.node, Kind::Input)
     }
+
+    /// Skips the module: its forward is not run (its submodules never fire) and `value` flows on
+    /// as its output. Awaiting waits for the module's call.
+    ///
+    /// # Errors
+    /// [`Error::PartialSkip`](crate::Error::PartialSkip) from a body that sees only some rows of a
+    /// batch; the errors of reading the module's input.
+    pub fn skip(&self, value: M::Output) -> Skip<'t, M::Output>
+    where
+        M: Signature,
+    {
+        Skip::new(self.state, self.node, value)
+    }
+
+    /// Stops the forward pass after the site being served (before the first site, if called
+    /// before any access): later modules never run, and accesses still waiting fail with
+    /// [`Error::NotReached`](crate::Error::NotReached). The bodies waiting at the current site
+    /// still get it.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`](crate::Error::Unsupported) in a build with `panic = "abort"`
+    /// (stopping unwinds the forward pass).
+    pub fn stop(&self) -> Result<()> {
+        control::stop(self.state)
+    }
+
+    /// Starts recording activations (see [`Cache`]): from this point of the forward pass, the
+    /// outputs (optionally inputs) of the modules chosen by `options`.
+    ///
+    /// # Errors
+    /// [`Error::NotCached`](crate::Error::NotCached) when `options` names a path no module has.
+    pub fn cache(&self, options: CacheOptions) -> Result<Cache> {
+        cache::start(self.state, options)
+    }
+
+    /// This module's output (first call) as recorded by `cache`, typed by the module's signature.
+    ///
+    /// # Errors
+    /// [`Error::NotCached`](crate::Error::NotCached) when `cache` did not record it.
+    pub fn cached_output(&self, cache: &Cache) -> Result<M::Output>
+    where
+        M: Signature,
+    {
+        cache.get(&self.path(), Kind::Output, 0)
+    }
 }
 
 /// The sites of a module whose value types are generic (e.g. `Linear::forward<const D>`): the type
@@ -103,6 +151,20 @@ impl<'t> DynEnvoy<'t> {
     /// All the arguments of the call, as the tuple `T`.
     pub fn inputs<T: Args>(&self) -> Site<'t, T> {
         Site::new(self.state, self.node, Kind::Input)
+    }
+
+    /// Skips the module with `value` as its output (see [`ModuleEnvoy::skip`]); the type is
+    /// checked when the module is reached.
+    pub fn skip<T: SiteValue>(&self, value: T) -> Skip<'t, T> {
+        Skip::new(self.state, self.node, value)
+    }
+
+    /// This module's output (first call) as recorded by `cache`, of type `T`.
+    ///
+    /// # Errors
+    /// [`Error::NotCached`](crate::Error::NotCached) when `cache` did not record it as a `T`.
+    pub fn cached_output<T: SiteValue>(&self, cache: &Cache) -> Result<T> {
+        cache.get(&self.path(), Kind::Output, 0)
     }
 }
 

@@ -125,6 +125,50 @@ pub enum Error {
         problem: String,
     },
 
+    /// A value one invoke hands to another was read before it was stored.
+    #[error(
+        "`{name}` was read before any invoke stored it: bodies run in invoke order at each site, \
+         so the invoke that stores it must reach that site first (same or earlier site, earlier invoke)"
+    )]
+    NotShared {
+        /// What the shared slot holds.
+        name: &'static str,
+    },
+
+    /// A module skipped by a body that sees only some rows of the batch.
+    #[error(
+        "`{site}` is skipped by {invoke}, which sees only rows {rows} of the batch; a skipped \
+         module's output is the skip value for the whole batch, so skip from a single invoke or \
+         from `invoke_all`"
+    )]
+    PartialSkip {
+        /// The site of the skipped module.
+        site: String,
+        /// The invoke that asked (`invoke 1`).
+        invoke: String,
+        /// Its rows (`2..3 of 4`).
+        rows: String,
+    },
+
+    /// A tracked activation got no gradient from the backward pass.
+    #[error(
+        "no gradient reached `{site}`: the backward pass did not start from a value computed \
+         from it (or the gradients are of another trace)"
+    )]
+    NoGradient {
+        /// The site whose gradient was asked for.
+        site: String,
+    },
+
+    /// A cache lookup for a site the cache did not record.
+    #[error("the cache holds no `{site}` ({why})")]
+    NotCached {
+        /// The site asked for (`transformer.h.3.output.i0`).
+        site: String,
+        /// Why: not recorded, not reached, of another type.
+        why: String,
+    },
+
     /// An error raised by user code inside a trace body.
     #[error("{0}")]
     Custom(Box<dyn std::error::Error + Send + Sync>),

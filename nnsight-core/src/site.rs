@@ -89,8 +89,32 @@ impl<'t, V: SiteValue, L: Lens<V>> Site<'t, V, L> {
         Edit { site: self, f: Some(f) }
     }
 
-    /// Polls the access: `op` runs on the served value, at most once.
-    fn poll_with<R>(&self, op: impl FnOnce(&mut L::Target) -> Result<R>) -> Poll<Result<R>> {
+    /// Replaces the value with `f(value)`, where `f` may fail; `f` runs when the site is
+    /// reached. Errors of `f` end the body like any error.
+    ///
+    /// # Errors
+    /// The error of `f`; as [`replace`](Self::replace).
+    pub fn try_edit<F: FnOnce(L::Target) -> Result<L::Target>>(self, f: F) -> TryEdit<'t, V, L, F> {
+        TryEdit { site: self, f: Some(f) }
+    }
+
+    /// Replaces the value with `f()`, computed when the site is reached — not when the body
+    /// starts. This is how a later invoke patches in a value an earlier invoke reads at the same
+    /// site: `m.h[6].output().replace_with(|| clean.get())`.
+    ///
+    /// # Errors
+    /// The error of `f`; as [`replace`](Self::replace).
+    #[allow(clippy::type_complexity)]
+    pub fn replace_with<F: FnOnce() -> Result<L::Target>>(
+        self,
+        f: F,
+    ) -> TryEdit<'t, V, L, impl FnOnce(L::Target) -> Result<L::Target>> {
+        self.try_edit(move |_| f())
+    }
+
+    /// Polls the access: `op` runs on the served value (the invoke's rows of it), at most once;
+    /// when the access `writes`, the rows are spliced back.
+    fn poll_with<R>(&self, writes: bool, op: impl FnOnce(&mut L::Target) -> Result<R>) -> Poll<Result<R>> {
         match self.state.access(self.key) {
             Access::Wait => Poll::Pending,
             Access::Fail(error) => Poll::Ready(Err(error)),
@@ -99,13 +123,24 @@ impl<'t, V: SiteValue, L: Lens<V>> Site<'t, V, L> {
                 // before it polls the waiting body and clears it right after; this access runs
                 // inside that poll, and nothing else touches the value meanwhile.
                 let value = unsafe { &mut *value };
-                Poll::Ready(match value.downcast_mut::<V>() {
-                    Some(value) => op(L::focus(value)),
-                    None => Err(Error::TypeMismatch {
+                let Some(value) = value.downcast_mut::<V>() else {
+                    return Poll::Ready(Err(Error::TypeMismatch {
                         site: self.state.describe(self.key),
                         expected: type_name::<V>(),
                         found,
-                    }),
+                    }));
+                };
+                let target = L::focus(value);
+                Poll::Ready(match self.state.current_rows() {
+                    None => op(target),
+                    Some(rows) => {
+                        let mut part = target.narrow_rows(rows);
+                        let result = op(&mut part);
+                        if writes && result.is_ok() {
+                            target.splice_rows(rows, part);
+                        }
+                        result
+                    }
                 })
             }
         }
@@ -114,11 +149,31 @@ impl<'t, V: SiteValue, L: Lens<V>> Site<'t, V, L> {
     fn assign(&self, slot: &mut L::Target, value: L::Target) -> Result<()> {
         slot.check_replacement(&value).map_err(|m| Error::ShapeMismatch {
             site: self.state.describe(self.key),
-            expected: m.expected,
+            expected: match self.state.current_rows() {
+                Some(rows) => format!(
+                    "{} ({} sees rows {}..{} of a batch of {})",
+                    m.expected,
+                    self.state.current_body(),
+                    rows.start,
+                    rows.start + rows.len,
+                    rows.total
+                ),
+                None => m.expected,
+            },
             found: m.found,
         })?;
         *slot = value;
         Ok(())
+    }
+
+    /// The trace and visit this access is for.
+    pub(crate) fn parts(&self) -> (&'t TraceState, Key) {
+        (self.state, self.key)
+    }
+
+    /// Polls a write access (used by other write futures, e.g. gradient tracking).
+    pub(crate) fn poll_write<R>(&self, op: impl FnOnce(&mut L::Target) -> Result<R>) -> Poll<Result<R>> {
+        self.poll_with(true, op)
     }
 }
 
@@ -140,7 +195,7 @@ impl<'t, V: SiteValue, L: Lens<V>> IntoFuture for Site<'t, V, L> {
 impl<V: SiteValue, L: Lens<V>> Future for Read<'_, V, L> {
     type Output = Result<L::Target>;
     fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.site.poll_with(|value| Ok(value.clone()))
+        self.site.poll_with(false, |value| Ok(value.clone()))
     }
 }
 
@@ -156,7 +211,7 @@ impl<V: SiteValue, L: Lens<V>> Future for Replace<'_, V, L> {
     fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<()>> {
         let this = self.get_mut();
         let value = &mut this.value;
-        this.site.poll_with(|slot| match value.take() {
+        this.site.poll_with(true, |slot| match value.take() {
             Some(value) => this.site.assign(slot, value),
             None => Ok(()),
         })
@@ -175,7 +230,7 @@ impl<V: SiteValue, L: Lens<V>, F: FnOnce(L::Target) -> L::Target> Future for Edi
     fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<()>> {
         let this = self.get_mut();
         let f = &mut this.f;
-        this.site.poll_with(|slot| match f.take() {
+        this.site.poll_with(true, |slot| match f.take() {
             Some(f) => {
                 let edited = f(slot.clone());
                 this.site.assign(slot, edited)
@@ -184,6 +239,30 @@ impl<V: SiteValue, L: Lens<V>, F: FnOnce(L::Target) -> L::Target> Future for Edi
         })
     }
 }
+
+/// Editing a site's value with a fallible function: see [`Site::try_edit`].
+#[must_use = "an edit does nothing unless awaited"]
+pub struct TryEdit<'t, V, L, F> {
+    site: Site<'t, V, L>,
+    f: Option<F>,
+}
+
+impl<V: SiteValue, L: Lens<V>, F: FnOnce(L::Target) -> Result<L::Target>> Future for TryEdit<'_, V, L, F> {
+    type Output = Result<()>;
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = self.get_mut();
+        let f = &mut this.f;
+        this.site.poll_with(true, |slot| match f.take() {
+            Some(f) => {
+                let edited = f(slot.clone())?;
+                this.site.assign(slot, edited)
+            }
+            None => Ok(()),
+        })
+    }
+}
+
+impl<V, L, F> Unpin for TryEdit<'_, V, L, F> {}
 
 // Neither future is self-referential, and neither projects a pin onto its fields.
 impl<V, L: Lens<V>> Unpin for Replace<'_, V, L> {}

@@ -6,9 +6,12 @@
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::rc::Rc;
 
+use crate::cache::CacheStore;
 use crate::error::Error;
 use crate::tree::{NodeId, NodeKind, Tree};
+use crate::value::Rows;
 
 /// Which side of a module call a site is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -32,6 +35,14 @@ pub(crate) struct Key {
 pub(crate) struct Serving {
     pub(crate) key: Key,
     pub(crate) value: *mut dyn Any,
+    pub(crate) type_name: &'static str,
+}
+
+/// A replacement for a module's output, set by `skip`: the module is not run.
+pub(crate) struct Skipped {
+    /// The input visit at which the module is skipped.
+    pub(crate) key: Key,
+    pub(crate) value: Box<dyn Any>,
     pub(crate) type_name: &'static str,
 }
 
@@ -65,6 +76,18 @@ pub struct TraceState {
     /// The last site the forward pass went through.
     pub(crate) last: Cell<Option<Key>>,
     pub(crate) ghosts: RefCell<Vec<Ghost>>,
+    /// The rows each body sees, when the batch is split between invokes.
+    pub(crate) rows: Box<[Option<Rows>]>,
+    /// How many of the bodies are persistent edits (they come first); the rest are invokes.
+    pub(crate) edits: usize,
+    /// Set by a body that stops the forward pass after the current site.
+    pub(crate) stop: Cell<bool>,
+    /// A module output replacement waiting for the module's call.
+    pub(crate) skip: RefCell<Option<Skipped>>,
+    /// An error found by the engine itself (e.g. a skip value of the wrong type).
+    pub(crate) failure: RefCell<Option<Error>>,
+    /// The caches recording this trace's sites.
+    pub(crate) caches: RefCell<Vec<Rc<CacheStore>>>,
 }
 
 impl fmt::Debug for TraceState {
@@ -74,14 +97,43 @@ impl fmt::Debug for TraceState {
 }
 
 impl TraceState {
-    pub(crate) fn new(tree: Tree, invokes: usize) -> TraceState {
+    /// The state of a trace whose bodies see `rows` (one entry per body, edits first).
+    pub(crate) fn new(tree: Tree, rows: Vec<Option<Rows>>, edits: usize) -> TraceState {
         TraceState {
             tree,
             serving: Cell::new(None),
             invoke: Cell::new(0),
-            pending: (0..invokes).map(|_| Cell::new(None)).collect(),
+            pending: rows.iter().map(|_| Cell::new(None)).collect(),
             last: Cell::new(None),
             ghosts: RefCell::new(Vec::new()),
+            rows: rows.into_boxed_slice(),
+            edits,
+            stop: Cell::new(false),
+            skip: RefCell::new(None),
+            failure: RefCell::new(None),
+            caches: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The rows the body being polled sees (`None`: the whole batch).
+    pub(crate) fn current_rows(&self) -> Option<Rows> {
+        self.rows[self.invoke.get()]
+    }
+
+    /// How the body being polled is named in errors (`invoke 1`, `edit 0`).
+    pub(crate) fn current_body(&self) -> String {
+        let body = self.invoke.get();
+        match body.checked_sub(self.edits) {
+            Some(invoke) => format!("invoke {invoke}"),
+            None => format!("edit {body}"),
+        }
+    }
+
+    /// Records an error of the engine's own; the first one wins.
+    pub(crate) fn fail(&self, error: Error) {
+        let mut failure = self.failure.borrow_mut();
+        if failure.is_none() {
+            *failure = Some(error);
         }
     }
 

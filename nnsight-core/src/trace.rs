@@ -1,13 +1,17 @@
-//! The explicit tracing API: `model.trace(input).run(async |m| { .. })`.
+//! The explicit tracing API: `model.trace(input).run(async |m| { .. })`, and its entry points
+//! for invokes (`model.tracer()`) and persistent edits (`model.edit(..)`).
 
-use crate::engine::{Engine, Task};
+use std::rc::Rc;
+
+use crate::batch::Concat;
+use crate::edit::{EditList, Edited};
 use crate::error::Result;
+use crate::group::One;
 use crate::inspectable::{Forward, Inspectable, IntoInputs};
-use crate::state::TraceState;
-use crate::tree::{NodeId, Tree};
+use crate::invoke::{Invokes, drive};
 
 /// Starts traces on a model; implemented for every [`Inspectable`] model with a [`Forward`].
-pub trait TraceExt: Inspectable + Forward {
+pub trait TraceExt: Inspectable + Forward + Sized {
     /// Prepares a trace of one forward pass on `input` (one argument, or a tuple of them).
     ///
     /// # Examples
@@ -50,7 +54,58 @@ pub trait TraceExt: Inspectable + Forward {
     /// # }
     /// ```
     fn trace<I: IntoInputs<Self::Inputs>>(&self, input: I) -> Tracer<'_, Self> {
-        Tracer { model: self, inputs: input.into_inputs() }
+        Tracer::new(self, input.into_inputs(), Vec::new())
+    }
+
+    /// Prepares a trace made of invokes: several inputs, each with its own body, joined along
+    /// dimension 0 into **one** batched forward pass. See [`Invokes`].
+    ///
+    /// # Examples
+    /// ```
+    /// # use burn::backend::Flex;
+    /// # use burn::nn::{Linear, LinearConfig};
+    /// # use burn::prelude::*;
+    /// # use nnsight::prelude::*;
+    /// # #[derive(Module, Debug, Inspectable)]
+    /// # struct Net<B: Backend> { a: Linear<B>, b: Linear<B> }
+    /// # #[inspect]
+    /// # impl<B: Backend> Net<B> {
+    /// #     fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> { self.b.forward(self.a.forward(x)) }
+    /// # }
+    /// # fn main() -> nnsight::Result<()> {
+    /// # let device = Default::default();
+    /// # let net = Net::<Flex> { a: LinearConfig::new(3, 3).init(&device), b: LinearConfig::new(3, 3).init(&device) };
+    /// let clean = Tensor::<Flex, 2>::ones([1, 3], &device);
+    /// let corrupted = Tensor::<Flex, 2>::zeros([1, 3], &device);
+    /// let hidden = nnsight::Shared::new("a's output on the clean input");
+    /// let (_, patched) = net
+    ///     .tracer()
+    ///     .invoke(clean, async |m| hidden.set(m.a.output::<Tensor<Flex, 2>>().await?))
+    ///     .invoke(corrupted, async |m| {
+    ///         // `replace_with` takes the value when the site is reached, after invoke 0 read it.
+    ///         m.a.output().replace_with(|| hidden.get()).await?;
+    ///         m.output().await
+    ///     })
+    ///     .run()?;
+    /// assert_eq!(patched.dims(), [1, 3]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    fn tracer(&self) -> Invokes<'_, Self, Self::Inputs, ()>
+    where
+        Self::Inputs: Concat,
+    {
+        Invokes::concatenating(self)
+    }
+
+    /// A handle on this model that applies `body` first on every later trace (nnsight's
+    /// `model.edit()`): the model is unchanged, the handle shares its weights. See [`Edited`].
+    fn edit<'m, C>(&'m self, body: C) -> Edited<'m, Self>
+    where
+        C: for<'e, 't> AsyncFn(&'e Self::Envoy<'t>) -> Result<()> + 'm,
+    {
+        let edits: EditList<'m, Self> = vec![Rc::new(body)];
+        Edited::new(self, edits)
     }
 }
 
@@ -58,18 +113,23 @@ impl<M: Inspectable + Forward> TraceExt for M {}
 
 /// A prepared trace: the model and its inputs, waiting for a body.
 #[must_use = "a trace runs only when `run` is called"]
-pub struct Tracer<'m, M: Forward + ?Sized> {
+pub struct Tracer<'m, M: Inspectable + Forward> {
     model: &'m M,
     inputs: M::Inputs,
+    edits: EditList<'m, M>,
 }
 
-impl<M: Forward + ?Sized> std::fmt::Debug for Tracer<'_, M> {
+impl<M: Inspectable + Forward> std::fmt::Debug for Tracer<'_, M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tracer").finish_non_exhaustive()
     }
 }
 
-impl<M: Inspectable + Forward> Tracer<'_, M> {
+impl<'m, M: Inspectable + Forward> Tracer<'m, M> {
+    pub(crate) fn new(model: &'m M, inputs: M::Inputs, edits: EditList<'m, M>) -> Self {
+        Tracer { model, inputs, edits }
+    }
+
     /// Runs the forward pass with `body` interleaved, and returns what the body returns.
     ///
     /// The body is an async closure over the model's envoy; each envoy access parks it until the
@@ -81,16 +141,7 @@ impl<M: Inspectable + Forward> Tracer<'_, M> {
     /// index out of range, a type or shape mismatch, or an error of the body's own code. The
     /// model is unchanged either way.
     pub fn run<R>(self, body: impl for<'e, 't> AsyncFnOnce(&'e M::Envoy<'t>) -> Result<R>) -> Result<R> {
-        let state = TraceState::new(Tree::of(self.model), 1);
-        let envoy = M::envoy(&state, NodeId::ROOT);
-        let mut task = Task::new(body(&envoy));
-        {
-            let engine = Engine::new(&state, vec![&mut task]);
-            if engine.start() {
-                let model = self.model;
-                engine.run_root(self.inputs, |inputs| model.forward_inputs(inputs));
-            }
-        }
-        task.into_result(&state, 0)
+        let (result,) = drive(self.model, self.inputs, vec![None], &self.edits, (One(body),))?;
+        Ok(result)
     }
 }

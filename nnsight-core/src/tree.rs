@@ -103,6 +103,13 @@ impl Tree {
         if slot < node.children { NodeId(node.first_child + slot) } else { parent }
     }
 
+    /// The node at a dotted path (`blocks.2.attn`, `model` for the root), if there is one.
+    pub fn find(&self, path: &str) -> Option<NodeId> {
+        (0..self.nodes.len() as u32)
+            .map(NodeId)
+            .find(|&id| self.nodes[id.index()].kind == NodeKind::Module && self.path(id) == path)
+    }
+
     /// The dotted path of a node (`blocks.2.attn`); the root is `model`.
     pub fn path(&self, id: NodeId) -> String {
         let mut chain = Vec::new();

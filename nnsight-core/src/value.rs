@@ -1,8 +1,33 @@
-//! What may flow through a site: [`SiteValue`], and argument tuples ([`Args`]).
+//! What may flow through a site: [`SiteValue`], argument tuples ([`Args`]), and the rows of a
+//! batch an invoke sees ([`Rows`]).
+
+use std::ops::Range;
 
 use burn::tensor::{BasicOps, Tensor, backend::Backend};
 
 use crate::error::Mismatch;
+
+/// The rows of a batched value that one invoke owns: `start..start + len` of `total`.
+///
+/// A trace with two or more invokes that have inputs runs them as one batch; each invoke's body
+/// sees only its rows of every batched value (dimension 0 of a tensor whose first dimension is
+/// the batch size) and its writes are spliced back into those rows.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Rows {
+    /// The first row.
+    pub start: usize,
+    /// The number of rows.
+    pub len: usize,
+    /// The number of rows of the whole batch.
+    pub total: usize,
+}
+
+impl Rows {
+    /// The rows as a range.
+    pub fn range(&self) -> Range<usize> {
+        self.start..self.start + self.len
+    }
+}
 
 /// A value that can pass through a site: a module's output, or the tuple of its arguments.
 ///
@@ -23,6 +48,20 @@ pub trait SiteValue: Clone + 'static {
         let _ = replacement;
         Ok(())
     }
+
+    /// The part of the value that belongs to `rows` of the batch. The default (values without a
+    /// batch dimension) is the whole value.
+    fn narrow_rows(&self, rows: Rows) -> Self {
+        let _ = rows;
+        self.clone()
+    }
+
+    /// Writes `part` (as returned by [`narrow_rows`](Self::narrow_rows), then changed) back into
+    /// `rows`. The default replaces the whole value.
+    fn splice_rows(&mut self, rows: Rows, part: Self) {
+        let _ = rows;
+        *self = part;
+    }
 }
 
 impl<B: Backend, const D: usize, K: BasicOps<B> + 'static> SiteValue for Tensor<B, D, K> {
@@ -34,6 +73,23 @@ impl<B: Backend, const D: usize, K: BasicOps<B> + 'static> SiteValue for Tensor<
             Err(Mismatch { expected: format!("{expected:?}"), found: format!("{found:?}") })
         }
     }
+
+    fn narrow_rows(&self, rows: Rows) -> Self {
+        if self.dims()[0] == rows.total {
+            self.clone().narrow(0, rows.start, rows.len)
+        } else {
+            self.clone()
+        }
+    }
+
+    fn splice_rows(&mut self, rows: Rows, part: Self) {
+        if self.dims()[0] == rows.total {
+            let spliced = self.clone().slice_assign(std::slice::from_ref(&rows.range()), part);
+            *self = spliced;
+        } else {
+            *self = part;
+        }
+    }
 }
 
 impl<T: SiteValue> SiteValue for Option<T> {
@@ -42,6 +98,17 @@ impl<T: SiteValue> SiteValue for Option<T> {
             (Some(a), Some(b)) => a.check_replacement(b),
             (None, None) => Ok(()),
             (a, b) => Err(Mismatch { expected: presence(a.is_some()), found: presence(b.is_some()) }),
+        }
+    }
+
+    fn narrow_rows(&self, rows: Rows) -> Self {
+        self.as_ref().map(|v| v.narrow_rows(rows))
+    }
+
+    fn splice_rows(&mut self, rows: Rows, part: Self) {
+        match (self.as_mut(), part) {
+            (Some(value), Some(part)) => value.splice_rows(rows, part),
+            (_, part) => *self = part,
         }
     }
 }
@@ -62,6 +129,20 @@ impl<T: SiteValue> SiteValue for Vec<T> {
             a.check_replacement(b).map_err(|m| in_element(i, m))?;
         }
         Ok(())
+    }
+
+    fn narrow_rows(&self, rows: Rows) -> Self {
+        self.iter().map(|v| v.narrow_rows(rows)).collect()
+    }
+
+    fn splice_rows(&mut self, rows: Rows, part: Self) {
+        if self.len() != part.len() {
+            *self = part;
+            return;
+        }
+        for (value, part) in self.iter_mut().zip(part) {
+            value.splice_rows(rows, part);
+        }
     }
 }
 
@@ -92,6 +173,14 @@ macro_rules! tuples {
             fn check_replacement(&self, replacement: &Self) -> Result<(), Mismatch> {
                 $(self.$idx.check_replacement(&replacement.$idx).map_err(|m| in_element($idx, m))?;)+
                 Ok(())
+            }
+
+            fn narrow_rows(&self, rows: Rows) -> Self {
+                ($(self.$idx.narrow_rows(rows),)+)
+            }
+
+            fn splice_rows(&mut self, rows: Rows, part: Self) {
+                $(self.$idx.splice_rows(rows, part.$idx);)+
             }
         }
         impl<$($name: SiteValue),+> Args for ($($name,)+) {
@@ -137,5 +226,20 @@ mod tests {
         let m = pair.check_replacement(&other).unwrap_err();
         assert_eq!(m.expected, "[2] at element 1");
         assert_eq!(Some(1).check_replacement(&None).unwrap_err().found, "None");
+    }
+
+    #[test]
+    fn batched_tensors_narrow_to_their_rows_and_splice_back() {
+        let device = Default::default();
+        let batch = Tensor::<Flex, 2>::from_data([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]], &device);
+        let rows = Rows { start: 1, len: 2, total: 3 };
+        let part = batch.narrow_rows(rows);
+        assert_eq!(part.to_data().to_vec::<f32>().unwrap(), [1.0, 1.0, 2.0, 2.0]);
+        let mut spliced = batch.clone();
+        spliced.splice_rows(rows, part * 10.0);
+        assert_eq!(spliced.to_data().to_vec::<f32>().unwrap(), [0.0, 0.0, 10.0, 10.0, 20.0, 20.0]);
+        // A tensor without the batch dimension is seen whole.
+        let weight = Tensor::<Flex, 1>::ones([2], &device);
+        assert_eq!(weight.narrow_rows(rows).dims(), [2]);
     }
 }

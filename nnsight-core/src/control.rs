@@ -1,0 +1,82 @@
+//! Control of the forward pass from a body: [`skip`](crate::ModuleEnvoy::skip) a module with a
+//! replacement value, or [`stop`](crate::ModuleEnvoy::stop) the pass after the current site.
+
+use std::any::type_name;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use crate::error::{Error, Result};
+use crate::state::{Access, Key, Kind, Skipped, TraceState};
+use crate::tree::NodeId;
+use crate::value::SiteValue;
+
+/// Skipping a module: see [`ModuleEnvoy::skip`](crate::ModuleEnvoy::skip).
+#[must_use = "a skip does nothing unless awaited"]
+pub struct Skip<'t, T> {
+    state: &'t TraceState,
+    key: Key,
+    value: Option<T>,
+    _value: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for Skip<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Skip({})", self.state.describe(self.key))
+    }
+}
+
+impl<'t, T: SiteValue> Skip<'t, T> {
+    pub(crate) fn new(state: &'t TraceState, node: NodeId, value: T) -> Self {
+        Skip { state, key: Key { node, kind: Kind::Input, occurrence: 0 }, value: Some(value), _value: PhantomData }
+    }
+
+    /// Skips another call of the module: the `n`-th (0 is the first).
+    pub fn at(mut self, occurrence: u32) -> Self {
+        self.key.occurrence = occurrence;
+        self
+    }
+}
+
+// Not self-referential; no pin projection.
+impl<T> Unpin for Skip<'_, T> {}
+
+impl<T: SiteValue> Future for Skip<'_, T> {
+    type Output = Result<()>;
+
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = self.get_mut();
+        match this.state.access(this.key) {
+            Access::Wait => Poll::Pending,
+            Access::Fail(error) => Poll::Ready(Err(error)),
+            Access::Serve(..) => {
+                if let Some(rows) = this.state.current_rows() {
+                    return Poll::Ready(Err(Error::PartialSkip {
+                        site: this.state.path(this.key.node),
+                        invoke: this.state.current_body(),
+                        rows: format!("{}..{} of {}", rows.start, rows.start + rows.len, rows.total),
+                    }));
+                }
+                let Some(value) = this.value.take() else { return Poll::Ready(Ok(())) };
+                *this.state.skip.borrow_mut() =
+                    Some(Skipped { key: this.key, value: Box::new(value), type_name: type_name::<T>() });
+                Poll::Ready(Ok(()))
+            }
+        }
+    }
+}
+
+/// Ends the forward pass after the site being served (see
+/// [`ModuleEnvoy::stop`](crate::ModuleEnvoy::stop)).
+pub(crate) fn stop(state: &TraceState) -> Result<()> {
+    if cfg!(panic = "unwind") {
+        state.stop.set(true);
+        Ok(())
+    } else {
+        Err(Error::Unsupported {
+            what: "asked to stop the forward pass, which needs `panic = \"unwind\"` (this build aborts on panic)"
+                .to_owned(),
+        })
+    }
+}

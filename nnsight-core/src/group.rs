@@ -1,0 +1,212 @@
+//! The bodies of a trace, typed: one [`Group`] per `invoke` call (one body, or many alike), and
+//! tuples of groups ([`Groups`]) whose results come back as a tuple.
+//!
+//! These traits are the glue between the invoke builders and the engine; users meet them only in
+//! bounds. Each body is boxed into a task (its future already was), so bodies of different types
+//! run side by side while their results keep their types.
+
+use crate::edit::EditBody;
+use crate::engine::{Body, Task};
+use crate::error::{Error, Result};
+use crate::inspectable::Inspectable;
+use crate::state::TraceState;
+
+/// One invoke body: an async closure over the model's envoy.
+pub struct One<C>(pub(crate) C);
+
+/// Several invoke bodies of the same type (e.g. one per patch of a sweep); results as a `Vec`.
+pub struct Many<C>(pub(crate) Vec<C>);
+
+/// The bodies added by one `invoke` call.
+pub trait Group<M: Inspectable> {
+    /// What each body returns (inside `Ok`).
+    type Item;
+    /// What the group gives back: the item, or a `Vec` of items.
+    type Output;
+
+    /// The number of bodies.
+    fn len(&self) -> usize;
+
+    /// Whether the group has no body.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Starts the bodies on `envoy` (nothing runs before the engine polls them).
+    #[doc(hidden)]
+    fn start<'e, 't>(self, envoy: &'e M::Envoy<'t>) -> Vec<Task<'e, Self::Item>>
+    where
+        Self: 'e;
+
+    /// Collects the results; `first` is the index of the group's first body in the trace.
+    #[doc(hidden)]
+    fn finish(tasks: Vec<Task<'_, Self::Item>>, state: &TraceState, first: usize) -> Result<Self::Output>;
+}
+
+impl<M: Inspectable, R, C> Group<M> for One<C>
+where
+    C: for<'e, 't> AsyncFnOnce(&'e M::Envoy<'t>) -> Result<R>,
+{
+    type Item = R;
+    type Output = R;
+
+    fn len(&self) -> usize {
+        1
+    }
+
+    fn start<'e, 't>(self, envoy: &'e M::Envoy<'t>) -> Vec<Task<'e, R>>
+    where
+        Self: 'e,
+    {
+        vec![Task::new(Box::pin((self.0)(envoy)))]
+    }
+
+    fn finish(tasks: Vec<Task<'_, R>>, state: &TraceState, first: usize) -> Result<R> {
+        let task = tasks.into_iter().next().expect("one body, one task");
+        task.into_result(state, first)
+    }
+}
+
+impl<M: Inspectable, R, C> Group<M> for Many<C>
+where
+    C: for<'e, 't> AsyncFnOnce(&'e M::Envoy<'t>) -> Result<R>,
+{
+    type Item = R;
+    type Output = Vec<R>;
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn start<'e, 't>(self, envoy: &'e M::Envoy<'t>) -> Vec<Task<'e, R>>
+    where
+        Self: 'e,
+    {
+        self.0.into_iter().map(|body| Task::new(Box::pin(body(envoy)))).collect()
+    }
+
+    fn finish(tasks: Vec<Task<'_, R>>, state: &TraceState, first: usize) -> Result<Vec<R>> {
+        tasks.into_iter().enumerate().map(|(i, task)| task.into_result(state, first + i)).collect()
+    }
+}
+
+/// Runs the bodies of a trace: the engine sees them as one list, edits first.
+pub type Drive<'d> = &'d mut dyn FnMut(Vec<&mut dyn Body>) -> Option<usize>;
+
+/// All the groups of a trace, as a tuple; implemented for tuples of up to eight groups.
+pub trait Groups<M: Inspectable> {
+    /// The tuple of the groups' outputs.
+    type Output;
+
+    /// The number of bodies.
+    fn count(&self) -> usize;
+
+    /// Starts every body, lets `drive` run them with the `edits` first, collects the results.
+    #[doc(hidden)]
+    fn run<'e, 't>(
+        self,
+        envoy: &'e M::Envoy<'t>,
+        state: &TraceState,
+        edits: &[&'e dyn EditBody<M>],
+        drive: Drive<'_>,
+    ) -> Result<Self::Output>
+    where
+        Self: 'e;
+}
+
+/// Adding one more group to a tuple of groups.
+pub trait Push<G> {
+    /// The longer tuple.
+    type Output;
+    /// `self` with `group` at the end.
+    fn push(self, group: G) -> Self::Output;
+}
+
+/// The error that ended the trace: the engine's own, else the first failed body's.
+fn failure(state: &TraceState, failed: Option<usize>, bodies: &mut [&mut dyn Body]) -> Option<Error> {
+    if let Some(error) = state.failure.borrow_mut().take() {
+        return Some(error);
+    }
+    failed.and_then(|i| bodies[i].take_error())
+}
+
+macro_rules! groups {
+    ($(($($g:ident $t:ident $i:tt),*))*) => {$(
+        impl<M: Inspectable, $($g: Group<M>),*> Groups<M> for ($($g,)*) {
+            type Output = ($($g::Output,)*);
+
+            fn count(&self) -> usize {
+                0 $(+ self.$i.len())*
+            }
+
+            #[allow(unused_mut, unused_variables, unused_assignments)]
+            fn run<'e, 't>(
+                self,
+                envoy: &'e M::Envoy<'t>,
+                state: &TraceState,
+                edits: &[&'e dyn EditBody<M>],
+                drive: Drive<'_>,
+            ) -> Result<Self::Output>
+            where
+                Self: 'e,
+            {
+                let mut edit_tasks: Vec<Task<'e, ()>> =
+                    edits.iter().map(|edit| Task::new(edit.start(envoy))).collect();
+                $(let mut $t = self.$i.start(envoy);)*
+                let mut bodies: Vec<&mut dyn Body> = Vec::new();
+                bodies.extend(edit_tasks.iter_mut().map(|t| t as &mut dyn Body));
+                $(bodies.extend($t.iter_mut().map(|t| t as &mut dyn Body));)*
+                let failed = drive(bodies);
+                let mut bodies: Vec<&mut dyn Body> = Vec::new();
+                bodies.extend(edit_tasks.iter_mut().map(|t| t as &mut dyn Body));
+                $(bodies.extend($t.iter_mut().map(|t| t as &mut dyn Body));)*
+                if let Some(error) = failure(state, failed, &mut bodies) {
+                    return Err(error);
+                }
+                drop(bodies);
+                for (i, task) in edit_tasks.into_iter().enumerate() {
+                    task.into_result(state, i)?;
+                }
+                let mut first = edits.len();
+                $(
+                    let count = $t.len();
+                    let $t = $g::finish($t, state, first)?;
+                    first += count;
+                )*
+                Ok(($($t,)*))
+            }
+        }
+    )*};
+}
+groups! {
+    ()
+    (G0 t0 0)
+    (G0 t0 0, G1 t1 1)
+    (G0 t0 0, G1 t1 1, G2 t2 2)
+    (G0 t0 0, G1 t1 1, G2 t2 2, G3 t3 3)
+    (G0 t0 0, G1 t1 1, G2 t2 2, G3 t3 3, G4 t4 4)
+    (G0 t0 0, G1 t1 1, G2 t2 2, G3 t3 3, G4 t4 4, G5 t5 5)
+    (G0 t0 0, G1 t1 1, G2 t2 2, G3 t3 3, G4 t4 4, G5 t5 5, G6 t6 6)
+    (G0 t0 0, G1 t1 1, G2 t2 2, G3 t3 3, G4 t4 4, G5 t5 5, G6 t6 6, G7 t7 7)
+}
+
+macro_rules! push {
+    ($(($($g:ident $i:tt),*))*) => {$(
+        impl<$($g,)* G> Push<G> for ($($g,)*) {
+            type Output = ($($g,)* G,);
+            fn push(self, group: G) -> Self::Output {
+                ($(self.$i,)* group,)
+            }
+        }
+    )*};
+}
+push! {
+    ()
+    (G0 0)
+    (G0 0, G1 1)
+    (G0 0, G1 1, G2 2)
+    (G0 0, G1 1, G2 2, G3 3)
+    (G0 0, G1 1, G2 2, G3 3, G4 4)
+    (G0 0, G1 1, G2 2, G3 3, G4 4, G5 5)
+    (G0 0, G1 1, G2 2, G3 3, G4 4, G5 5, G6 6)
+}
