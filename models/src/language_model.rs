@@ -134,13 +134,18 @@ impl<B: Backend, M: CausalLm<B>> LanguageModel<B, M> {
         self.decode(&[id])
     }
 
+    /// The token ids of each prompt (text is encoded, ids are kept as they are).
+    pub fn tokenize(&self, prompts: Prompts) -> Result<Vec<Vec<u32>>> {
+        match prompts {
+            Prompts::Text(texts) => texts.iter().map(|t| self.encode(t)).collect(),
+            Prompts::Ids(ids) => Ok(ids),
+        }
+    }
+
     /// Tokenizes `prompts` and left-pads them into one batch; checks that no prompt is empty,
     /// every id is in the vocabulary and no prompt is longer than the model's context.
     pub fn batch(&self, prompts: impl Into<Prompts>) -> Result<Batch<B>> {
-        let tokens = match prompts.into() {
-            Prompts::Text(texts) => texts.iter().map(|t| self.encode(t)).collect::<Result<Vec<_>>>()?,
-            Prompts::Ids(ids) => ids,
-        };
+        let tokens = self.tokenize(prompts.into())?;
         if tokens.is_empty() {
             return Err(Error::Input { problem: "no prompt was given".to_owned() });
         }
@@ -171,6 +176,31 @@ impl<B: Backend, M: CausalLm<B>> LanguageModel<B, M> {
     pub fn forward(&self, prompts: impl Into<Prompts>) -> Result<Tensor<B, 3>> {
         let batch = self.batch(prompts)?;
         Ok(self.model.forward_inputs((batch.input_ids, batch.attention_mask)))
+    }
+
+    /// A trace made of invokes: several prompts, each with its own body, left-padded into one
+    /// batch and run as one forward pass. See [`LmInvokes`](crate::LmInvokes).
+    ///
+    /// ```no_run
+    /// # use burn::backend::Flex;
+    /// # use burn::prelude::*;
+    /// # use nnsight_models::{LanguageModel, gpt2::Gpt2LMHeadModel};
+    /// # fn main() -> nnsight::Result<()> {
+    /// # let lm = LanguageModel::<Flex, Gpt2LMHeadModel<Flex>>::from_pretrained("openai-community/gpt2", &Default::default())?;
+    /// let cat = nnsight::Shared::new("layer 6 output of the cat prompt");
+    /// let ((), logits) = lm
+    ///     .tracer()
+    ///     .invoke("The cat sat on the", async |m| cat.set(m.transformer.h[6].output().await?))
+    ///     .invoke("The dog ran through the", async |m| {
+    ///         m.transformer.h[6].output().replace_with(|| cat.get()).await?;
+    ///         m.output().await
+    ///     })
+    ///     .run()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn tracer(&self) -> crate::LmInvokes<'_, B, M, ()> {
+        crate::LmInvokes::new(self)
     }
 
     /// A trace of the model on `prompts`; run it with [`LmTracer::run`] (or use `trace!`).

@@ -13,8 +13,10 @@ pub mod hub;
 pub mod kv_cache;
 mod language_model;
 pub mod lm_head;
+mod lm_invokes;
 mod prompts;
 pub mod weights;
 
 pub use language_model::{CausalLm, LanguageModel, LmTracer, Pretrained};
+pub use lm_invokes::LmInvokes;
 pub use prompts::{Batch, Prompts};

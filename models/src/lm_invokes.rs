@@ -1,0 +1,105 @@
+//! Invokes on a [`LanguageModel`]: several prompts (each with its own body) left-padded into one
+//! batch and run as **one** forward pass.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use burn::prelude::*;
+use nnsight::{Error, Groups, Invokes, Many, One, Push, Result, layout};
+
+use crate::language_model::{CausalLm, LanguageModel};
+use crate::prompts::Prompts;
+
+/// A trace of a [`LanguageModel`] made of invokes, waiting for [`run`](Self::run); built by
+/// [`LanguageModel::tracer`].
+///
+/// Each invoke's prompts become consecutive rows of one left-padded batch (position ids come
+/// from the attention mask, so padding does not change a prompt's results); each body sees only
+/// its rows, and at every site the bodies run in the order they were added.
+#[must_use = "a trace runs only when `run` is called"]
+pub struct LmInvokes<'m, B: Backend, M: CausalLm<B>, G> {
+    inner: Invokes<'m, M, Prompts, G>,
+    _backend: PhantomData<fn() -> B>,
+}
+
+impl<B: Backend, M: CausalLm<B>, G> fmt::Debug for LmInvokes<'_, B, M, G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl<'m, B: Backend, M: CausalLm<B>> LmInvokes<'m, B, M, ()> {
+    pub(crate) fn new(lm: &'m LanguageModel<B, M>) -> Self {
+        let batcher = Box::new(move |inputs: Vec<Option<Prompts>>| {
+            let mut tokens = Vec::new();
+            let mut rows = Vec::with_capacity(inputs.len());
+            for (i, prompts) in inputs.into_iter().enumerate() {
+                let Some(prompts) = prompts else {
+                    rows.push(None);
+                    continue;
+                };
+                let ids = lm.tokenize(prompts)?;
+                if ids.is_empty() {
+                    return Err(Error::Input { problem: format!("invoke {i} has no prompt") });
+                }
+                rows.push(Some(ids.len()));
+                tokens.extend(ids);
+            }
+            if tokens.is_empty() {
+                return Err(nnsight::no_input());
+            }
+            let batch = lm.batch(Prompts::Ids(tokens))?;
+            Ok(((batch.input_ids, batch.attention_mask), layout(&rows)))
+        });
+        LmInvokes { inner: Invokes::new(lm.model(), batcher), _backend: PhantomData }
+    }
+}
+
+impl<'m, B: Backend, M: CausalLm<B>, G> LmInvokes<'m, B, M, G> {
+    /// Adds an invoke: `prompts` (one or several, text or token ids) become rows of the batch,
+    /// and `body` sees only those rows of every batched value.
+    pub fn invoke<C, R>(self, prompts: impl Into<Prompts>, body: C) -> LmInvokes<'m, B, M, G::Output>
+    where
+        G: Push<One<C>>,
+        C: for<'e, 't> AsyncFnOnce(&'e M::Envoy<'t>) -> Result<R>,
+    {
+        LmInvokes { inner: self.inner.invoke_input(Some(prompts.into()), body), _backend: PhantomData }
+    }
+
+    /// Adds an invoke without prompt: its body sees the whole batch.
+    pub fn invoke_all<C, R>(self, body: C) -> LmInvokes<'m, B, M, G::Output>
+    where
+        G: Push<One<C>>,
+        C: for<'e, 't> AsyncFnOnce(&'e M::Envoy<'t>) -> Result<R>,
+    {
+        LmInvokes { inner: self.inner.invoke_input(None, body), _backend: PhantomData }
+    }
+
+    /// Adds one invoke per `(prompts, body)` pair, all with bodies of one type (e.g. one per
+    /// patch of a sweep); their results come back as one `Vec`.
+    pub fn invoke_each<P, C, R>(
+        self,
+        invokes: impl IntoIterator<Item = (P, C)>,
+    ) -> LmInvokes<'m, B, M, G::Output>
+    where
+        P: Into<Prompts>,
+        G: Push<Many<C>>,
+        C: for<'e, 't> AsyncFnOnce(&'e M::Envoy<'t>) -> Result<R>,
+    {
+        let invokes = invokes.into_iter().map(|(prompts, body)| (Some(prompts.into()), body));
+        LmInvokes { inner: self.inner.invoke_inputs(invokes), _backend: PhantomData }
+    }
+
+    /// Runs one batched forward pass with every body interleaved; returns the bodies' results as
+    /// a tuple in the order the invokes were added.
+    ///
+    /// # Errors
+    /// [`Error::Input`] / [`Error::Tokenizer`] for prompts the model cannot take; else the first
+    /// error of a body.
+    pub fn run(self) -> Result<G::Output>
+    where
+        G: Groups<M>,
+    {
+        self.inner.run()
+    }
+}
