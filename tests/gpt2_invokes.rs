@@ -171,3 +171,31 @@ fn gradients_through_invoke_narrowing_equal_the_single_prompt_gradients() {
     let grad = tracked.grad(&grads).unwrap();
     assert_close("d metric / d h[0] in a batch", &grad, &g.expected.tensor::<3>("grad.hidden.0"), 1e-4);
 }
+
+#[test]
+fn an_edited_language_model_applies_its_edit_to_traces_and_invokes() {
+    let lm = tiny_gpt2();
+    let prompt = "The Colosseum is in";
+    let ablated = lm.edit(async |m| m.transformer.h[0].mlp.output().edit(|h| h.zeros_like()).await);
+
+    let by_hand = lm
+        .trace(prompt)
+        .run(async |m| {
+            m.transformer.h[0].mlp.output().edit(|h| h.zeros_like()).await?;
+            m.output().await
+        })
+        .unwrap();
+    let edited = ablated.trace(prompt).run(async |m| m.output().await).unwrap();
+    assert_close("edited trace", &edited, &by_hand, 0.0);
+    let (in_batch, ()) = ablated
+        .tracer()
+        .invoke(prompt, async |m| m.output().await)
+        .invoke("The Eiffel Tower is in the city of", async |_| Ok(()))
+        .run()
+        .unwrap();
+    assert_close("edited invoke, last position", &last(in_batch), &last(by_hand.clone()), 1e-4);
+
+    // The language model itself is unchanged.
+    let plain = lm.forward(prompt).unwrap();
+    assert!((plain - by_hand).abs().max().into_scalar() > 1e-4);
+}

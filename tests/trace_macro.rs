@@ -83,3 +83,46 @@ fn errors_come_back_as_results() {
     });
     assert!(matches!(result, Err(Error::OutOfOrder { .. })));
 }
+
+#[test]
+fn invoke_blocks_share_names_and_run_as_one_batch() {
+    let model = Transformer::<B>::new(3, &Default::default());
+    let (clean, corrupted) = (input([1, 4, 8], 40), input([1, 4, 8], 41));
+    let (clean_out, patched, rows) = trace!(model, |m| {
+        invoke clean.clone() {
+            let h = m.blocks[1].output();
+            m.output()
+        }
+        invoke corrupted.clone() {
+            // `h` is invoke 0's value, read when this invoke reaches the site.
+            m.blocks[1].output() = h;
+            m.output()
+        }
+        invoke {
+            m.blocks[0].output().dims()[0]
+        }
+    })
+    .unwrap();
+    assert_eq!(rows, 2, "the empty invoke sees both rows");
+
+    let h = model.trace(clean.clone()).run(async |m| m.blocks[1].output().await).unwrap();
+    let expected = model.finish_from(2, h);
+    let close = |a: &Tensor<B, 3>, b: &Tensor<B, 3>| (a.clone() - b.clone()).abs().max().into_scalar() < 1e-5;
+    assert!(close(&patched, &expected));
+    assert!(close(&clean_out, &model.forward(clean)));
+}
+
+#[test]
+fn a_name_used_before_the_invoke_that_binds_it_reaches_its_site_is_an_error() {
+    let model = Transformer::<B>::new(2, &Default::default());
+    let err = trace!(model, |m| {
+        invoke input([1, 3, 8], 42) {
+            let late = m.blocks[1].output();
+        }
+        invoke input([1, 3, 8], 43) {
+            m.blocks[0].output() = late;
+        }
+    })
+    .unwrap_err();
+    assert!(matches!(err, nnsight::Error::NotShared { name: "late" }), "{err}");
+}

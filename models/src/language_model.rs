@@ -1,11 +1,12 @@
 //! [`LanguageModel`]: a causal language model with its tokenizer and device, traced on text.
 
 use std::fmt;
+use std::marker::PhantomData;
 
 use burn::prelude::*;
 use tokenizers::Tokenizer;
 
-use nnsight::{Error, Forward, Inspectable, Result, TraceExt};
+use nnsight::{Edited, Error, Forward, Inspectable, Result, TraceExt};
 
 use crate::hub::ModelFiles;
 use crate::prompts::{Batch, Prompts};
@@ -205,18 +206,43 @@ impl<B: Backend, M: CausalLm<B>> LanguageModel<B, M> {
 
     /// A trace of the model on `prompts`; run it with [`LmTracer::run`] (or use `trace!`).
     pub fn trace(&self, prompts: impl Into<Prompts>) -> LmTracer<'_, B, M> {
-        LmTracer { model: &self.model, batch: self.batch(prompts) }
+        LmTracer {
+            tracer: self.batch(prompts).map(|b| self.model.trace((b.input_ids, b.attention_mask))),
+            _backend: PhantomData,
+        }
+    }
+
+    /// A handle on this model that applies `body` first on every later trace (nnsight's
+    /// `model.edit()`): the model is unchanged and the handle shares its weights and tokenizer.
+    ///
+    /// ```no_run
+    /// # use burn::backend::Flex;
+    /// # use burn::prelude::*;
+    /// # use nnsight_models::{LanguageModel, gpt2::Gpt2LMHeadModel};
+    /// # fn main() -> nnsight::Result<()> {
+    /// # let lm = LanguageModel::<Flex, Gpt2LMHeadModel<Flex>>::from_pretrained("openai-community/gpt2", &Default::default())?;
+    /// // Ablate block 3's MLP on every trace of `ablated`.
+    /// let ablated = lm.edit(async |m| m.transformer.h[3].mlp.output().edit(|h| h.zeros_like()).await);
+    /// let logits = ablated.trace("The Eiffel Tower is in").run(async |m| m.output().await)?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn edit<'m, C>(&'m self, body: C) -> EditedLm<'m, B, M>
+    where
+        C: for<'e, 't> AsyncFn(&'e M::Envoy<'t>) -> Result<()> + 'm,
+    {
+        EditedLm { lm: self, edited: self.model.edit(body) }
     }
 }
 
 /// A trace of a [`LanguageModel`] on tokenized prompts, waiting for its body.
 #[must_use = "a trace runs only when `run` is called"]
-pub struct LmTracer<'m, B: Backend, M> {
-    model: &'m M,
-    batch: Result<Batch<B>>,
+pub struct LmTracer<'m, B: Backend, M: CausalLm<B>> {
+    tracer: Result<nnsight::Tracer<'m, M>>,
+    _backend: PhantomData<fn() -> B>,
 }
 
-impl<B: Backend, M> fmt::Debug for LmTracer<'_, B, M> {
+impl<B: Backend, M: CausalLm<B>> fmt::Debug for LmTracer<'_, B, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LmTracer").finish_non_exhaustive()
     }
@@ -226,7 +252,58 @@ impl<B: Backend, M: CausalLm<B>> LmTracer<'_, B, M> {
     /// Runs the forward pass with `body` interleaved (see `nnsight::Tracer::run`); the model's
     /// output is the logits `[prompts, columns, vocab]`, prompts left-padded.
     pub fn run<R>(self, body: impl for<'e, 't> AsyncFnOnce(&'e M::Envoy<'t>) -> Result<R>) -> Result<R> {
-        let batch = self.batch?;
-        self.model.trace((batch.input_ids, batch.attention_mask)).run(body)
+        self.tracer?.run(body)
+    }
+}
+
+/// A [`LanguageModel`] with persistent edits, made by [`LanguageModel::edit`]: every trace of it
+/// runs the edits first, on the whole batch.
+pub struct EditedLm<'m, B: Backend, M: CausalLm<B>> {
+    lm: &'m LanguageModel<B, M>,
+    edited: Edited<'m, M>,
+}
+
+impl<B: Backend, M: CausalLm<B>> fmt::Debug for EditedLm<'_, B, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EditedLm").field("edits", &self.edited.edits()).finish_non_exhaustive()
+    }
+}
+
+impl<'m, B: Backend, M: CausalLm<B>> EditedLm<'m, B, M> {
+    /// The same handle with one more edit, applied after the ones already stored.
+    pub fn edit<C>(self, body: C) -> Self
+    where
+        C: for<'e, 't> AsyncFn(&'e M::Envoy<'t>) -> Result<()> + 'm,
+    {
+        EditedLm { lm: self.lm, edited: self.edited.edit(body) }
+    }
+
+    /// Removes the most recent edit; `false` if there was none.
+    pub fn undo(&mut self) -> bool {
+        self.edited.undo()
+    }
+
+    /// The number of stored edits.
+    pub fn edits(&self) -> usize {
+        self.edited.edits()
+    }
+
+    /// The unedited language model.
+    pub fn unedited(&self) -> &'m LanguageModel<B, M> {
+        self.lm
+    }
+
+    /// A trace on `prompts`, the edits applied first (see [`LanguageModel::trace`]).
+    pub fn trace(&self, prompts: impl Into<Prompts>) -> LmTracer<'m, B, M> {
+        let edited = &self.edited;
+        LmTracer {
+            tracer: self.lm.batch(prompts).map(|b| edited.trace((b.input_ids, b.attention_mask))),
+            _backend: PhantomData,
+        }
+    }
+
+    /// A trace made of invokes, the edits applied first (see [`LanguageModel::tracer`]).
+    pub fn tracer(&self) -> crate::LmInvokes<'m, B, M, ()> {
+        crate::LmInvokes::new(self.lm).edited(&self.edited)
     }
 }

@@ -17,6 +17,6 @@ mod lm_invokes;
 mod prompts;
 pub mod weights;
 
-pub use language_model::{CausalLm, LanguageModel, LmTracer, Pretrained};
+pub use language_model::{CausalLm, EditedLm, LanguageModel, LmTracer, Pretrained};
 pub use lm_invokes::LmInvokes;
 pub use prompts::{Batch, Prompts};

@@ -56,6 +56,11 @@ impl<'m, B: Backend, M: CausalLm<B>> LmInvokes<'m, B, M, ()> {
 }
 
 impl<'m, B: Backend, M: CausalLm<B>, G> LmInvokes<'m, B, M, G> {
+    /// The same invokes with `edited`'s edits applied first.
+    pub(crate) fn edited(self, edited: &nnsight::Edited<'m, M>) -> Self {
+        LmInvokes { inner: self.inner.edited(edited), _backend: PhantomData }
+    }
+
     /// Adds an invoke: `prompts` (one or several, text or token ids) become rows of the batch,
     /// and `body` sees only those rows of every batched value.
     pub fn invoke<C, R>(self, prompts: impl Into<Prompts>, body: C) -> LmInvokes<'m, B, M, G::Output>

@@ -97,6 +97,11 @@ impl<'m, M: Inspectable + Forward> Edited<'m, M> {
         self.edits.pop().is_some()
     }
 
+    /// The stored edits, shared.
+    pub(crate) fn edit_list(&self) -> EditList<'m, M> {
+        self.edits.clone()
+    }
+
     /// The number of stored edits.
     pub fn edits(&self) -> usize {
         self.edits.len()

@@ -14,7 +14,7 @@
 use std::fmt;
 
 use crate::batch::{Concat, layout};
-use crate::edit::{EditBody, EditList};
+use crate::edit::{EditBody, EditList, Edited};
 use crate::engine::{Body, Engine};
 use crate::error::{Error, Result};
 use crate::group::{Groups, Many, One, Push};
@@ -86,6 +86,12 @@ impl<'m, M: Inspectable + Forward, In, G> Invokes<'m, M, In, G> {
     pub(crate) fn with_edits(mut self, edits: EditList<'m, M>) -> Self {
         self.edits = edits;
         self
+    }
+
+    /// The same invokes with `edited`'s edits applied first (for wrappers that batch their own
+    /// inputs, like a language model's prompts).
+    pub fn edited(self, edited: &Edited<'m, M>) -> Self {
+        self.with_edits(edited.edit_list())
     }
 
     /// Adds an invoke with `input` (or, with `None`, one that sees the whole batch) and its body:

@@ -4,8 +4,8 @@
 use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
 use syn::{
-    Data, DeriveInput, Expr, ExprClosure, Fields, GenericArgument, Ident, PathArguments, Token, Type,
-    Visibility,
+    Block, Data, DeriveInput, Expr, ExprClosure, Fields, GenericArgument, Ident, Pat, PathArguments, Token,
+    Type, Visibility,
 };
 
 /// A struct that derives `Inspectable`.
@@ -168,18 +168,36 @@ fn last_segment(ty: &Type) -> Option<(&Ident, Option<&Type>)> {
     Some((&segment.ident, inner))
 }
 
-/// `trace!(model, input, |envoy| body)`.
-pub(crate) struct TraceInput {
-    pub(crate) model: Expr,
-    pub(crate) input: Expr,
-    pub(crate) body: ExprClosure,
+/// The arguments of `trace!`: `(model, input, |m| body)`, or `(model, |m| { invoke .. { .. } .. })`.
+pub(crate) enum TraceInput {
+    /// One input, one body.
+    Single {
+        model: Expr,
+        input: Expr,
+        body: ExprClosure,
+    },
+    /// Several invokes, each with its input (none for an invoke over the whole batch) and body.
+    Invokes {
+        model: Expr,
+        envoy: Pat,
+        invokes: Vec<InvokeBlock>,
+    },
+}
+
+/// `invoke INPUT { .. }` or `invoke { .. }` inside `trace!`.
+pub(crate) struct InvokeBlock {
+    pub(crate) input: Option<Expr>,
+    pub(crate) body: Block,
 }
 
 impl Parse for TraceInput {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        const USAGE: &str = "expected `trace!(model, input, |m| { .. })`";
+        const USAGE: &str = "expected `trace!(model, input, |m| { .. })` or `trace!(model, |m| { invoke input { .. } .. })`";
         let model: Expr = input.parse().map_err(|e| syn::Error::new(e.span(), USAGE))?;
         input.parse::<Token![,]>().map_err(|e| syn::Error::new(e.span(), USAGE))?;
+        if input.peek(Token![|]) {
+            return parse_invokes(model, input);
+        }
         let input_expr: Expr = input.parse().map_err(|e| syn::Error::new(e.span(), USAGE))?;
         input.parse::<Token![,]>().map_err(|e| syn::Error::new(e.span(), USAGE))?;
         let body: Expr = input.parse()?;
@@ -202,6 +220,40 @@ impl Parse for TraceInput {
         if !input.is_empty() {
             return Err(input.error("unexpected tokens after the body of `trace!`"));
         }
-        Ok(TraceInput { model, input: input_expr, body })
+        Ok(TraceInput::Single { model, input: input_expr, body })
     }
+}
+
+/// `|m| { invoke input { .. } invoke { .. } .. }`
+fn parse_invokes(model: Expr, input: ParseStream<'_>) -> syn::Result<TraceInput> {
+    input.parse::<Token![|]>()?;
+    let envoy = Pat::parse_single(input)?;
+    input.parse::<Token![|]>()?;
+    let content;
+    syn::braced!(content in input);
+    let mut invokes = Vec::new();
+    while !content.is_empty() {
+        let keyword: Ident = content.parse()?;
+        if keyword != "invoke" {
+            return Err(syn::Error::new(
+                keyword.span(),
+                "a `trace!` body without an input argument is a list of `invoke input { .. }` blocks",
+            ));
+        }
+        let prompt = if content.peek(syn::token::Brace) {
+            None
+        } else {
+            Some(Expr::parse_without_eager_brace(&content)?)
+        };
+        let body: Block = content.parse()?;
+        invokes.push(InvokeBlock { input: prompt, body });
+    }
+    if invokes.is_empty() {
+        return Err(syn::Error::new(envoy.span(), "the body has no `invoke input { .. }` block"));
+    }
+    let _ = input.parse::<Token![,]>();
+    if !input.is_empty() {
+        return Err(input.error("unexpected tokens after the body of `trace!`"));
+    }
+    Ok(TraceInput::Invokes { model, envoy, invokes })
 }

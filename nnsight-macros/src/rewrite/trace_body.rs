@@ -20,6 +20,13 @@ pub(crate) fn is_access(expr: &Expr) -> bool {
     call.args.is_empty() && ACCESSES.iter().any(|a| call.method == a)
 }
 
+/// Whether an access occurs anywhere in `expr`.
+pub(crate) fn contains_access(expr: &Expr) -> bool {
+    let mut find = FindAccess(None);
+    find.visit_expr(expr);
+    find.0.is_some()
+}
+
 /// The rewriting visitor; collects errors instead of stopping at the first.
 #[derive(Default)]
 pub(crate) struct TraceBody {
@@ -57,19 +64,33 @@ impl VisitMut for TraceBody {
                 }
             }
             Expr::Async(_) => {}
+            // A value without accesses is computed when the site is reached (so a value another
+            // invoke stores at the same site is there); one that reads sites is computed first.
             Expr::Assign(assign) if is_access(&assign.left) => {
+                let lazy = !contains_access(&assign.right);
                 self.visit_expr_mut(&mut assign.right);
                 let (site, value) = (&assign.left, &assign.right);
-                *expr = parse_quote!((#site).replace(#value).await?);
+                *expr = if lazy {
+                    parse_quote!((#site).replace_with(|| ::core::result::Result::Ok(#value)).await?)
+                } else {
+                    parse_quote!((#site).replace(#value).await?)
+                };
             }
             Expr::Binary(binary) if is_access(&binary.left) && compound(&binary.op).is_some() => {
+                let lazy = !contains_access(&binary.right);
                 self.visit_expr_mut(&mut binary.right);
                 let (site, value) = (&binary.left, &binary.right);
                 let op = compound(&binary.op).expect("checked above");
-                *expr = parse_quote!({
-                    let __nnsight_operand = #value;
-                    (#site).edit(move |__nnsight_value| __nnsight_value #op __nnsight_operand).await?
-                });
+                *expr = if lazy {
+                    parse_quote!((#site)
+                        .try_edit(|__nnsight_value| ::core::result::Result::Ok(__nnsight_value #op (#value)))
+                        .await?)
+                } else {
+                    parse_quote!({
+                        let __nnsight_operand = #value;
+                        (#site).edit(move |__nnsight_value| __nnsight_value #op __nnsight_operand).await?
+                    })
+                };
             }
             Expr::MethodCall(call)
                 if call.method == "save" && call.args.is_empty() && is_access(&call.receiver) =>
