@@ -5,10 +5,13 @@
 //!
 //! - `plain_forward_1x10`: one forward pass, for scale;
 //! - `naive_121_traces`: the sweep as nnsight users write it, one trace per entry (+ the clean run);
+//! - `one_trace_121_invokes`: the sweep as one trace of 121 invokes — the clean prompt and one
+//!   invoke per patch, run as one batched forward pass (nnsight's fastest way);
 //! - `fast/...`: `Gpt2LMHeadModel::residual_patching_sweep`, for prompts differing at one position
 //!   (the usual case: IOI-style name swaps) and at every position (nothing to skip).
 //!
-//! Before measuring, the fast sweep is checked against the naive one (≤ 1e-4 at every entry).
+//! Before measuring, the fast and the invokes sweeps are checked against the naive one (≤ 1e-4 at
+//! every entry).
 //! Under `cargo test --benches` (no `--bench` flag) a small model is used, so CI stays quick.
 //! Figures are recorded in BENCHMARKS.md.
 #![allow(missing_docs)] // criterion's macros generate undocumented functions
@@ -18,8 +21,9 @@ use std::hint::black_box;
 use burn::backend::Flex;
 use burn::prelude::*;
 use criterion::{Criterion, criterion_group, criterion_main};
+use nnsight::Shared;
 use nnsight::prelude::*;
-use nnsight_models::gpt2::{Gpt2Config, Gpt2LMHeadModel, LogitDiff};
+use nnsight_models::gpt2::{Gpt2Config, Gpt2LMHeadModel, Gpt2LMHeadModelEnvoy, LogitDiff};
 
 type B = Flex;
 
@@ -82,6 +86,36 @@ fn naive_sweep(model: &Gpt2LMHeadModel<B>, clean: &[u32], corrupted: &[u32]) -> 
     values
 }
 
+/// One trace: invoke 0 reads the clean block outputs, then one invoke per (layer, position)
+/// patches the corrupted prompt — one batched forward pass of 121 rows.
+fn invokes_sweep(model: &Gpt2LMHeadModel<B>, clean: &[u32], corrupted: &[u32]) -> Vec<f32> {
+    let layers = model.transformer.h.len();
+    let hidden: Vec<Shared<Tensor<B, 3>>> = (0..layers).map(|_| Shared::new("a clean block output")).collect();
+    let hidden = &hidden;
+    let patches = (0..layers).flat_map(|layer| (0..clean.len()).map(move |p| (layer, p)));
+    let ((), values) = model
+        .tracer()
+        .invoke(input(clean), async |m| {
+            for (block, slot) in m.transformer.h.iter().zip(hidden) {
+                slot.set(block.output().await?)?;
+            }
+            Ok(())
+        })
+        .invoke_each(patches.map(|(layer, p)| {
+            let body = async move |m: &Gpt2LMHeadModelEnvoy<'_, B>| {
+                m.transformer.h[layer]
+                    .output()
+                    .try_edit(|h| Ok(h.slice_assign([0..1, p..p + 1], hidden[layer].get()?.narrow(1, p, 1))))
+                    .await?;
+                Ok(metric_of(m.output().await?))
+            };
+            (input(corrupted), body)
+        }))
+        .run()
+        .unwrap();
+    values
+}
+
 fn bench(c: &mut Criterion) {
     let config = config();
     let model = config.init::<B>(&Default::default());
@@ -97,6 +131,10 @@ fn bench(c: &mut Criterion) {
         let worst = fast.values().iter().zip(&naive).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(worst <= 1e-4, "fast and naive sweeps differ by {worst}");
         println!("fast sweep = naive sweep (largest difference {worst:.2e})");
+        let batched = invokes_sweep(&model, &clean, corrupted);
+        let worst = batched.iter().zip(&naive).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(worst <= 1e-4, "invokes and naive sweeps differ by {worst}");
+        println!("invokes sweep = naive sweep (largest difference {worst:.2e})");
     }
 
     let mut group = c.benchmark_group("patching_sweep");
@@ -109,6 +147,9 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("fast/every_position_differs", |b| {
         b.iter(|| black_box(model.residual_patching_sweep(&clean, &all_differ, METRIC).unwrap()))
+    });
+    group.bench_function("one_trace_121_invokes", |b| {
+        b.iter(|| black_box(invokes_sweep(&model, &clean, &all_differ)))
     });
     group.bench_function("naive_121_traces", |b| {
         b.iter(|| black_box(naive_sweep(&model, &clean, &all_differ)))
