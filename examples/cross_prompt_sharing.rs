@@ -66,12 +66,10 @@ fn run() -> nnsight::Result<()> {
 
     // The same with two traces: read, then patch.
     let read = lm.trace(CAT).run(async |m| Ok(last(m.transformer.h[layer].output().await?)))?;
-    let separate = lm
-        .trace(DOG)
-        .run(async |m| {
-            m.transformer.h[layer].output().edit(|h| with_last(h, read.clone())).await?;
-            m.output().await
-        })?;
+    let separate = lm.trace(DOG).run(async |m| {
+        m.transformer.h[layer].output().edit(|h| with_last(h, read.clone())).await?;
+        m.output().await
+    })?;
     let gap = (last(patched_logits.clone()) - last(separate)).abs().max().into_scalar();
     println!("batched vs two separate traces: largest logit difference {gap:.2e}\n");
 

@@ -38,7 +38,10 @@ fn run() -> nnsight::Result<()> {
     let answer = lm.encode(" Mary")?[0] as usize;
     let distractor = lm.encode(" John")?[0] as usize;
     let tokens = lm.encode(PROMPT)?;
-    println!("model: {name}\nprompt: {PROMPT:?} ({} tokens); metric = logit(\" Mary\") − logit(\" John\")\n", tokens.len());
+    println!(
+        "model: {name}\nprompt: {PROMPT:?} ({} tokens); metric = logit(\" Mary\") − logit(\" John\")\n",
+        tokens.len()
+    );
 
     let (tracked, logits) = lm.trace(PROMPT).run(async |m| {
         let mut tracked = Vec::new();
@@ -73,7 +76,9 @@ fn run() -> nnsight::Result<()> {
             m.transformer.h[0]
                 .output()
                 .edit(|h| {
-                    let bump = h.zeros_like().slice_fill([0..1, position..position + 1, feature..feature + 1], delta);
+                    let bump = h
+                        .zeros_like()
+                        .slice_fill([0..1, position..position + 1, feature..feature + 1], delta);
                     h + bump
                 })
                 .await?;

@@ -199,13 +199,13 @@ fn a_cache_of_chosen_modules_with_inputs_records_only_those() {
         .trace(x.clone())
         .run(async |m| m.cache(CacheOptions::only([m.blocks[1].path(), m.head.path()]).with_inputs()))
         .unwrap();
-    assert_eq!(
-        cache.sites(),
-        ["blocks.1.input.i0", "blocks.1.output.i0", "head.input.i0", "head.output.i0"]
-    );
+    assert_eq!(cache.sites(), ["blocks.1.input.i0", "blocks.1.output.i0", "head.input.i0", "head.output.i0"]);
     let (h0,): (Tensor<B, 3>,) = cache.inputs("blocks.1").unwrap();
     assert_identical(&h0, &model.blocks[0].forward(x));
-    let err = model.trace(input([1, 3, 8], 11)).run(async |m| m.cache(CacheOptions::only(["blocks.7"]))).unwrap_err();
+    let err = model
+        .trace(input([1, 3, 8], 11))
+        .run(async |m| m.cache(CacheOptions::only(["blocks.7"])))
+        .unwrap_err();
     assert!(matches!(&err, Error::NotCached { site, .. } if site == "blocks.7"), "{err}");
 }
 

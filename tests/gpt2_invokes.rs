@@ -78,8 +78,11 @@ struct Gradients {
 impl Gradients {
     fn new() -> Self {
         let dir = fixture_dir("tiny-gpt2");
-        let lm = LanguageModel::<A, Gpt2LMHeadModel<A>>::from_pretrained(dir.to_str().unwrap(), &Default::default())
-            .unwrap();
+        let lm = LanguageModel::<A, Gpt2LMHeadModel<A>>::from_pretrained(
+            dir.to_str().unwrap(),
+            &Default::default(),
+        )
+        .unwrap();
         let expected = Expected::load();
         let clean = expected.rows("patch.clean_ids").remove(0);
         let corrupted = expected.rows("patch.corrupt_ids").remove(0);
@@ -104,7 +107,8 @@ impl Gradients {
                 m.transformer.h[layer]
                     .output()
                     .edit(|h| {
-                        let bump = h.zeros_like().slice_fill([0..1, position..position + 1, dim..dim + 1], delta);
+                        let bump =
+                            h.zeros_like().slice_fill([0..1, position..position + 1, dim..dim + 1], delta);
                         h + bump
                     })
                     .await?;
@@ -118,17 +122,16 @@ impl Gradients {
 #[test]
 fn gradients_of_block_outputs_match_pytorch_autograd_and_a_finite_difference() {
     let g = Gradients::new();
-    let (tracked, logits) = g
-        .lm
-        .trace(g.clean.clone())
-        .run(async |m| {
-            let mut tracked = Vec::new();
-            for block in &m.transformer.h {
-                tracked.push(block.output().track_grad().await?);
-            }
-            Ok((tracked, m.output().await?))
-        })
-        .unwrap();
+    let (tracked, logits) =
+        g.lm.trace(g.clean.clone())
+            .run(async |m| {
+                let mut tracked = Vec::new();
+                for block in &m.transformer.h {
+                    tracked.push(block.output().track_grad().await?);
+                }
+                Ok((tracked, m.output().await?))
+            })
+            .unwrap();
     let metric = g.metric(logits, 0);
     let value = metric.clone().into_scalar();
     assert!((value - g.expected.scalar("patch.clean_metric")).abs() < 1e-4);
@@ -157,15 +160,14 @@ fn gradients_of_block_outputs_match_pytorch_autograd_and_a_finite_difference() {
 #[test]
 fn gradients_through_invoke_narrowing_equal_the_single_prompt_gradients() {
     let g = Gradients::new();
-    let (tracked, logits) = g
-        .lm
-        .tracer()
-        .invoke(g.corrupted.clone(), async |_| Ok(()))
-        .invoke(g.clean.clone(), async |m| m.transformer.h[0].output().track_grad().await)
-        .invoke_all(async |m| m.output().await)
-        .run()
-        .map(|((), tracked, logits)| (tracked, logits))
-        .unwrap();
+    let (tracked, logits) =
+        g.lm.tracer()
+            .invoke(g.corrupted.clone(), async |_| Ok(()))
+            .invoke(g.clean.clone(), async |m| m.transformer.h[0].output().track_grad().await)
+            .invoke_all(async |m| m.output().await)
+            .run()
+            .map(|((), tracked, logits)| (tracked, logits))
+            .unwrap();
     assert_eq!(tracked.value().dims()[0], 1, "invoke 1 tracks its own row");
     let grads = g.metric(logits, 1).backward();
     let grad = tracked.grad(&grads).unwrap();

@@ -29,7 +29,12 @@ fn assert_close<const D: usize>(a: &Tensor<B, D>, b: &Tensor<B, D>, tol: f32) {
 
 /// The gradient of `sum(model(x) * weights)` with respect to block `layer`'s output, computed by
 /// hand: the block output becomes a leaf and the rest of the model runs on it.
-fn gradient_by_hand(model: &Transformer<A>, x: Tensor<A, 3>, layer: usize, weights: Tensor<A, 3>) -> Tensor<B, 3> {
+fn gradient_by_hand(
+    model: &Transformer<A>,
+    x: Tensor<A, 3>,
+    layer: usize,
+    weights: Tensor<A, 3>,
+) -> Tensor<B, 3> {
     let mut h = x;
     for block in &model.blocks[..=layer] {
         h = block.forward(h);

@@ -25,7 +25,9 @@ fn two_invokes_run_as_one_forward_pass_each_on_its_rows() {
     let (out_a, (seen_b, out_b), all) = model
         .tracer()
         .invoke(a.clone(), async |m| m.output().await)
-        .invoke(b.clone(), async |m| Ok((m.layers[0].output::<Tensor<B, 2>>().await?.dims(), m.output().await?)))
+        .invoke(b.clone(), async |m| {
+            Ok((m.layers[0].output::<Tensor<B, 2>>().await?.dims(), m.output().await?))
+        })
         .invoke_all(async |m| Ok(m.output().await?.dims()))
         .run()
         .unwrap();
@@ -156,7 +158,10 @@ fn inputs_that_cannot_form_a_batch_and_traces_without_input_are_errors() {
         .invoke(input([1, 4, 8], 15), async |_| Ok(()))
         .run()
         .unwrap_err();
-    assert!(matches!(&err, Error::Input { problem } if problem.contains("input 1 has shape [1, 4, 8]")), "{err}");
+    assert!(
+        matches!(&err, Error::Input { problem } if problem.contains("input 1 has shape [1, 4, 8]")),
+        "{err}"
+    );
 
     let err = model.tracer().invoke_all(async |m| m.output().await).run().unwrap_err();
     assert!(matches!(&err, Error::Input { problem } if problem.contains("no invoke has an input")), "{err}");
@@ -174,5 +179,8 @@ fn the_first_failing_invoke_is_reported_and_the_others_stop_cleanly() {
         })
         .run()
         .unwrap_err();
-    assert!(matches!(&err, Error::OutOfOrder { requested, .. } if requested == "blocks.0.output.i0"), "{err}");
+    assert!(
+        matches!(&err, Error::OutOfOrder { requested, .. } if requested == "blocks.0.output.i0"),
+        "{err}"
+    );
 }

@@ -90,7 +90,8 @@ fn naive_sweep(model: &Gpt2LMHeadModel<B>, clean: &[u32], corrupted: &[u32]) -> 
 /// patches the corrupted prompt — one batched forward pass of 121 rows.
 fn invokes_sweep(model: &Gpt2LMHeadModel<B>, clean: &[u32], corrupted: &[u32]) -> Vec<f32> {
     let layers = model.transformer.h.len();
-    let hidden: Vec<Shared<Tensor<B, 3>>> = (0..layers).map(|_| Shared::new("a clean block output")).collect();
+    let hidden: Vec<Shared<Tensor<B, 3>>> =
+        (0..layers).map(|_| Shared::new("a clean block output")).collect();
     let hidden = &hidden;
     let patches = (0..layers).flat_map(|layer| (0..clean.len()).map(move |p| (layer, p)));
     let ((), values) = model

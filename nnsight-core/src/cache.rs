@@ -164,9 +164,9 @@ impl Cache {
             .iter()
             .find(|e| e.kind == kind && e.occurrence == occurrence && e.path == path)
             .ok_or_else(|| Error::NotCached {
-                site: site.clone(),
-                why: "not recorded: not chosen, not reached, or reached before the cache started".to_owned(),
-            })?;
+            site: site.clone(),
+            why: "not recorded: not chosen, not reached, or reached before the cache started".to_owned(),
+        })?;
         let value = entry.value.downcast_ref::<T>().ok_or_else(|| Error::NotCached {
             site: site.clone(),
             why: format!("it holds `{}`, not `{}`", entry.type_name, type_name::<T>()),

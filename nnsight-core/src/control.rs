@@ -29,7 +29,12 @@ impl<T> std::fmt::Debug for Skip<'_, T> {
 
 impl<'t, T: SiteValue> Skip<'t, T> {
     pub(crate) fn new(state: &'t TraceState, node: NodeId, value: T) -> Self {
-        Skip { state, key: Key { node, kind: Kind::Input, occurrence: 0 }, value: Some(value), _value: PhantomData }
+        Skip {
+            state,
+            key: Key { node, kind: Kind::Input, occurrence: 0 },
+            value: Some(value),
+            _value: PhantomData,
+        }
     }
 
     /// Skips another call of the module: the `n`-th (0 is the first).

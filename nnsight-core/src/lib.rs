@@ -36,7 +36,7 @@ pub use hook_point::HookPoint;
 pub use inspectable::{Forward, Inspectable, IntoInputs, Signature};
 pub use invoke::{Batcher, Invokes, no_input};
 pub use shared::Shared;
-pub use site::{Edit, First, Lens, Read, Replace, Site, TryEdit, Whole};
+pub use site::{Edit, First, Lens, Reached, Read, Replace, Site, TryEdit, Whole};
 pub use state::{Kind, TraceState};
 pub use trace::{TraceExt, Tracer};
 pub use tree::{NodeId, Tree, TreeBuilder};

@@ -18,7 +18,10 @@ pub struct Shared<T> {
 
 impl<T> fmt::Debug for Shared<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Shared").field("name", &self.name).field("set", &self.value.borrow().is_some()).finish()
+        f.debug_struct("Shared")
+            .field("name", &self.name)
+            .field("set", &self.value.borrow().is_some())
+            .finish()
     }
 }
 

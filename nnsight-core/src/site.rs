@@ -112,6 +112,16 @@ impl<'t, V: SiteValue, L: Lens<V>> Site<'t, V, L> {
         self.try_edit(move |_| f())
     }
 
+    /// Waits until the forward pass reaches this site, without touching the value; a `replace`
+    /// or `edit` of the same site right after is served on the same visit. (`trace!` uses it so
+    /// that a replacement value is computed when the site is reached.)
+    ///
+    /// # Errors
+    /// The errors of reading the site, except a type mismatch.
+    pub fn reached(&self) -> Reached<'_, 't, V, L> {
+        Reached { site: self }
+    }
+
     /// Polls the access: `op` runs on the served value (the invoke's rows of it), at most once;
     /// when the access `writes`, the rows are spliced back.
     fn poll_with<R>(&self, writes: bool, op: impl FnOnce(&mut L::Target) -> Result<R>) -> Poll<Result<R>> {
@@ -237,6 +247,24 @@ impl<V: SiteValue, L: Lens<V>, F: FnOnce(L::Target) -> L::Target> Future for Edi
             }
             None => Ok(()),
         })
+    }
+}
+
+/// Waiting for a site: see [`Site::reached`].
+#[must_use = "waiting does nothing unless awaited"]
+#[derive(Debug)]
+pub struct Reached<'s, 't, V, L> {
+    site: &'s Site<'t, V, L>,
+}
+
+impl<V, L> Future for Reached<'_, '_, V, L> {
+    type Output = Result<()>;
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<()>> {
+        match self.site.state.access(self.site.key) {
+            Access::Wait => Poll::Pending,
+            Access::Fail(error) => Poll::Ready(Err(error)),
+            Access::Serve(..) => Poll::Ready(Ok(())),
+        }
     }
 }
 

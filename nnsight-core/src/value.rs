@@ -75,11 +75,7 @@ impl<B: Backend, const D: usize, K: BasicOps<B> + 'static> SiteValue for Tensor<
     }
 
     fn narrow_rows(&self, rows: Rows) -> Self {
-        if self.dims()[0] == rows.total {
-            self.clone().narrow(0, rows.start, rows.len)
-        } else {
-            self.clone()
-        }
+        if self.dims()[0] == rows.total { self.clone().narrow(0, rows.start, rows.len) } else { self.clone() }
     }
 
     fn splice_rows(&mut self, rows: Rows, part: Self) {

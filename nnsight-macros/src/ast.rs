@@ -171,17 +171,9 @@ fn last_segment(ty: &Type) -> Option<(&Ident, Option<&Type>)> {
 /// The arguments of `trace!`: `(model, input, |m| body)`, or `(model, |m| { invoke .. { .. } .. })`.
 pub(crate) enum TraceInput {
     /// One input, one body.
-    Single {
-        model: Expr,
-        input: Expr,
-        body: ExprClosure,
-    },
+    Single { model: Expr, input: Expr, body: ExprClosure },
     /// Several invokes, each with its input (none for an invoke over the whole batch) and body.
-    Invokes {
-        model: Expr,
-        envoy: Pat,
-        invokes: Vec<InvokeBlock>,
-    },
+    Invokes { model: Expr, envoy: Pat, invokes: Vec<InvokeBlock> },
 }
 
 /// `invoke INPUT { .. }` or `invoke { .. }` inside `trace!`.
@@ -192,7 +184,8 @@ pub(crate) struct InvokeBlock {
 
 impl Parse for TraceInput {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        const USAGE: &str = "expected `trace!(model, input, |m| { .. })` or `trace!(model, |m| { invoke input { .. } .. })`";
+        const USAGE: &str =
+            "expected `trace!(model, input, |m| { .. })` or `trace!(model, |m| { invoke input { .. } .. })`";
         let model: Expr = input.parse().map_err(|e| syn::Error::new(e.span(), USAGE))?;
         input.parse::<Token![,]>().map_err(|e| syn::Error::new(e.span(), USAGE))?;
         if input.peek(Token![|]) {

@@ -71,7 +71,11 @@ impl VisitMut for TraceBody {
                 self.visit_expr_mut(&mut assign.right);
                 let (site, value) = (&assign.left, &assign.right);
                 *expr = if lazy {
-                    parse_quote!((#site).replace_with(|| ::core::result::Result::Ok(#value)).await?)
+                    parse_quote!({
+                        let __nnsight_site = #site;
+                        __nnsight_site.reached().await?;
+                        __nnsight_site.replace(#value).await?
+                    })
                 } else {
                     parse_quote!((#site).replace(#value).await?)
                 };
@@ -82,9 +86,12 @@ impl VisitMut for TraceBody {
                 let (site, value) = (&binary.left, &binary.right);
                 let op = compound(&binary.op).expect("checked above");
                 *expr = if lazy {
-                    parse_quote!((#site)
-                        .try_edit(|__nnsight_value| ::core::result::Result::Ok(__nnsight_value #op (#value)))
-                        .await?)
+                    parse_quote!({
+                        let __nnsight_site = #site;
+                        __nnsight_site.reached().await?;
+                        let __nnsight_operand = #value;
+                        __nnsight_site.edit(move |__nnsight_value| __nnsight_value #op __nnsight_operand).await?
+                    })
                 } else {
                     parse_quote!({
                         let __nnsight_operand = #value;
