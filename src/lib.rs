@@ -53,6 +53,12 @@
 //! - [`TraceExt::trace`] + [`Tracer::run`] is the explicit API, [`trace!`] its nnsight-shaped sugar;
 //! - envoys ([`ModuleEnvoy`], [`DynEnvoy`], [`ListEnvoy`]) mirror the module tree and hand out
 //!   [`Site`]s: await to read, [`Site::replace`] / [`Site::edit`] to change;
+//! - [`TraceExt::tracer`] + [`Invokes`] run several inputs as one batch, each with its own body
+//!   (values pass between invokes through [`Shared`]); `trace!(model, |m| { invoke x { .. } .. })`
+//!   is the same in nnsight's shape;
+//! - in a body: [`Site::track_grad`] (gradients, with an autodiff backend), [`ModuleEnvoy::skip`],
+//!   [`ModuleEnvoy::stop`], [`ModuleEnvoy::cache`] ([`Cache`]);
+//! - [`TraceExt::edit`] stores an intervention applied on every trace of the returned [`Edited`];
 //! - [`HookPoint`] names an intermediate value; [`Error`] says what went wrong and where.
 //!
 //! ## Features
@@ -70,6 +76,6 @@ pub use nnsight_macros::{Inspectable, inspect, trace};
 
 /// The names a trace needs: `use nnsight::prelude::*;`.
 pub mod prelude {
-    pub use nnsight_core::{Error, Inspectable, Result, SiteValue, TraceExt};
+    pub use nnsight_core::{CacheOptions, Error, Inspectable, Result, Shared, SiteValue, TraceExt};
     pub use nnsight_macros::{Inspectable, inspect, trace};
 }

@@ -13,7 +13,7 @@ use std::fmt;
 use std::rc::Rc;
 
 use crate::error::{Error, Result};
-use crate::state::{Key, Kind, TraceState};
+use crate::state::{CACHING, Key, Kind, TraceState};
 use crate::tree::{NodeId, Tree};
 use crate::value::{Rows, SiteValue};
 
@@ -99,6 +99,7 @@ pub(crate) fn start(state: &TraceState, options: CacheOptions) -> Result<Cache> 
     };
     let store = Rc::new(CacheStore { nodes, inputs: options.inputs, entries: RefCell::new(Vec::new()) });
     state.caches.borrow_mut().push(store.clone());
+    state.raise(CACHING);
     Ok(Cache { store, rows: state.current_rows() })
 }
 

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::error::{Error, Result};
-use crate::state::{Access, Key, Kind, Skipped, TraceState};
+use crate::state::{Access, Key, Kind, SKIPPING, STOPPING, Skipped, TraceState};
 use crate::tree::NodeId;
 use crate::value::SiteValue;
 
@@ -66,6 +66,7 @@ impl<T: SiteValue> Future for Skip<'_, T> {
                 let Some(value) = this.value.take() else { return Poll::Ready(Ok(())) };
                 *this.state.skip.borrow_mut() =
                     Some(Skipped { key: this.key, value: Box::new(value), type_name: type_name::<T>() });
+                this.state.raise(SKIPPING);
                 Poll::Ready(Ok(()))
             }
         }
@@ -76,7 +77,7 @@ impl<T: SiteValue> Future for Skip<'_, T> {
 /// [`ModuleEnvoy::stop`](crate::ModuleEnvoy::stop)).
 pub(crate) fn stop(state: &TraceState) -> Result<()> {
     if cfg!(panic = "unwind") {
-        state.stop.set(true);
+        state.raise(STOPPING);
         Ok(())
     } else {
         Err(Error::Unsupported {

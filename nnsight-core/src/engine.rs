@@ -15,7 +15,7 @@ use std::ptr;
 use std::task::{Context, Poll, Waker};
 
 use crate::error::{Error, Result};
-use crate::state::{Key, Kind, Serving, TraceState};
+use crate::state::{CACHING, HALTED, Key, Kind, SKIPPING, STOPPING, Serving, TraceState};
 use crate::tree::{NodeId, NodeKind};
 use crate::value::SiteValue;
 
@@ -170,13 +170,14 @@ impl<'s, 'b> Engine<'s, 'b> {
     }
 
     /// Whether the trace has failed (a body's error, or the engine's own).
+    #[inline]
     fn halted(&self) -> bool {
-        self.failed.get().is_some() || self.state.failure.borrow().is_some()
+        self.state.has(HALTED)
     }
 
     /// Whether anything is left for the forward pass to serve (a body, or a cache).
     fn attended(&self) -> bool {
-        self.live.get() > 0 || !self.state.caches.borrow().is_empty()
+        self.live.get() > 0 || self.state.has(CACHING)
     }
 
     /// Polls every body up to its first access; `false` when none is left waiting.
@@ -184,7 +185,7 @@ impl<'s, 'b> Engine<'s, 'b> {
         for invoke in 0..self.bodies.len() {
             self.poll(invoke);
         }
-        self.attended() && !self.state.stop.get() && self.failed.get().is_none()
+        self.attended() && !self.state.has(STOPPING | HALTED)
     }
 
     /// Runs the root module's call (`call`) as the root site, with this engine active; a body
@@ -230,12 +231,16 @@ impl<'s, 'b> Engine<'s, 'b> {
     /// The value a body gave to replace `node`'s call, if it skips it.
     #[inline]
     fn skipped<O: SiteValue>(&self, node: NodeId) -> Result<Option<O>, ()> {
+        if !self.state.has(SKIPPING) {
+            return Ok(None);
+        }
         let mut slot = self.state.skip.borrow_mut();
         if slot.as_ref().is_none_or(|s| s.key.node != node) {
             return Ok(None);
         }
         let Some(skipped) = slot.take() else { return Ok(None) };
         drop(slot);
+        self.state.lower(SKIPPING);
         match skipped.value.downcast::<O>() {
             Ok(value) => Ok(Some(*value)),
             Err(_) => {
@@ -286,9 +291,11 @@ impl<'s, 'b> Engine<'s, 'b> {
         if self.state.awaited(key) {
             self.serve(key, &mut value, type_name::<T>());
         }
-        self.record(key, &value);
-        if self.state.stop.get() {
-            std::panic::resume_unwind(Box::new(Stopped));
+        if self.state.has(CACHING | STOPPING) {
+            self.record(key, &value);
+            if self.state.has(STOPPING) {
+                std::panic::resume_unwind(Box::new(Stopped));
+            }
         }
         value
     }
@@ -297,9 +304,6 @@ impl<'s, 'b> Engine<'s, 'b> {
     #[inline]
     fn record<T: SiteValue>(&self, key: Key, value: &T) {
         let caches = self.state.caches.borrow();
-        if caches.is_empty() {
-            return;
-        }
         for cache in caches.iter() {
             cache.record(&self.state.tree, key, value);
         }
@@ -332,6 +336,7 @@ impl<'s, 'b> Engine<'s, 'b> {
         }
         if body.failed() {
             self.live.set(0);
+            self.state.raise(HALTED);
             if self.failed.get().is_none() {
                 self.failed.set(Some(invoke));
             }

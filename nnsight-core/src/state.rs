@@ -38,6 +38,15 @@ pub(crate) struct Serving {
     pub(crate) type_name: &'static str,
 }
 
+/// The trace has failed: the calls still on the stack finish bare.
+pub(crate) const HALTED: u8 = 1;
+/// A cache records sites.
+pub(crate) const CACHING: u8 = 2;
+/// A skip value waits for its module's call.
+pub(crate) const SKIPPING: u8 = 4;
+/// A body asked to stop the forward pass after the current site.
+pub(crate) const STOPPING: u8 = 8;
+
 /// A replacement for a module's output, set by `skip`: the module is not run.
 pub(crate) struct Skipped {
     /// The input visit at which the module is skipped.
@@ -80,8 +89,9 @@ pub struct TraceState {
     pub(crate) rows: Box<[Option<Rows>]>,
     /// How many of the bodies are persistent edits (they come first); the rest are invokes.
     pub(crate) edits: usize,
-    /// Set by a body that stops the forward pass after the current site.
-    pub(crate) stop: Cell<bool>,
+    /// What the engine must watch for at every site: [`HALTED`], [`CACHING`], [`SKIPPING`],
+    /// [`STOPPING`] (one load on the hot path instead of several).
+    pub(crate) flags: Cell<u8>,
     /// A module output replacement waiting for the module's call.
     pub(crate) skip: RefCell<Option<Skipped>>,
     /// An error found by the engine itself (e.g. a skip value of the wrong type).
@@ -108,7 +118,7 @@ impl TraceState {
             ghosts: RefCell::new(Vec::new()),
             rows: rows.into_boxed_slice(),
             edits,
-            stop: Cell::new(false),
+            flags: Cell::new(0),
             skip: RefCell::new(None),
             failure: RefCell::new(None),
             caches: RefCell::new(Vec::new()),
@@ -129,8 +139,25 @@ impl TraceState {
         }
     }
 
+    /// Raises `flag` (one of [`HALTED`], [`CACHING`], [`SKIPPING`], [`STOPPING`]).
+    pub(crate) fn raise(&self, flag: u8) {
+        self.flags.set(self.flags.get() | flag);
+    }
+
+    /// Lowers `flag`.
+    pub(crate) fn lower(&self, flag: u8) {
+        self.flags.set(self.flags.get() & !flag);
+    }
+
+    /// Whether `flag` is raised.
+    #[inline]
+    pub(crate) fn has(&self, flag: u8) -> bool {
+        self.flags.get() & flag != 0
+    }
+
     /// Records an error of the engine's own; the first one wins.
     pub(crate) fn fail(&self, error: Error) {
+        self.raise(HALTED);
         let mut failure = self.failure.borrow_mut();
         if failure.is_none() {
             *failure = Some(error);

@@ -54,7 +54,14 @@ pub fn inspect(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// Inside the body, `m.path.output()`, `.input()` and `.inputs()` are the real values (the macro
 /// awaits them); assigning to one replaces it (`m.h[2].output() = value;`), `+=`-style operators
-/// edit it, `.save()` is accepted and does nothing. The body's value is the trace's result.
+/// edit it, `.save()` is accepted and does nothing. The body's value is the trace's result. A
+/// replacement value that reads no site is computed when its site is reached.
+///
+/// With invokes — several inputs run as one batch — the body is a list of blocks:
+/// `trace!(model, |m| { invoke x { .. } invoke y { .. } invoke { .. } })`. Each block sees its
+/// input's rows (`invoke { .. }`: the whole batch); a name bound by `let` at the top of one block
+/// can be used in later blocks, where it is read when used (an `nnsight::Shared` underneath). The
+/// result is the tuple of the blocks' values.
 #[proc_macro]
 pub fn trace(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as ast::TraceInput);
