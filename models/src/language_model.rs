@@ -48,6 +48,7 @@ pub struct LanguageModel<B: Backend, M> {
     model: M,
     tokenizer: Tokenizer,
     pad_id: u32,
+    eos_ids: Vec<u32>,
     device: B::Device,
 }
 
@@ -75,14 +76,44 @@ impl<B: Backend, M: Pretrained<B>> LanguageModel<B, M> {
         let pad_id = pad_id.ok_or_else(|| Error::Tokenizer {
             problem: format!("`{}` names no pad or end-of-text token to pad batches with", files.source),
         })?;
-        Ok(LanguageModel::new(model, tokenizer, pad_id, device.clone()))
+        let eos_ids = eos_ids(files)?;
+        Ok(LanguageModel::new(model, tokenizer, pad_id, device.clone()).with_eos(eos_ids))
     }
+}
+
+/// The end-of-sequence ids named by `config.json` (`eos_token_id`: one id or a list).
+fn eos_ids(files: &ModelFiles) -> Result<Vec<u32>> {
+    let text = std::fs::read_to_string(&files.config).map_err(|e| Error::Load {
+        source_name: files.config.display().to_string(),
+        problem: format!("cannot read it: {e}"),
+    })?;
+    let config: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Load {
+        source_name: files.config.display().to_string(),
+        problem: format!("not valid JSON: {e}"),
+    })?;
+    let ids = match &config["eos_token_id"] {
+        serde_json::Value::Number(n) => n.as_u64().into_iter().collect(),
+        serde_json::Value::Array(list) => list.iter().filter_map(serde_json::Value::as_u64).collect(),
+        _ => Vec::new(),
+    };
+    Ok(ids.into_iter().filter_map(|id| u32::try_from(id).ok()).collect())
 }
 
 impl<B: Backend, M: CausalLm<B>> LanguageModel<B, M> {
     /// Wraps a model already built; `pad_id` is the token id used for (left) padding.
     pub fn new(model: M, tokenizer: Tokenizer, pad_id: u32, device: B::Device) -> Self {
-        LanguageModel { model, tokenizer, pad_id, device }
+        LanguageModel { model, tokenizer, pad_id, eos_ids: Vec::new(), device }
+    }
+
+    /// The same model with `ids` as its end-of-sequence tokens (where generation stops).
+    pub fn with_eos(mut self, ids: Vec<u32>) -> Self {
+        self.eos_ids = ids;
+        self
+    }
+
+    /// The end-of-sequence token ids (from `config.json`'s `eos_token_id` when loaded).
+    pub fn eos_ids(&self) -> &[u32] {
+        &self.eos_ids
     }
 
     /// The burn model.
@@ -202,6 +233,53 @@ impl<B: Backend, M: CausalLm<B>> LanguageModel<B, M> {
     /// ```
     pub fn tracer(&self) -> crate::LmInvokes<'_, B, M, ()> {
         crate::LmInvokes::new(self)
+    }
+
+    /// Generates a continuation of each of `prompts` (left-padded into one batch) with a KV
+    /// cache; no trace.
+    ///
+    /// # Errors
+    /// [`Error::Input`] for prompts or options the model cannot take.
+    pub fn generate(
+        &self,
+        prompts: impl Into<Prompts>,
+        options: crate::generation::GenerateOptions,
+    ) -> Result<crate::generation::Generation>
+    where
+        M: crate::generation::Decoder<B>,
+    {
+        let ((), generation) = self.generator(prompts, options).run(async |_| Ok(()))?;
+        Ok(generation)
+    }
+
+    /// A generation with a trace body interleaved (see [`Generator::run`](crate::generation::Generator::run)):
+    /// every decoding step is a new visit of every site.
+    ///
+    /// ```no_run
+    /// # use burn::backend::Flex;
+    /// # use burn::prelude::*;
+    /// # use nnsight_models::{LanguageModel, gpt2::Gpt2LMHeadModel, generation::GenerateOptions};
+    /// # fn main() -> nnsight::Result<()> {
+    /// # let lm = LanguageModel::<Flex, Gpt2LMHeadModel<Flex>>::from_pretrained("openai-community/gpt2", &Default::default())?;
+    /// # let steering = Tensor::<Flex, 1>::zeros([768], &Default::default());
+    /// // Add a steering vector to layer 6's output at every step.
+    /// let ((), steered) = lm.generator("The weather today is", GenerateOptions::greedy(20)).run(async |m| {
+    ///     let v = steering.clone().reshape([1, 1, 768]);
+    ///     m.transformer.h[6].output().every(move |h| h.clone() + v.clone())
+    /// })?;
+    /// println!("{}", steered.texts[0]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn generator(
+        &self,
+        prompts: impl Into<Prompts>,
+        options: crate::generation::GenerateOptions,
+    ) -> crate::generation::Generator<'_, B, M>
+    where
+        M: crate::generation::Decoder<B>,
+    {
+        crate::generation::Generator::new(self, prompts.into(), options)
     }
 
     /// A trace of the model on `prompts`; run it with [`LmTracer::run`] (or use `trace!`).

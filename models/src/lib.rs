@@ -5,9 +5,11 @@
 //! - [`gpt2`]: GPT-2 of every size (`openai-community/gpt2`, `gpt2-medium`, ...);
 //! - [`hub`]: finding a model's files (hf-hub cache, offline mode, local directories);
 //! - [`weights`]: safetensors checkpoints, one file or shards;
+//! - [`generation`]: text generation with a KV cache, traceable step by step;
 //! - [`causal`], [`kv_cache`], [`lm_head`]: pieces shared by causal language models.
 
 pub mod causal;
+pub mod generation;
 pub mod gpt2;
 pub mod hub;
 pub mod kv_cache;

@@ -107,4 +107,20 @@ impl<'m, B: Backend, M: CausalLm<B>, G> LmInvokes<'m, B, M, G> {
     {
         self.inner.run()
     }
+
+    /// Runs the bodies interleaved with `run`, which gets the batch (`input_ids`,
+    /// `attention_mask`) and calls the model through [`nnsight::Root::call`] as often as it needs
+    /// (see `nnsight::Invokes::run_loop`); generation is built on it.
+    ///
+    /// # Errors
+    /// As [`run`](Self::run).
+    pub fn run_loop<T>(
+        self,
+        run: impl FnOnce((Tensor<B, 2, Int>, Tensor<B, 2, Int>), &nnsight::Root<'_, '_, '_>) -> T,
+    ) -> Result<(G::Output, Option<T>)>
+    where
+        G: Groups<M>,
+    {
+        self.inner.run_loop(run)
+    }
 }

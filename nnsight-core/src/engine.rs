@@ -15,7 +15,7 @@ use std::ptr;
 use std::task::{Context, Poll, Waker};
 
 use crate::error::{Error, Result};
-use crate::state::{CACHING, HALTED, Key, Kind, SKIPPING, STOPPING, Serving, TraceState};
+use crate::state::{CACHING, ENDED, HALTED, Key, Kind, SKIPPING, STANDING, STOPPING, Serving, TraceState};
 use crate::tree::{NodeId, NodeKind};
 use crate::value::SiteValue;
 
@@ -171,13 +171,13 @@ impl<'s, 'b> Engine<'s, 'b> {
 
     /// Whether the trace has failed (a body's error, or the engine's own).
     #[inline]
-    fn halted(&self) -> bool {
+    pub(crate) fn halted(&self) -> bool {
         self.state.has(HALTED)
     }
 
-    /// Whether anything is left for the forward pass to serve (a body, or a cache).
+    /// Whether anything is left for the forward pass to serve (a body, a cache, a standing edit).
     fn attended(&self) -> bool {
-        self.live.get() > 0 || self.state.has(CACHING)
+        (self.live.get() > 0 || self.state.has(CACHING | STANDING)) && !self.halted()
     }
 
     /// Polls every body up to its first access; `false` when none is left waiting.
@@ -191,14 +191,36 @@ impl<'s, 'b> Engine<'s, 'b> {
     /// Runs the root module's call (`call`) as the root site, with this engine active; a body
     /// that stops the pass ends it here.
     pub(crate) fn run_root<A: SiteValue, O: SiteValue>(&self, args: A, call: impl FnOnce(A) -> O) {
-        let _active = Activation::new(self);
-        let run = || {
-            self.call(NodeId::ROOT, args, call);
-        };
-        if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
-            && !payload.is::<Stopped>()
-        {
-            std::panic::resume_unwind(payload);
+        self.run_loop(|root| {
+            root.call(args, call);
+        });
+    }
+
+    /// Runs `run`, which calls the root module through [`Root::call`] as often as it needs (a
+    /// generation loop: once per step), with this engine active when something attends to the
+    /// pass. Returns `run`'s result, or `None` when a body stopped the pass.
+    pub(crate) fn run_loop<T>(&self, run: impl FnOnce(&Root<'_, 's, 'b>) -> T) -> Option<T> {
+        let _active = self.attended().then(|| Activation::new(self));
+        let root = Root { engine: self };
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&root))) {
+            Ok(result) => Some(result),
+            Err(payload) if payload.is::<Stopped>() => None,
+            Err(payload) => std::panic::resume_unwind(payload),
+        }
+    }
+
+    /// Ends the trace: bodies still waiting get their answer (the site was not reached), so the
+    /// error surfaces at the line that waits and a body can react to it (e.g. end a loop over
+    /// generation steps that stopped early).
+    pub(crate) fn finish(&self) {
+        self.state.raise(ENDED);
+        if self.halted() {
+            return;
+        }
+        for invoke in 0..self.bodies.len() {
+            if self.state.pending[invoke].get().is_some() {
+                self.poll(invoke);
+            }
         }
     }
 
@@ -288,6 +310,9 @@ impl<'s, 'b> Engine<'s, 'b> {
         counter.set(occurrence + 1);
         let key = Key { node, kind, occurrence };
         self.state.last.set(Some(key));
+        if self.state.has(STANDING) {
+            crate::standing::apply(self.state, key, &mut value);
+        }
         if self.state.awaited(key) {
             self.serve(key, &mut value, type_name::<T>());
         }
@@ -343,6 +368,26 @@ impl<'s, 'b> Engine<'s, 'b> {
         }
         let bare = !self.attended() || self.failed.get().is_some();
         ACTIVE.with(|a| a.set(if bare { ptr::null() } else { previous }));
+    }
+}
+
+/// The root module's calls in a loop driven by the caller (see `Invokes::run_loop`): each call is
+/// one visit of the root's input and output sites, and of every site inside.
+pub struct Root<'e, 's, 'b> {
+    engine: &'e Engine<'s, 'b>,
+}
+
+impl std::fmt::Debug for Root<'_, '_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Root").finish_non_exhaustive()
+    }
+}
+
+impl Root<'_, '_, '_> {
+    /// Calls the root module: `call(args)`, with `args` the root's input site and the result its
+    /// output site (a body can read or replace both, and skip the call).
+    pub fn call<A: SiteValue, O: SiteValue>(&self, args: A, call: impl FnOnce(A) -> O) -> O {
+        self.engine.call(NodeId::ROOT, args, call)
     }
 }
 

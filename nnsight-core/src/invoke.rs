@@ -15,7 +15,7 @@ use std::fmt;
 
 use crate::batch::{Concat, layout};
 use crate::edit::{EditBody, EditList, Edited};
-use crate::engine::{Body, Engine};
+use crate::engine::{Body, Engine, Root};
 use crate::error::{Error, Result};
 use crate::group::{Groups, Many, One, Push};
 use crate::inspectable::{Forward, Inspectable, IntoInputs};
@@ -192,21 +192,67 @@ pub(crate) fn drive<'m, M: Inspectable + Forward, G: Groups<M>>(
     edits: &EditList<'m, M>,
     groups: G,
 ) -> Result<G::Output> {
+    let mut inputs = Some(inputs);
+    let (output, _) = drive_with(model, rows, edits, groups, |engine| {
+        if engine.start()
+            && let Some(inputs) = inputs.take()
+        {
+            engine.run_root(inputs, |inputs| model.forward_inputs(inputs));
+        }
+    })?;
+    Ok(output)
+}
+
+/// Runs `run` (which drives the forward pass or passes) with the bodies interleaved; returns the
+/// bodies' results and `run`'s.
+fn drive_with<'m, M: Inspectable, G: Groups<M>, T>(
+    model: &'m M,
+    rows: Vec<Option<Rows>>,
+    edits: &EditList<'m, M>,
+    groups: G,
+    run: impl FnOnce(&Engine<'_, '_>) -> T,
+) -> Result<(G::Output, Option<T>)> {
     let mut all_rows = vec![None; edits.len()];
     all_rows.extend(rows);
     debug_assert_eq!(all_rows.len(), edits.len() + groups.count());
     let state = TraceState::new(Tree::of(model), all_rows, edits.len());
     let envoy = M::envoy(&state, NodeId::ROOT);
     let edit_refs: Vec<&dyn EditBody<M>> = edits.iter().map(|e| &**e as &dyn EditBody<M>).collect();
-    let mut inputs = Some(inputs);
-    let mut run = |bodies: Vec<&mut dyn Body>| {
+    let mut run = Some(run);
+    let mut result = None;
+    let mut drive = |bodies: Vec<&mut dyn Body>| {
         let engine = Engine::new(&state, bodies);
-        if engine.start()
-            && let Some(inputs) = inputs.take()
-        {
-            engine.run_root(inputs, |inputs| model.forward_inputs(inputs));
+        if let Some(run) = run.take() {
+            result = Some(run(&engine));
         }
+        engine.finish();
         engine.failed()
     };
-    groups.run(&envoy, &state, &edit_refs, &mut run)
+    let output = groups.run(&envoy, &state, &edit_refs, &mut drive)?;
+    Ok((output, result))
+}
+
+impl<'m, M: Inspectable + Forward, In, G: Groups<M>> Invokes<'m, M, In, G> {
+    /// Runs the bodies interleaved with `run`, which gets the batched inputs and calls the root
+    /// module through [`Root::call`] as often as it needs — e.g. a generation loop, one call per
+    /// step, so that every step is a new visit of every site. Returns the bodies' results and
+    /// `run`'s (`None` when a body stopped the pass).
+    ///
+    /// # Errors
+    /// As [`run`](Self::run).
+    pub fn run_loop<T>(
+        self,
+        run: impl FnOnce(M::Inputs, &Root<'_, '_, '_>) -> T,
+    ) -> Result<(G::Output, Option<T>)> {
+        let Invokes { model, edits, batcher, inputs, groups } = self;
+        let (batch, rows) = batcher(inputs)?;
+        let (output, result) = drive_with(model, rows, &edits, groups, |engine| {
+            engine.start();
+            if engine.halted() {
+                return None;
+            }
+            engine.run_loop(|root| run(batch, root))
+        })?;
+        Ok((output, result.flatten()))
+    }
 }

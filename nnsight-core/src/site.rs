@@ -176,6 +176,11 @@ impl<'t, V: SiteValue, L: Lens<V>> Site<'t, V, L> {
         Ok(())
     }
 
+    /// The visit this access is for (0 for the first).
+    pub fn occurrence(&self) -> u32 {
+        self.key.occurrence
+    }
+
     /// The trace and visit this access is for.
     pub(crate) fn parts(&self) -> (&'t TraceState, Key) {
         (self.state, self.key)

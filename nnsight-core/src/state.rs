@@ -47,6 +47,11 @@ pub(crate) const SKIPPING: u8 = 4;
 /// A body asked to stop the forward pass after the current site.
 pub(crate) const STOPPING: u8 = 8;
 
+/// Standing edits apply at every visit of their sites.
+pub(crate) const STANDING: u8 = 16;
+/// The forward pass is over: accesses still waiting will never be served.
+pub(crate) const ENDED: u8 = 32;
+
 /// A replacement for a module's output, set by `skip`: the module is not run.
 pub(crate) struct Skipped {
     /// The input visit at which the module is skipped.
@@ -98,6 +103,8 @@ pub struct TraceState {
     pub(crate) failure: RefCell<Option<Error>>,
     /// The caches recording this trace's sites.
     pub(crate) caches: RefCell<Vec<Rc<CacheStore>>>,
+    /// Edits applied at every visit of a site (or a range of visits).
+    pub(crate) standing: RefCell<Vec<crate::standing::Standing>>,
 }
 
 impl fmt::Debug for TraceState {
@@ -122,6 +129,7 @@ impl TraceState {
             skip: RefCell::new(None),
             failure: RefCell::new(None),
             caches: RefCell::new(Vec::new()),
+            standing: RefCell::new(Vec::new()),
         }
     }
 
@@ -231,6 +239,9 @@ impl TraceState {
             && serving.key == key
         {
             return Access::Serve(serving.value, serving.type_name);
+        }
+        if self.has(ENDED) {
+            return Access::Fail(Error::NotReached { site: self.describe(key) });
         }
         let node = self.tree.node(key.node);
         let seen = match key.kind {

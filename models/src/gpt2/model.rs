@@ -91,3 +91,18 @@ impl<B: Backend> CausalLm<B> for Gpt2LMHeadModel<B> {
         self.transformer.wpe.weight.val().dims()[0]
     }
 }
+
+impl<B: Backend> crate::generation::Decoder<B> for Gpt2LMHeadModel<B> {
+    fn layers(&self) -> usize {
+        self.transformer.h.len()
+    }
+
+    fn forward_cached(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        attention_mask: Tensor<B, 2, Int>,
+        cache: &mut KvCache<B>,
+    ) -> Tensor<B, 3> {
+        Gpt2LMHeadModel::forward_cached(self, input_ids, attention_mask, cache)
+    }
+}

@@ -1,0 +1,168 @@
+//! The decoding loop, with or without a trace body interleaved.
+
+use std::cell::RefCell;
+use std::fmt;
+
+use burn::prelude::*;
+use nnsight::{Error, Result, Root};
+
+use super::decoder::Decoder;
+use super::options::GenerateOptions;
+use super::sampler::Sampler;
+use crate::kv_cache::KvCache;
+use crate::language_model::LanguageModel;
+use crate::prompts::Prompts;
+
+/// What a generation produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Generation {
+    /// Each prompt's token ids.
+    pub prompt_tokens: Vec<Vec<u32>>,
+    /// Each prompt's new tokens, up to and including its end-of-sequence token (if it stopped).
+    pub tokens: Vec<Vec<u32>>,
+    /// Each prompt's new tokens as text.
+    pub texts: Vec<String>,
+}
+
+/// One token as it is generated, for streaming.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Token {
+    /// Which prompt it continues.
+    pub prompt: usize,
+    /// The decoding step (0: the token after the prompt).
+    pub step: usize,
+    /// The token id.
+    pub id: u32,
+    /// The token's text.
+    pub text: String,
+}
+
+/// A streaming callback.
+type OnToken<'m> = Box<dyn FnMut(&Token) + 'm>;
+
+/// A generation waiting to run: [`run`](Self::run) with a trace body, or
+/// [`LanguageModel::generate`] without.
+#[must_use = "a generation runs only when `run` is called"]
+pub struct Generator<'m, B: Backend, M: Decoder<B>> {
+    lm: &'m LanguageModel<B, M>,
+    prompts: Prompts,
+    options: GenerateOptions,
+    on_token: Option<OnToken<'m>>,
+}
+
+impl<B: Backend, M: Decoder<B>> fmt::Debug for Generator<'_, B, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Generator").field("prompts", &self.prompts).field("options", &self.options).finish()
+    }
+}
+
+impl<'m, B: Backend, M: Decoder<B>> Generator<'m, B, M> {
+    pub(crate) fn new(lm: &'m LanguageModel<B, M>, prompts: Prompts, options: GenerateOptions) -> Self {
+        Generator { lm, prompts, options, on_token: None }
+    }
+
+    /// Calls `f` with every token as soon as it is chosen (streaming).
+    pub fn on_token(mut self, f: impl FnMut(&Token) + 'm) -> Self {
+        self.on_token = Some(Box::new(f));
+        self
+    }
+
+    /// Generates with `body` interleaved: every decoding step is a new visit of every site
+    /// (visit 0 = the prefill). Returns the body's result and the generation.
+    ///
+    /// # Errors
+    /// [`Error::Input`] for prompts or options the model cannot take; the body's first error.
+    pub fn run<R>(
+        self,
+        body: impl for<'e, 't> AsyncFnOnce(&'e M::Envoy<'t>) -> Result<R>,
+    ) -> Result<(R, Generation)> {
+        let Generator { lm, prompts, options, mut on_token } = self;
+        let prompt_tokens = lm.tokenize(prompts)?;
+        let longest = prompt_tokens.iter().map(Vec::len).max().unwrap_or(0);
+        let context = lm.model().max_positions();
+        if longest + options.max_new_tokens > context {
+            return Err(Error::Input {
+                problem: format!(
+                    "{longest} prompt tokens + {} new tokens exceed the model's context of {context}",
+                    options.max_new_tokens
+                ),
+            });
+        }
+        let mut sampler = Sampler::new(options.sampling.clone())?;
+        let generated = RefCell::new(vec![Vec::new(); prompt_tokens.len()]);
+        let ((result,), outcome) =
+            lm.tracer().invoke(Prompts::Ids(prompt_tokens.clone()), body).run_loop(|inputs, root| {
+                let mut decode = Decode {
+                    lm,
+                    options: &options,
+                    sampler: &mut sampler,
+                    generated: &generated,
+                    on_token: on_token.as_deref_mut(),
+                };
+                decode.run(inputs, root)
+            })?;
+        if let Some(outcome) = outcome {
+            outcome?;
+        }
+        let tokens = generated.into_inner();
+        let texts = tokens.iter().map(|t| lm.decode(t)).collect::<Result<Vec<_>>>()?;
+        Ok((result, Generation { prompt_tokens, tokens, texts }))
+    }
+}
+
+/// The state of one decoding loop.
+struct Decode<'a, 'm, B: Backend, M: Decoder<B>> {
+    lm: &'m LanguageModel<B, M>,
+    options: &'a GenerateOptions,
+    sampler: &'a mut Sampler,
+    generated: &'a RefCell<Vec<Vec<u32>>>,
+    on_token: Option<&'a mut (dyn FnMut(&Token) + 'm)>,
+}
+
+impl<B: Backend, M: Decoder<B>> Decode<'_, '_, B, M> {
+    /// Prefill, then one step per new token until every prompt stopped or the budget is spent.
+    fn run(
+        &mut self,
+        (ids, mask): (Tensor<B, 2, Int>, Tensor<B, 2, Int>),
+        root: &Root<'_, '_, '_>,
+    ) -> Result<()> {
+        let model = self.lm.model();
+        let device = self.lm.device();
+        let [rows, _] = ids.dims();
+        let mut cache = KvCache::new(model.layers());
+        let mut done = vec![false; rows];
+        let (mut input, mut mask) = (ids, mask);
+        for step in 0..self.options.max_new_tokens {
+            let logits =
+                root.call((input, mask.clone()), |(ids, mask)| model.forward_cached(ids, mask, &mut cache));
+            let [_, tokens, vocab] = logits.dims();
+            let last = logits.narrow(1, tokens - 1, 1).reshape([rows, vocab]);
+            let last: Vec<f32> = last.into_data().convert::<f32>().to_vec().map_err(|e| Error::Input {
+                problem: format!("cannot read the logits back from the device: {e:?}"),
+            })?;
+            let mut next = Vec::with_capacity(rows);
+            for (row, logits) in last.chunks_exact(vocab).enumerate() {
+                if done[row] {
+                    next.push(self.lm.pad_id());
+                    continue;
+                }
+                let id = self.sampler.choose(logits);
+                next.push(id);
+                self.generated.borrow_mut()[row].push(id);
+                if let Some(on_token) = self.on_token.as_mut() {
+                    on_token(&Token { prompt: row, step, id, text: self.lm.token_text(id)? });
+                }
+                if self.options.stop_at_eos && self.lm.eos_ids().contains(&id) {
+                    done[row] = true;
+                }
+            }
+            if done.iter().all(|&d| d) {
+                break;
+            }
+            let next: Vec<i64> = next.into_iter().map(i64::from).collect();
+            input = Tensor::from_data(TensorData::new(next, [rows, 1]), device);
+            mask = Tensor::cat(vec![mask, Tensor::ones([rows, 1], device)], 1);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,102 @@
+//! Standing edits: an edit applied at every visit of a site, or at a range of visits — the way to
+//! intervene at every generation step (nnsight's `tracer.all()` / `tracer.iter[..]`) without a
+//! body waiting for each step.
+
+use std::any::{Any, type_name};
+use std::ops::Range;
+
+use crate::error::{Error, Result};
+use crate::site::{Lens, Site};
+use crate::state::{Key, Kind, STANDING, TraceState};
+use crate::tree::NodeId;
+use crate::value::SiteValue;
+
+/// What a standing edit does to the value of one visit.
+type Apply = Box<dyn FnMut(&mut dyn Any, &TraceState, Key) -> Result<()>>;
+
+/// One standing edit: where, at which visits, and what it does to the value.
+pub(crate) struct Standing {
+    node: NodeId,
+    kind: Kind,
+    visits: Range<u32>,
+    apply: Apply,
+}
+
+/// Applies the standing edits of `key` to `value`, in the order they were made; the first error
+/// fails the trace.
+pub(crate) fn apply(state: &TraceState, key: Key, value: &mut dyn Any) {
+    let Ok(mut standing) = state.standing.try_borrow_mut() else { return };
+    for edit in standing.iter_mut() {
+        if edit.node == key.node
+            && edit.kind == key.kind
+            && edit.visits.contains(&key.occurrence)
+            && let Err(error) = (edit.apply)(value, state, key)
+        {
+            state.fail(error);
+            return;
+        }
+    }
+}
+
+impl<V: SiteValue, L: Lens<V> + 'static> Site<'_, V, L> {
+    /// Edits the value with `f` at **every** visit of this site from this one on (e.g. every
+    /// generation step), without the body waiting for each. `f` owns what it uses (`move`).
+    ///
+    /// # Errors
+    /// Nothing at the call; a replacement of another shape fails the trace with
+    /// [`Error::ShapeMismatch`] when it happens.
+    pub fn every<F>(self, f: F) -> Result<()>
+    where
+        F: FnMut(L::Target) -> L::Target + 'static,
+    {
+        let from = self.occurrence();
+        self.steps(from..u32::MAX, f)
+    }
+
+    /// Edits the value with `f` at the visits `visits` of this site (e.g. generation steps
+    /// `2..5`), without the body waiting for each. Visits that never happen are not an error.
+    ///
+    /// # Errors
+    /// As [`every`](Self::every).
+    pub fn steps<F>(self, visits: Range<u32>, mut f: F) -> Result<()>
+    where
+        F: FnMut(L::Target) -> L::Target + 'static,
+    {
+        let (state, key) = self.parts();
+        let rows = state.current_rows();
+        let body = state.current_body();
+        let apply = move |value: &mut dyn Any, state: &TraceState, key: Key| -> Result<()> {
+            let Some(value) = value.downcast_mut::<V>() else {
+                return Err(Error::TypeMismatch {
+                    site: state.describe(key),
+                    expected: type_name::<V>(),
+                    found: "another type",
+                });
+            };
+            let target = L::focus(value);
+            let part = match rows {
+                Some(rows) => target.narrow_rows(rows),
+                None => target.clone(),
+            };
+            let edited = f(part.clone());
+            part.check_replacement(&edited).map_err(|m| Error::ShapeMismatch {
+                site: format!("{} (standing edit of {body})", state.describe(key)),
+                expected: m.expected,
+                found: m.found,
+            })?;
+            match rows {
+                Some(rows) => target.splice_rows(rows, edited),
+                None => *target = edited,
+            }
+            Ok(())
+        };
+        state.standing.borrow_mut().push(Standing {
+            node: key.node,
+            kind: key.kind,
+            visits,
+            apply: Box::new(apply),
+        });
+        state.raise(STANDING);
+        Ok(())
+    }
+}

@@ -1,0 +1,165 @@
+//! Generation on the tiny GPT-2 fixture: greedy continuations equal transformers' `generate`, every
+//! step is a new visit of every site, and interventions at every step (steering) change the text
+//! while a trace that does nothing leaves it as plain generation makes it.
+
+mod support;
+
+use std::cell::RefCell;
+
+use burn::prelude::*;
+use nnsight::Error;
+use nnsight_models::generation::{GenerateOptions, Token};
+use support::B;
+use support::fixture::{Expected, tiny_gpt2};
+
+/// Transformers' new tokens of `name`, each row cut after its first end-of-sequence token.
+fn reference(expected: &Expected, name: &str, eos: u32) -> Vec<Vec<u32>> {
+    expected
+        .rows(name)
+        .into_iter()
+        .map(|row| match row.iter().position(|&t| t == eos) {
+            Some(at) => row[..=at].to_vec(),
+            None => row,
+        })
+        .collect()
+}
+
+#[test]
+fn greedy_generation_equals_transformers_alone_and_in_a_padded_batch() {
+    let (lm, expected) = (tiny_gpt2(), Expected::load());
+    let eos = lm.eos_ids()[0];
+    let single = lm.generate(expected.text("single", "prompt"), GenerateOptions::greedy(12)).unwrap();
+    assert_eq!(single.tokens, reference(&expected, "generate.single.new_ids", eos));
+    assert_eq!(single.texts[0], lm.decode(&single.tokens[0]).unwrap());
+
+    let batch = lm.generate(expected.batch_prompts(), GenerateOptions::greedy(12)).unwrap();
+    assert_eq!(batch.tokens, reference(&expected, "generate.batch.new_ids", eos));
+    assert_eq!(batch.tokens[0], single.tokens[0], "a prompt continues alike alone and in a batch");
+}
+
+#[test]
+fn the_kv_cache_gives_what_recomputing_the_whole_sequence_gives() {
+    let lm = tiny_gpt2();
+    let prompt = "The Colosseum is in";
+    let generated = lm.generate(prompt, GenerateOptions::greedy(6).ignore_eos()).unwrap();
+    let mut ids = lm.encode(prompt).unwrap();
+    for &token in &generated.tokens[0] {
+        let logits = lm.forward(ids.clone()).unwrap();
+        let [_, n, vocab] = logits.dims();
+        let next = logits.slice([0..1, n - 1..n]).reshape([vocab]).argmax(0).into_scalar() as u32;
+        assert_eq!(next, token);
+        ids.push(token);
+    }
+}
+
+#[test]
+fn every_step_is_a_new_visit_of_every_site() {
+    let lm = tiny_gpt2();
+    let prompt = "The Eiffel Tower is in the city of";
+    let tokens = lm.encode(prompt).unwrap().len();
+    let options = GenerateOptions::greedy(4).ignore_eos();
+    let (shapes, generation) = lm
+        .generator(prompt, options.clone())
+        .run(async |m| {
+            let mut shapes = Vec::new();
+            for step in 0..4 {
+                shapes.push(m.transformer.h[1].output().at(step).await?.dims());
+            }
+            // The model's output at each step is that step's logits.
+            shapes.push(m.output().at(3).await?.dims());
+            Ok(shapes)
+        })
+        .unwrap();
+    assert_eq!(shapes[0], [1, tokens, 64], "step 0 is the prefill");
+    assert!(shapes[1..4].iter().all(|s| *s == [1, 1, 64]), "later steps see one new token: {shapes:?}");
+    assert_eq!(shapes[4], [1, 1, 512]);
+    // A trace that only reads leaves the generation as it is without a trace.
+    assert_eq!(generation, lm.generate(prompt, options).unwrap());
+}
+
+#[test]
+fn steering_at_every_step_changes_the_text_and_the_plain_run_is_unchanged() {
+    let lm = tiny_gpt2();
+    let prompt = "The Colosseum is in";
+    let options = GenerateOptions::greedy(8).ignore_eos();
+    let plain = lm.generate(prompt, options.clone()).unwrap();
+
+    // Add 1.5× layer 0's output at the last position to itself, at every step.
+    let ((), steered) = lm
+        .generator(prompt, options.clone())
+        .run(async |m| {
+            m.transformer.h[0].output().every(|h: Tensor<B, 3>| {
+                let n = h.dims()[1];
+                let last = h.clone().narrow(1, n - 1, 1);
+                h.slice_assign([0..1, n - 1..n], last * 2.5)
+            })
+        })
+        .unwrap();
+    assert_ne!(steered.tokens, plain.tokens, "steering changes the continuation");
+
+    // Steering only steps 2..4 changes nothing before step 2.
+    let ((), partly) = lm
+        .generator(prompt, options.clone())
+        .run(async |m| m.transformer.h[0].output().steps(2..4, |h: Tensor<B, 3>| h * 3.0))
+        .unwrap();
+    assert_eq!(partly.tokens[0][..2], plain.tokens[0][..2]);
+
+    // A trace whose body does nothing generates exactly what plain generation does.
+    let ((), traced) = lm.generator(prompt, options).run(async |_| Ok(())).unwrap();
+    assert_eq!(traced, plain);
+}
+
+#[test]
+fn a_step_that_never_happens_is_an_error_at_the_waiting_line() {
+    let lm = tiny_gpt2();
+    let (steps, _) = lm
+        .generator("The Colosseum is in", GenerateOptions::greedy(3).ignore_eos())
+        .run(async |m| {
+            // Read every step until the generation ends: the loop is cut short, values kept.
+            let mut seen = 0;
+            for step in 0.. {
+                match m.lm_head.output().at(step).await {
+                    Ok(_) => seen += 1,
+                    Err(Error::NotReached { .. }) => break,
+                    Err(other) => return Err(other),
+                }
+            }
+            Ok(seen)
+        })
+        .unwrap();
+    assert_eq!(steps, 3);
+}
+
+#[test]
+fn streaming_sees_every_token_and_sampling_is_seeded() {
+    let lm = tiny_gpt2();
+    let prompts = ["The Colosseum is in", "The Eiffel Tower is in"];
+    let streamed = RefCell::new(Vec::<Token>::new());
+    let options = GenerateOptions::sampled(6, 0.8, 42).top_k(20).top_p(0.95).ignore_eos();
+    let ((), first) = lm
+        .generator(prompts, options.clone())
+        .on_token(|t| streamed.borrow_mut().push(t.clone()))
+        .run(async |_| Ok(()))
+        .unwrap();
+    let streamed = streamed.into_inner();
+    assert_eq!(streamed.len(), 12);
+    for row in 0..2 {
+        let ids: Vec<u32> = streamed.iter().filter(|t| t.prompt == row).map(|t| t.id).collect();
+        assert_eq!(ids, first.tokens[row]);
+    }
+    assert_eq!(lm.generate(prompts, options).unwrap(), first, "the same seed, the same text");
+    let other = lm.generate(prompts, GenerateOptions::sampled(6, 0.8, 43).ignore_eos()).unwrap();
+    assert_ne!(other.tokens, first.tokens);
+}
+
+#[test]
+fn prompts_longer_than_the_context_allows_are_errors() {
+    let lm = tiny_gpt2();
+    let err = lm.generate("The Colosseum is in", GenerateOptions::greedy(100_000)).unwrap_err();
+    assert!(
+        matches!(&err, Error::Input { problem } if problem.contains("exceed the model's context")),
+        "{err}"
+    );
+    let err = lm.generate("x", GenerateOptions::sampled(3, 0.0, 1)).unwrap_err();
+    assert!(matches!(&err, Error::Input { problem } if problem.contains("temperature")), "{err}");
+}
