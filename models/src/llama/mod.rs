@@ -11,6 +11,7 @@
 mod attention;
 mod block;
 mod config;
+mod gguf;
 mod load;
 mod mlp;
 mod model;
