@@ -113,4 +113,34 @@ fn smollm2_matches_transformers_gguf_loader() {
         }
         eprintln!("{prompt:?} → {:?}", generated.texts[0]);
     }
+
+    // Steering: layer 20's last-token output + 1.5 × (Colosseum − Eiffel Tower) at every step.
+    let last = |h: burn::Tensor<B, 3>| {
+        let n = h.dims()[1];
+        h.narrow(1, n - 1, 1)
+    };
+    let (eiffel, colosseum) = lm
+        .tracer()
+        .invoke("The Eiffel Tower is in the city of", async |m| Ok(last(m.model.layers[20].output().await?)))
+        .invoke("The Colosseum is in the city of", async |m| Ok(last(m.model.layers[20].output().await?)))
+        .run()
+        .unwrap();
+    let steering = (colosseum - eiffel) * 1.5;
+    let question = "My favourite city to visit is";
+    let options = GenerateOptions::greedy(12);
+    let plain = lm.generate(question, options.clone()).unwrap();
+    let ((), traced) = lm.generator(question, options.clone()).run(async |_| Ok(())).unwrap();
+    assert_eq!(traced, plain, "a trace that does nothing generates what plain generation does");
+    let ((), steered) = lm
+        .generator(question, options)
+        .run(async |m| {
+            m.model.layers[20].output().every(move |h: burn::Tensor<B, 3>| {
+                let n = h.dims()[1];
+                let at_last = last(h.clone()) + steering.clone();
+                h.slice_assign([0..1, n - 1..n], at_last)
+            })
+        })
+        .unwrap();
+    eprintln!("plain:   {question}{:?}\nsteered: {question}{:?}", plain.texts[0], steered.texts[0]);
+    assert_ne!(steered.tokens, plain.tokens, "steering changes the generated text");
 }
