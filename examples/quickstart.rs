@@ -99,7 +99,8 @@ fn run() -> nnsight::Result<()> {
 
     // 4: activation patching, one invoke per layer in one batched forward pass.
     let (clean, corrupted) = (lm.encode(CLEAN)?, lm.encode(CORRUPTED)?);
-    let differing: Vec<usize> = (0..clean.len().min(corrupted.len())).filter(|&p| clean[p] != corrupted[p]).collect();
+    let differing: Vec<usize> =
+        (0..clean.len().min(corrupted.len())).filter(|&p| clean[p] != corrupted[p]).collect();
     let (paris, rome) = (lm.encode(" Paris")?[0] as usize, lm.encode(" Rome")?[0] as usize);
     let metric = |logits: Tensor<B, 3>| {
         let next: Vec<f32> = next_logits(logits).into_data().to_vec().expect("f32 logits");
@@ -107,7 +108,8 @@ fn run() -> nnsight::Result<()> {
     };
     if clean.len() == corrupted.len() && !differing.is_empty() {
         let (first, end) = (differing[0], differing[differing.len() - 1] + 1);
-        let sources: Vec<Shared<Tensor<B, 3>>> = (0..layers).map(|_| Shared::new("a clean layer output")).collect();
+        let sources: Vec<Shared<Tensor<B, 3>>> =
+            (0..layers).map(|_| Shared::new("a clean layer output")).collect();
         let sources = &sources;
         let started = Instant::now();
         let (clean_metric, corrupted_metric, patched) = lm
@@ -169,6 +171,8 @@ fn run() -> nnsight::Result<()> {
     println!("\ngeneration ({} new tokens, {plain_time:.1} s plain):", plain.tokens[0].len());
     println!("  plain:   {question}{}", plain.texts[0].replace('\n', " "));
     println!("  steered: {question}{}", steered.texts[0].replace('\n', " "));
-    println!("  (steered = layer {layer}'s last-token output + 1.5 × (Colosseum − Eiffel Tower) at every step)");
+    println!(
+        "  (steered = layer {layer}'s last-token output + 1.5 × (Colosseum − Eiffel Tower) at every step)"
+    );
     Ok(())
 }

@@ -19,7 +19,7 @@ use nnsight_models::weights::Weights;
 use support::B;
 use support::fixture::{assert_close, fixture_dir};
 use support::llama_fixture::{
-    LlamaExpected, TINY_LLAMA, TinyLlama, copy_of_tiny_llama, load_llama, rename_llama_weights,
+    TINY_LLAMA, TinyLlama, copy_of_tiny_llama, llama_expected, load_llama, rename_llama_weights,
     rewrite_llama_weights, tiny_llama,
 };
 
@@ -50,7 +50,7 @@ fn read_everything(lm: &TinyLlama, prompts: impl Into<nnsight_models::Prompts>) 
 
 #[test]
 fn tokenizer_and_padding_match_transformers() {
-    let (lm, expected) = (tiny_llama(), LlamaExpected::load());
+    let (lm, expected) = (tiny_llama(), llama_expected());
     let prompt = expected.text("single", "prompt");
     assert_eq!(vec![lm.encode(&prompt).unwrap()], expected.rows("single.input_ids"));
 
@@ -64,7 +64,7 @@ fn tokenizer_and_padding_match_transformers() {
 
 #[test]
 fn rotary_frequencies_match_transformers() {
-    let expected = LlamaExpected::load();
+    let expected = llama_expected();
     let config = LlamaConfig::from_file(&fixture_dir(TINY_LLAMA).join("config.json")).unwrap();
     let reference = expected.values("rope.inv_freq");
     let ours = config.inv_freq().unwrap();
@@ -79,7 +79,7 @@ fn rotary_frequencies_match_transformers() {
 
 #[test]
 fn single_prompt_matches_transformers() {
-    let (lm, expected) = (tiny_llama(), LlamaExpected::load());
+    let (lm, expected) = (tiny_llama(), llama_expected());
     let out = read_everything(&lm, expected.text("single", "prompt").as_str());
     assert_eq!(out.hidden.len(), 2);
     for (i, (hidden, probs)) in out.hidden.iter().zip(&out.probs).enumerate() {
@@ -103,7 +103,7 @@ fn single_prompt_matches_transformers() {
 
 #[test]
 fn padded_batch_matches_transformers_at_every_token() {
-    let (lm, expected) = (tiny_llama(), LlamaExpected::load());
+    let (lm, expected) = (tiny_llama(), llama_expected());
     let prompts = expected.batch_prompts();
     let out = read_everything(&lm, prompts.clone());
     let batch = lm.batch(prompts).unwrap();
@@ -169,7 +169,7 @@ fn cached_step(
 
 #[test]
 fn a_cached_continuation_matches_the_uncached_logits_and_transformers() {
-    let (lm, expected) = (tiny_llama(), LlamaExpected::load());
+    let (lm, expected) = (tiny_llama(), llama_expected());
     let model = lm.model();
     for case in ["single", "batch"] {
         let ids = expected.ids(&format!("{case}.input_ids"));
@@ -193,7 +193,7 @@ fn a_cached_continuation_matches_the_uncached_logits_and_transformers() {
 
 #[test]
 fn greedy_generation_equals_transformers_alone_and_in_a_padded_batch() {
-    let (lm, expected) = (tiny_llama(), LlamaExpected::load());
+    let (lm, expected) = (tiny_llama(), llama_expected());
     let eos = lm.eos_ids()[0];
     // Transformers' new tokens, each row cut after its first end-of-sequence token.
     let reference = |name: &str| -> Vec<Vec<u32>> {
@@ -361,7 +361,7 @@ fn a_tied_head_needs_no_lm_head_weight_and_shares_the_embedding() {
 
 #[test]
 fn the_same_weights_as_a_mistral_use_the_sliding_window() {
-    let expected = LlamaExpected::load();
+    let expected = llama_expected();
     let dir = copy_of_tiny_llama();
     fs::copy(fixture_dir(TINY_LLAMA).join("mistral/config.json"), dir.path().join("config.json")).unwrap();
     let mistral = load_llama(dir.path()).unwrap();

@@ -35,7 +35,12 @@ pub struct Expected {
 impl Expected {
     /// Reads the expected outputs of the tiny GPT-2.
     pub fn load() -> Self {
-        let dir = fixture_dir("tiny-gpt2");
+        Self::load_from("tiny-gpt2")
+    }
+
+    /// Reads the expected outputs of the fixture directory `name` (`tiny-gpt2`, `tiny-llama`).
+    pub fn load_from(name: &str) -> Self {
+        let dir = fixture_dir(name);
         let bytes = std::fs::read(dir.join("expected.safetensors")).unwrap();
         let tensors = SafeTensors::deserialize(&bytes).unwrap();
         let (mut floats, mut ints) = (HashMap::new(), HashMap::new());
@@ -63,6 +68,17 @@ impl Expected {
     /// Float tensor `name`.
     pub fn tensor<const D: usize>(&self, name: &str) -> Tensor<B, D> {
         let (shape, values) = self.floats.get(name).unwrap_or_else(|| panic!("no expected tensor {name}"));
+        Tensor::from_data(TensorData::new(values.clone(), shape.clone()), &Default::default())
+    }
+
+    /// The values of float tensor `name`.
+    pub fn values(&self, name: &str) -> &[f32] {
+        &self.floats.get(name).unwrap_or_else(|| panic!("no expected tensor {name}")).1
+    }
+
+    /// Integer tensor `name` (ids, masks) as an `Int` tensor.
+    pub fn ids(&self, name: &str) -> Tensor<B, 2, Int> {
+        let (shape, values) = self.ints.get(name).unwrap_or_else(|| panic!("no expected tensor {name}"));
         Tensor::from_data(TensorData::new(values.clone(), shape.clone()), &Default::default())
     }
 
