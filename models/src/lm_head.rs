@@ -4,6 +4,8 @@ use burn::module::Param;
 use burn::prelude::*;
 use nnsight::prelude::*;
 
+use crate::matmul::matmul_last_transposed;
+
 /// The language-model head (`lm_head`): logits = hidden · weightᵀ, with the weight in Hugging
 /// Face's layout `[vocab, hidden]`, so a head tied to the token embedding shares its storage.
 #[derive(Module, Debug, Inspectable)]
@@ -16,11 +18,8 @@ pub struct LmHead<B: Backend> {
 impl<B: Backend> LmHead<B> {
     /// Logits `[batch, tokens, vocab]` of hidden states `[batch, tokens, hidden]`.
     pub fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
-        let [batch, tokens, width] = hidden.dims();
-        // One 2-D product against the transposed view: no copy of the (large) weight.
-        let logits = hidden.reshape([batch * tokens, width]).matmul(self.weight.val().transpose());
-        let vocab = logits.dims()[1];
-        logits.reshape([batch, tokens, vocab])
+        // One 2-D product against the weight as stored: no copy of the (large) transposed weight.
+        matmul_last_transposed(hidden, self.weight.val())
     }
 }
 

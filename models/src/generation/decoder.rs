@@ -10,10 +10,10 @@ pub trait Decoder<B: Backend>: CausalLm<B> {
     /// Number of attention layers (the size of its [`KvCache`]).
     fn layers(&self) -> usize;
 
-    /// Logits `[batch, new tokens, vocab]` of `input_ids` (the new tokens), attending to the
+    /// Logits `[batch, 1, vocab]` of the last of `input_ids` (the new tokens), attending to the
     /// cached positions too; `attention_mask` covers the cached and the new positions. Extends
     /// `cache` with the new positions.
-    fn forward_cached(
+    fn forward_next(
         &self,
         input_ids: Tensor<B, 2, Int>,
         attention_mask: Tensor<B, 2, Int>,

@@ -68,7 +68,9 @@ impl<'m, B: Backend, M: Decoder<B>> Generator<'m, B, M> {
     }
 
     /// Generates with `body` interleaved: every decoding step is a new visit of every site
-    /// (visit 0 = the prefill). Returns the body's result and the generation.
+    /// (visit 0 = the prefill). Each step runs the model's `forward_next`: the head sees the last
+    /// position only (`lm_head`'s output is `[batch, 1, vocab]`, as with transformers' `generate`).
+    /// Returns the body's result and the generation.
     ///
     /// # Errors
     /// [`Error::Input`] for prompts or options the model cannot take; the body's first error.
@@ -134,9 +136,9 @@ impl<B: Backend, M: Decoder<B>> Decode<'_, '_, B, M> {
         let (mut input, mut mask) = (ids, mask);
         for step in 0..self.options.max_new_tokens {
             let logits =
-                root.call((input, mask.clone()), |(ids, mask)| model.forward_cached(ids, mask, &mut cache));
-            let [_, tokens, vocab] = logits.dims();
-            let last = logits.narrow(1, tokens - 1, 1).reshape([rows, vocab]);
+                root.call((input, mask.clone()), |(ids, mask)| model.forward_next(ids, mask, &mut cache));
+            let vocab = logits.dims()[2];
+            let last = logits.reshape([rows, vocab]);
             let last: Vec<f32> = last.into_data().convert::<f32>().to_vec().map_err(|e| Error::Input {
                 problem: format!("cannot read the logits back from the device: {e:?}"),
             })?;

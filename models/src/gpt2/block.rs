@@ -6,6 +6,7 @@ use burn::tensor::activation::softmax;
 use nnsight::prelude::*;
 
 use crate::kv_cache::LayerCache;
+use crate::matmul::FastLinear;
 
 /// A transformer block (`transformer.h[i]`). Its output is the residual stream after the block.
 #[derive(Module, Debug, Inspectable)]
@@ -67,13 +68,13 @@ impl<B: Backend> Gpt2Attention<B> {
         cache: &mut LayerCache<B>,
     ) -> Tensor<B, 3> {
         let [batch, tokens, width] = x.dims();
-        let qkv = self.c_attn.forward(x);
+        let qkv = self.c_attn.forward_fast(x);
         let (q, k, v) = self.split_heads(qkv);
         let (k, v) = cache.append(k, v);
         let probs = self.probabilities(q, k, masked);
         let probs = self.attn_dropout.forward(probs);
         let mixed = probs.matmul(v).swap_dims(1, 2).reshape([batch, tokens, width]);
-        self.resid_dropout.forward(self.c_proj.forward(mixed))
+        self.resid_dropout.forward(self.c_proj.forward_fast(mixed))
     }
 }
 
@@ -125,7 +126,7 @@ pub struct Gpt2Mlp<B: Backend> {
 impl<B: Backend> Gpt2Mlp<B> {
     /// Runs the MLP on the normalised residual stream.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let hidden = self.act.forward(self.c_fc.forward(x));
-        self.dropout.forward(self.c_proj.forward(hidden))
+        let hidden = self.act.forward(self.c_fc.forward_fast(x));
+        self.dropout.forward(self.c_proj.forward_fast(hidden))
     }
 }

@@ -44,6 +44,20 @@ impl<B: Backend> Gpt2LMHeadModel<B> {
         let hidden = self.transformer.forward(input_ids, attention_mask, cache);
         self.lm_head.forward(hidden)
     }
+
+    /// The logits of the last new position only, `[batch, 1, vocab]`, continuing from (and
+    /// extending) `cache`: what a generation step needs. The head runs on that one position, as
+    /// transformers' `generate` does (`logits_to_keep=1`), so `lm_head`'s output has one position.
+    pub fn forward_next(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        attention_mask: Tensor<B, 2, Int>,
+        cache: &mut KvCache<B>,
+    ) -> Tensor<B, 3> {
+        let hidden = self.transformer.forward(input_ids, attention_mask, cache);
+        let tokens = hidden.dims()[1];
+        self.lm_head.forward(hidden.narrow(1, tokens - 1, 1))
+    }
 }
 
 /// The transformer body (`transformer`), as Hugging Face's `GPT2Model`.
@@ -97,12 +111,12 @@ impl<B: Backend> crate::generation::Decoder<B> for Gpt2LMHeadModel<B> {
         self.transformer.h.len()
     }
 
-    fn forward_cached(
+    fn forward_next(
         &self,
         input_ids: Tensor<B, 2, Int>,
         attention_mask: Tensor<B, 2, Int>,
         cache: &mut KvCache<B>,
     ) -> Tensor<B, 3> {
-        Gpt2LMHeadModel::forward_cached(self, input_ids, attention_mask, cache)
+        Gpt2LMHeadModel::forward_next(self, input_ids, attention_mask, cache)
     }
 }

@@ -1,80 +1,16 @@
 //! Residual-stream activation patching over every (layer, position), computed with the causal
 //! structure of the model rather than one forward pass per patch.
 
-use std::fmt;
-
 use burn::prelude::*;
 
-use nnsight::{Error, Result};
+use nnsight::Result;
+
+use crate::matmul::FastLinear;
 
 use super::Gpt2LMHeadModel;
 use crate::causal::CausalMask;
 use crate::kv_cache::KvCache;
-
-/// The metric of a patching experiment: `logit(answer) − logit(distractor)` at the last position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LogitDiff {
-    /// The token the clean prompt should lead to.
-    pub answer: u32,
-    /// The token the corrupted prompt leads to.
-    pub distractor: u32,
-}
-
-/// The result of [`Gpt2LMHeadModel::residual_patching_sweep`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct PatchingSweep {
-    /// Number of blocks (rows).
-    pub layers: usize,
-    /// Number of token positions (columns).
-    pub positions: usize,
-    /// The metric on the clean prompt.
-    pub clean: f32,
-    /// The metric on the corrupted prompt.
-    pub corrupted: f32,
-    /// Row-major `[layers, positions]`.
-    values: Vec<f32>,
-}
-
-impl PatchingSweep {
-    /// The metric of the corrupted run with block `layer`'s output at `position` taken from the
-    /// clean run.
-    pub fn get(&self, layer: usize, position: usize) -> f32 {
-        self.values[layer * self.positions + position]
-    }
-
-    /// One layer's row.
-    pub fn row(&self, layer: usize) -> &[f32] {
-        &self.values[layer * self.positions..(layer + 1) * self.positions]
-    }
-
-    /// The values, row-major `[layers, positions]`.
-    pub fn values(&self) -> &[f32] {
-        &self.values
-    }
-
-    /// How much of the clean-vs-corrupted difference a patch restores:
-    /// `(value − corrupted) / (clean − corrupted)` (1 = fully restored, 0 = no effect).
-    pub fn recovered(&self, layer: usize, position: usize) -> f32 {
-        (self.get(layer, position) - self.corrupted) / (self.clean - self.corrupted)
-    }
-}
-
-impl fmt::Display for PatchingSweep {
-    /// The matrix, one row per layer, one column per position.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "layer")?;
-        for p in 0..self.positions {
-            write!(f, " {:>8}", format!("pos {p}"))?;
-        }
-        for layer in 0..self.layers {
-            write!(f, "\n{layer:>5}")?;
-            for value in self.row(layer) {
-                write!(f, " {value:>8.4}")?;
-            }
-        }
-        Ok(())
-    }
-}
+use crate::patching::{Group, LogitDiff, PatchingSweep, check_sweep_input, future_mask, sweep};
 
 /// The two reference runs a sweep patches between, layer by layer.
 struct Runs<B: Backend> {
@@ -84,15 +20,6 @@ struct Runs<B: Backend> {
     corrupted: Vec<Tensor<B, 3>>,
     /// Keys and values of the corrupted run, `[1, heads, tokens, head_dim]` per layer.
     corrupted_kv: Vec<(Tensor<B, 4>, Tensor<B, 4>)>,
-}
-
-/// Patches sharing a position `p`: their residual rows for positions `p..` at the current layer.
-struct Group<B: Backend> {
-    position: usize,
-    /// The patched layer of each patch, in row order.
-    layers: Vec<usize>,
-    /// `[patches, tokens - position, width]`, or `None` before the first patch joins.
-    rows: Option<Tensor<B, 3>>,
 }
 
 impl<B: Backend> Gpt2LMHeadModel<B> {
@@ -107,90 +34,28 @@ impl<B: Backend> Gpt2LMHeadModel<B> {
     /// as one batch; only the last position goes past the last attention, and only the two
     /// logits of the metric are computed. A patch whose clean and corrupted values are
     /// bit-identical (before the first differing token) is the corrupted run itself.
+    ///
+    /// # Errors
+    /// [`nnsight::Error::Input`] when the prompts are empty, differ in length, are longer than
+    /// the model's context, or a token id is outside the vocabulary.
     pub fn residual_patching_sweep(
         &self,
         clean: &[u32],
         corrupted: &[u32],
         metric: LogitDiff,
     ) -> Result<PatchingSweep> {
-        self.check_sweep_input(clean, corrupted, metric)?;
-        let device = self.lm_head.weight.val().device();
-        let layers = self.transformer.h.len();
-        let tokens = clean.len();
-        let runs = self.reference_runs(clean, corrupted, &device);
-        let direction = self.metric_direction(metric);
-        let final_metric = |residual: Tensor<B, 2>| -> Vec<f32> {
-            let normed = self.transformer.ln_f.forward(residual);
-            normed.matmul(direction.clone()).into_data().iter::<f32>().collect()
-        };
-        let last = |t: &Tensor<B, 3>| t.clone().slice([0..1, tokens - 1..tokens]).reshape([1, -1]);
-        let clean_metric = final_metric(last(&runs.clean[layers - 1]))[0];
-        let corrupted_metric = final_metric(last(&runs.corrupted[layers - 1]))[0];
-
-        let mut values = vec![corrupted_metric; layers * tokens];
-        // Patching the last block's output only matters at the last position, where it is the
-        // clean run's final residual.
-        values[(layers - 1) * tokens + tokens - 1] = clean_metric;
-
-        let mut groups: Vec<Group<B>> =
-            (0..tokens).map(|position| Group { position, layers: Vec::new(), rows: None }).collect();
-        for layer in 1..layers {
-            self.join_patches(&mut groups, &runs, layer - 1);
-            if groups.iter().all(|g| g.rows.is_none()) {
-                continue;
-            }
-            let last_layer = layer == layers - 1;
-            self.advance(&mut groups, &runs, layer, last_layer);
-        }
-        let finished: Vec<&Group<B>> = groups.iter().filter(|g| g.rows.is_some()).collect();
-        if !finished.is_empty() {
-            let rows: Vec<Tensor<B, 2>> =
-                finished.iter().map(|g| g.rows.clone().expect("filtered").squeeze_dim(1)).collect();
-            let results = final_metric(Tensor::cat(rows, 0));
-            let patches = finished.iter().flat_map(|g| g.layers.iter().map(|&l| (l, g.position)));
-            for ((layer, position), value) in patches.zip(results) {
-                values[layer * tokens + position] = value;
-            }
-        }
-        Ok(PatchingSweep {
-            layers,
-            positions: tokens,
-            clean: clean_metric,
-            corrupted: corrupted_metric,
-            values,
-        })
-    }
-
-    fn check_sweep_input(&self, clean: &[u32], corrupted: &[u32], metric: LogitDiff) -> Result<()> {
-        let input = |problem: String| Error::Input { problem };
-        if clean.is_empty() {
-            return Err(input("the clean prompt is empty".to_owned()));
-        }
-        if clean.len() != corrupted.len() {
-            return Err(input(format!(
-                "clean and corrupted prompts must have the same number of tokens, they have {} and {}",
-                clean.len(),
-                corrupted.len()
-            )));
-        }
-        let vocab = self.lm_head.vocab_size();
-        let all = clean.iter().chain(corrupted).chain([&metric.answer, &metric.distractor]);
-        if let Some(id) = all.into_iter().find(|&&id| id as usize >= vocab) {
-            return Err(input(format!("token id {id} is outside the vocabulary (size {vocab})")));
-        }
         let context = self.transformer.wpe.weight.val().dims()[0];
-        if clean.len() > context {
-            return Err(input(format!("the prompts have {} tokens, the context is {context}", clean.len())));
-        }
-        Ok(())
-    }
-
-    /// `wte[answer] − wte[distractor]` as a column `[width, 1]`: the metric is the final
-    /// normalised residual times it (the tied head's two logits, subtracted).
-    fn metric_direction(&self, metric: LogitDiff) -> Tensor<B, 2> {
-        let weight = self.lm_head.weight.val();
-        let row = |id: u32| weight.clone().narrow(0, id as usize, 1);
-        (row(metric.answer) - row(metric.distractor)).transpose()
+        check_sweep_input(clean, corrupted, metric, self.lm_head.vocab_size(), context)?;
+        let device = self.lm_head.weight.val().device();
+        let runs = self.reference_runs(clean, corrupted, &device);
+        Ok(sweep(
+            &runs.clean,
+            &runs.corrupted,
+            metric,
+            &self.lm_head,
+            |residual| self.transformer.ln_f.forward(residual),
+            |groups, layer, last_layer| self.advance(groups, &runs, layer, last_layer),
+        ))
     }
 
     /// Runs both prompts as one batch, block by block, keeping every block output and the
@@ -218,31 +83,6 @@ impl<B: Backend> Gpt2LMHeadModel<B> {
         Runs { clean: clean_outputs, corrupted: corrupted_outputs, corrupted_kv }
     }
 
-    /// Adds the patches of layer `layer` (whose output is patched) to their position groups:
-    /// the corrupted block output from the patched position on, with that position's row from
-    /// the clean run. Patches that change nothing are left out.
-    fn join_patches(&self, groups: &mut [Group<B>], runs: &Runs<B>, layer: usize) {
-        let tokens = groups.len();
-        let clean: Vec<f32> = runs.clean[layer].to_data().iter::<f32>().collect();
-        let corrupted: Vec<f32> = runs.corrupted[layer].to_data().iter::<f32>().collect();
-        let width = clean.len() / tokens;
-        for group in groups.iter_mut() {
-            let p = group.position;
-            let row = p * width..(p + 1) * width;
-            if clean[row.clone()].iter().zip(&corrupted[row]).all(|(a, b)| a.to_bits() == b.to_bits()) {
-                continue;
-            }
-            let source = runs.corrupted[layer].clone().slice([0..1, p..tokens]);
-            let patched =
-                source.slice_assign([0..1, 0..1], runs.clean[layer].clone().slice([0..1, p..p + 1]));
-            group.rows = Some(match group.rows.take() {
-                Some(rows) => Tensor::cat(vec![rows, patched], 0),
-                None => patched,
-            });
-            group.layers.push(layer);
-        }
-    }
-
     /// Runs block `layer` on every group's rows. In the last block only each patch's last
     /// position goes on after attention.
     fn advance(&self, groups: &mut [Group<B>], runs: &Runs<B>, layer: usize, last_layer: bool) {
@@ -257,7 +97,7 @@ impl<B: Backend> Gpt2LMHeadModel<B> {
             t.reshape([1, patches * rows, width])
         };
         let residual = Tensor::cat(active.iter().map(|g| flat(g.rows.clone().expect("active"))).collect(), 1);
-        let qkv = attn.c_attn.forward(block.ln_1.forward(residual.clone()));
+        let qkv = attn.c_attn.forward_fast(block.ln_1.forward(residual.clone()));
 
         // Attention, per position group: queries from position p on, keys and values of earlier
         // positions from the corrupted run.
@@ -298,7 +138,7 @@ impl<B: Backend> Gpt2LMHeadModel<B> {
             }
             offset += patches * rows;
         }
-        let x = Tensor::cat(residual_parts, 1) + attn.c_proj.forward(Tensor::cat(mixed_parts, 1));
+        let x = Tensor::cat(residual_parts, 1) + attn.c_proj.forward_fast(Tensor::cat(mixed_parts, 1));
         let x = x.clone() + block.mlp.forward(block.ln_2.forward(x));
 
         let mut offset = 0;
@@ -310,11 +150,4 @@ impl<B: Backend> Gpt2LMHeadModel<B> {
             offset += patches * rows;
         }
     }
-}
-
-/// `[1, 1, tokens - p, tokens]`: `true` where query `p + i` would attend to a later key.
-fn future_mask<B: Backend>(p: usize, tokens: usize, device: &B::Device) -> Tensor<B, 4, Bool> {
-    let queries = tokens - p;
-    let values: Vec<bool> = (0..queries).flat_map(|i| (0..tokens).map(move |j| j > p + i)).collect();
-    Tensor::from_data(TensorData::new(values, [1, 1, queries, tokens]), device)
 }

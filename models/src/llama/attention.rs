@@ -8,6 +8,7 @@ use nnsight::prelude::*;
 
 use super::rope::apply_rotary_pos_emb;
 use crate::kv_cache::LayerCache;
+use crate::matmul::FastLinear;
 
 /// Self-attention (`self_attn`), as Hugging Face's `LlamaAttention` with its eager implementation.
 ///
@@ -52,16 +53,16 @@ impl<B: Backend> LlamaAttention<B> {
     ) -> Tensor<B, 3> {
         let [batch, tokens, _] = x.dims();
         let (cos, sin) = position_embeddings;
-        let q = self.split_heads(self.q_proj.forward(x.clone()), self.num_heads);
-        let k = self.split_heads(self.k_proj.forward(x.clone()), self.num_key_value_heads);
-        let v = self.split_heads(self.v_proj.forward(x), self.num_key_value_heads);
+        let q = self.split_heads(self.q_proj.forward_fast(x.clone()), self.num_heads);
+        let k = self.split_heads(self.k_proj.forward_fast(x.clone()), self.num_key_value_heads);
+        let v = self.split_heads(self.v_proj.forward_fast(x), self.num_key_value_heads);
         let q = apply_rotary_pos_emb(q, cos, sin);
         let k = apply_rotary_pos_emb(k, cos, sin);
         let (k, v) = cache.append(k, v);
         let probs = self.attn_probs.forward(self.probabilities(q, k, masked));
         let mixed =
             self.mix(probs, v).swap_dims(1, 2).reshape([batch, tokens, self.num_heads * self.head_dim]);
-        self.o_proj.forward(mixed)
+        self.o_proj.forward_fast(mixed)
     }
 }
 

@@ -7,6 +7,8 @@ use burn::prelude::*;
 use burn::tensor::activation::silu;
 use nnsight::prelude::*;
 
+use crate::matmul::FastLinear;
+
 /// The MLP (`mlp`), as Hugging Face's `LlamaMLP`.
 #[derive(Module, Debug, Inspectable)]
 pub struct LlamaMlp<B: Backend> {
@@ -24,8 +26,8 @@ pub struct LlamaMlp<B: Backend> {
 impl<B: Backend> LlamaMlp<B> {
     /// Runs the MLP on the normalised residual stream `[batch, tokens, hidden]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let gate = self.act_fn.forward(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+        let gate = self.act_fn.forward(self.gate_proj.forward_fast(x.clone()));
+        self.down_proj.forward_fast(gate * self.up_proj.forward_fast(x))
     }
 }
 

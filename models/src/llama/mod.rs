@@ -15,6 +15,7 @@ mod gguf;
 mod load;
 mod mlp;
 mod model;
+mod patching_sweep;
 mod rope;
 
 pub use attention::{LlamaAttention, LlamaAttentionEnvoy};

@@ -47,6 +47,20 @@ impl<B: Backend> LlamaForCausalLM<B> {
         let hidden = self.model.forward(input_ids, attention_mask, cache);
         self.lm_head.forward(hidden)
     }
+
+    /// The logits of the last new position only, `[batch, 1, vocab]`, continuing from (and
+    /// extending) `cache`: what a generation step needs. The head runs on that one position, as
+    /// transformers' `generate` does (`logits_to_keep=1`), so `lm_head`'s output has one position.
+    pub fn forward_next(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        attention_mask: Tensor<B, 2, Int>,
+        cache: &mut KvCache<B>,
+    ) -> Tensor<B, 3> {
+        let hidden = self.model.forward(input_ids, attention_mask, cache);
+        let tokens = hidden.dims()[1];
+        self.lm_head.forward(hidden.narrow(1, tokens - 1, 1))
+    }
 }
 
 /// The decoder body (`model`), as Hugging Face's `LlamaModel`.
@@ -111,13 +125,13 @@ impl<B: Backend> Decoder<B> for LlamaForCausalLM<B> {
         self.model.layers.len()
     }
 
-    fn forward_cached(
+    fn forward_next(
         &self,
         input_ids: Tensor<B, 2, Int>,
         attention_mask: Tensor<B, 2, Int>,
         cache: &mut KvCache<B>,
     ) -> Tensor<B, 3> {
-        LlamaForCausalLM::forward_cached(self, input_ids, attention_mask, cache)
+        LlamaForCausalLM::forward_next(self, input_ids, attention_mask, cache)
     }
 }
 

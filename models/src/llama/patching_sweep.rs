@@ -1,0 +1,172 @@
+//! Residual-stream activation patching over every (layer, position) for Llama models, computed
+//! with the causal structure of the model rather than one forward pass per patch.
+
+use burn::prelude::*;
+use nnsight::Result;
+
+use super::{LlamaForCausalLM, apply_rotary_pos_emb};
+use crate::causal::CausalMask;
+use crate::kv_cache::KvCache;
+use crate::matmul::FastLinear;
+use crate::patching::{Group, LogitDiff, PatchingSweep, check_sweep_input, future_mask, sweep};
+
+/// The two reference runs a sweep patches between, layer by layer.
+struct Runs<B: Backend> {
+    /// Layer outputs of the clean run, `[1, tokens, hidden]` per layer.
+    clean: Vec<Tensor<B, 3>>,
+    /// Layer outputs of the corrupted run.
+    corrupted: Vec<Tensor<B, 3>>,
+    /// Rotated keys and values of the corrupted run, `[1, kv_heads, tokens, head_dim]` per layer.
+    corrupted_kv: Vec<(Tensor<B, 4>, Tensor<B, 4>)>,
+    /// The rotary `(cos, sin)` of positions `0..tokens`, `[1, tokens, head_dim]`.
+    rotation: (Tensor<B, 3>, Tensor<B, 3>),
+}
+
+impl<B: Backend> LlamaForCausalLM<B> {
+    /// Residual-stream activation patching over every (layer, position): entry (L, p) is `metric`
+    /// on the `corrupted` prompt when layer `L`'s output (`model.layers[L]`) at position `p` is
+    /// replaced by the `clean` run's — the matrix nnsight users build with one trace (or one
+    /// invoke) per entry.
+    ///
+    /// The result equals that naive sweep (within float tolerance) but is computed from the
+    /// causal structure: a patch at (L, p) leaves every layer ≤ L and every position < p as in
+    /// the corrupted run, so only layers after L run, only on positions ≥ p, attending to the
+    /// corrupted run's cached (rotated) keys and values for earlier positions; all patches of a
+    /// layer go through each projection as one matrix product; only the last position goes past
+    /// the last attention, and only the two logits of the metric are computed. A patch whose
+    /// clean and corrupted values are bit-identical (before the first differing token) is the
+    /// corrupted run itself.
+    ///
+    /// # Errors
+    /// [`nnsight::Error::Input`] when the prompts are empty, differ in length, are longer than
+    /// the model's context, or a token id is outside the vocabulary.
+    pub fn residual_patching_sweep(
+        &self,
+        clean: &[u32],
+        corrupted: &[u32],
+        metric: LogitDiff,
+    ) -> Result<PatchingSweep> {
+        let context = self.model.rotary_emb.max_position_embeddings;
+        check_sweep_input(clean, corrupted, metric, self.lm_head.vocab_size(), context)?;
+        let runs = self.reference_runs(clean, corrupted);
+        Ok(sweep(
+            &runs.clean,
+            &runs.corrupted,
+            metric,
+            &self.lm_head,
+            |residual| self.model.norm.forward(residual),
+            |groups, layer, last_layer| self.advance(groups, &runs, layer, last_layer),
+        ))
+    }
+
+    /// Runs both prompts as one batch, layer by layer, keeping every layer output and the
+    /// corrupted run's keys and values.
+    fn reference_runs(&self, clean: &[u32], corrupted: &[u32]) -> Runs<B> {
+        let device = self.lm_head.weight.val().device();
+        let tokens = clean.len();
+        let ids: Vec<i64> = clean.iter().chain(corrupted).map(|&t| i64::from(t)).collect();
+        let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [2, tokens]), &device);
+        let mask = CausalMask::new(&Tensor::ones([2, tokens], &device), tokens);
+        let masked = self.model.windowed(mask.masked);
+        let layers = self.model.layers.len();
+        let mut cache = KvCache::new(layers);
+        let rotation = self.model.rotary_emb.forward(mask.position_ids);
+        let mut x = self.model.embed_tokens.forward(ids);
+        let (mut clean_outputs, mut corrupted_outputs) = (Vec::new(), Vec::new());
+        for (i, layer) in self.model.layers.iter().enumerate() {
+            x = layer.forward(x, &rotation, &masked, &mut cache[i]);
+            clean_outputs.push(x.clone().narrow(0, 0, 1));
+            corrupted_outputs.push(x.clone().narrow(0, 1, 1));
+        }
+        let corrupted_kv = (0..layers)
+            .map(|i| {
+                let (k, v) = cache[i].get().expect("the cache stores");
+                (k.clone().narrow(0, 1, 1), v.clone().narrow(0, 1, 1))
+            })
+            .collect();
+        let (cos, sin) = rotation;
+        Runs {
+            clean: clean_outputs,
+            corrupted: corrupted_outputs,
+            corrupted_kv,
+            rotation: (cos.narrow(0, 0, 1), sin.narrow(0, 0, 1)),
+        }
+    }
+
+    /// Runs layer `layer` on every group's rows. In the last layer only each patch's last
+    /// position goes on after attention.
+    fn advance(&self, groups: &mut [Group<B>], runs: &Runs<B>, layer: usize, last_layer: bool) {
+        let decoder = &self.model.layers[layer];
+        let attn = &decoder.self_attn;
+        let tokens = groups.len();
+        let active: Vec<&mut Group<B>> = groups.iter_mut().filter(|g| g.rows.is_some()).collect();
+        let shapes: Vec<[usize; 3]> =
+            active.iter().map(|g| g.rows.as_ref().expect("active").dims()).collect();
+        let flat = |t: Tensor<B, 3>| {
+            let [patches, rows, width] = t.dims();
+            t.reshape([1, patches * rows, width])
+        };
+        let residual = Tensor::cat(active.iter().map(|g| flat(g.rows.clone().expect("active"))).collect(), 1);
+        let normed = decoder.input_layernorm.forward(residual.clone());
+        let q = attn.q_proj.forward_fast(normed.clone());
+        let k = attn.k_proj.forward_fast(normed.clone());
+        let v = attn.v_proj.forward_fast(normed);
+
+        // Attention, per position group: queries from position p on, keys and values of earlier
+        // positions from the corrupted run.
+        let (corrupted_k, corrupted_v) = &runs.corrupted_kv[layer];
+        let (cos, sin) = &runs.rotation;
+        let mut offset = 0;
+        let mut mixed_parts = Vec::with_capacity(active.len());
+        let mut residual_parts = Vec::with_capacity(active.len());
+        for (group, &[patches, rows, width]) in active.iter().zip(&shapes) {
+            let p = group.position;
+            let part = |t: &Tensor<B, 3>, heads: usize| {
+                let t = t.clone().slice([0..1, offset..offset + patches * rows]);
+                attn.split_heads(t.reshape([patches, rows, heads * attn.head_dim]), heads)
+            };
+            let head_dim = attn.head_dim;
+            let rotate = |t: Tensor<B, 3>| t.slice([0..1, p..tokens]).expand([patches, rows, head_dim]);
+            let (cos, sin) = (rotate(cos.clone()), rotate(sin.clone()));
+            let q = apply_rotary_pos_emb(part(&q, attn.num_heads), &cos, &sin);
+            let k = apply_rotary_pos_emb(part(&k, attn.num_key_value_heads), &cos, &sin);
+            let v = part(&v, attn.num_key_value_heads);
+            let with_past = |new: Tensor<B, 4>, past: &Tensor<B, 4>| {
+                if p == 0 {
+                    return new;
+                }
+                let [_, heads, _, head_dim] = past.dims();
+                let past = past.clone().slice([0..1, 0..heads, 0..p]).expand([patches, heads, p, head_dim]);
+                Tensor::cat(vec![past, new], 2)
+            };
+            let (k, v) = (with_past(k, corrupted_k), with_past(v, corrupted_v));
+            let masked = self.model.windowed(future_mask::<B>(p, tokens, &residual.device()));
+            let probs = attn.probabilities(q, k, &masked);
+            let mixed =
+                attn.mix(probs, v).swap_dims(1, 2).reshape([patches, rows, attn.num_heads * head_dim]);
+            let group_residual = residual
+                .clone()
+                .slice([0..1, offset..offset + patches * rows])
+                .reshape([patches, rows, width]);
+            if last_layer {
+                mixed_parts.push(flat(mixed.slice([0..patches, rows - 1..rows])));
+                residual_parts.push(flat(group_residual.slice([0..patches, rows - 1..rows])));
+            } else {
+                mixed_parts.push(flat(mixed));
+                residual_parts.push(flat(group_residual));
+            }
+            offset += patches * rows;
+        }
+        let x = Tensor::cat(residual_parts, 1) + attn.o_proj.forward_fast(Tensor::cat(mixed_parts, 1));
+        let x = x.clone() + decoder.mlp.forward(decoder.post_attention_layernorm.forward(x));
+
+        let mut offset = 0;
+        for (group, &[patches, rows, width]) in active.into_iter().zip(&shapes) {
+            let rows = if last_layer { 1 } else { rows };
+            group.rows = Some(
+                x.clone().slice([0..1, offset..offset + patches * rows]).reshape([patches, rows, width]),
+            );
+            offset += patches * rows;
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! Activation patching over the residual stream: the metric, the result matrix, and the input
+//! checks shared by the models' sweeps ([`Gpt2LMHeadModel::residual_patching_sweep`],
+//! [`LlamaForCausalLM::residual_patching_sweep`]).
+//!
+//! Each model computes its sweep from the causal structure of the computation instead of one
+//! forward pass per patch: a patch at (L, p) leaves every layer ≤ L and every position < p as in
+//! the corrupted run.
+
+use std::fmt;
+
+use burn::prelude::*;
+use nnsight::{Error, Result};
+
+use crate::lm_head::LmHead;
+
+#[cfg(doc)]
+use crate::{gpt2::Gpt2LMHeadModel, llama::LlamaForCausalLM};
+
+/// The metric of a patching experiment: `logit(answer) − logit(distractor)` at the last position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogitDiff {
+    /// The token the clean prompt should lead to.
+    pub answer: u32,
+    /// The token the corrupted prompt leads to.
+    pub distractor: u32,
+}
+
+/// The result of a residual patching sweep ([`Gpt2LMHeadModel::residual_patching_sweep`],
+/// [`LlamaForCausalLM::residual_patching_sweep`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatchingSweep {
+    /// Number of blocks (rows).
+    pub layers: usize,
+    /// Number of token positions (columns).
+    pub positions: usize,
+    /// The metric on the clean prompt.
+    pub clean: f32,
+    /// The metric on the corrupted prompt.
+    pub corrupted: f32,
+    /// Row-major `[layers, positions]`.
+    pub(crate) values: Vec<f32>,
+}
+
+impl PatchingSweep {
+    /// The metric of the corrupted run with block `layer`'s output at `position` taken from the
+    /// clean run.
+    pub fn get(&self, layer: usize, position: usize) -> f32 {
+        self.values[layer * self.positions + position]
+    }
+
+    /// One layer's row.
+    pub fn row(&self, layer: usize) -> &[f32] {
+        &self.values[layer * self.positions..(layer + 1) * self.positions]
+    }
+
+    /// The values, row-major `[layers, positions]`.
+    pub fn values(&self) -> &[f32] {
+        &self.values
+    }
+
+    /// How much of the clean-vs-corrupted difference a patch restores:
+    /// `(value − corrupted) / (clean − corrupted)` (1 = fully restored, 0 = no effect).
+    pub fn recovered(&self, layer: usize, position: usize) -> f32 {
+        (self.get(layer, position) - self.corrupted) / (self.clean - self.corrupted)
+    }
+}
+
+impl fmt::Display for PatchingSweep {
+    /// The matrix, one row per layer, one column per position.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "layer")?;
+        for p in 0..self.positions {
+            write!(f, " {:>8}", format!("pos {p}"))?;
+        }
+        for layer in 0..self.layers {
+            write!(f, "\n{layer:>5}")?;
+            for value in self.row(layer) {
+                write!(f, " {value:>8.4}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks the prompts and the metric of a sweep against the model's vocabulary and context.
+pub(crate) fn check_sweep_input(
+    clean: &[u32],
+    corrupted: &[u32],
+    metric: LogitDiff,
+    vocab: usize,
+    context: usize,
+) -> Result<()> {
+    let input = |problem: String| Error::Input { problem };
+    if clean.is_empty() {
+        return Err(input("the clean prompt is empty".to_owned()));
+    }
+    if clean.len() != corrupted.len() {
+        return Err(input(format!(
+            "clean and corrupted prompts must have the same number of tokens, they have {} and {}",
+            clean.len(),
+            corrupted.len()
+        )));
+    }
+    let all = clean.iter().chain(corrupted).chain([&metric.answer, &metric.distractor]);
+    if let Some(id) = all.into_iter().find(|&&id| id as usize >= vocab) {
+        return Err(input(format!("token id {id} is outside the vocabulary (size {vocab})")));
+    }
+    if clean.len() > context {
+        return Err(input(format!("the prompts have {} tokens, the context is {context}", clean.len())));
+    }
+    Ok(())
+}
+
+/// Patches sharing a position `p`: their residual rows for positions `p..` at the current layer.
+pub(crate) struct Group<B: Backend> {
+    /// The patched position.
+    pub(crate) position: usize,
+    /// The patched layer of each patch, in row order.
+    pub(crate) layers: Vec<usize>,
+    /// `[patches, tokens - position, hidden]`, or `None` before the first patch joins.
+    pub(crate) rows: Option<Tensor<B, 3>>,
+}
+
+/// Adds the patches of layer `layer` (whose output is patched, `[1, tokens, width]` in each run)
+/// to their position groups: the corrupted layer output from the patched position on, with that position's row from the clean
+/// run. Patches that change nothing are left out.
+fn join_patches<B: Backend>(
+    groups: &mut [Group<B>],
+    clean_output: &Tensor<B, 3>,
+    corrupted_output: &Tensor<B, 3>,
+    layer: usize,
+) {
+    let tokens = groups.len();
+    let clean: Vec<f32> = clean_output.to_data().iter::<f32>().collect();
+    let corrupted: Vec<f32> = corrupted_output.to_data().iter::<f32>().collect();
+    let width = clean.len() / tokens;
+    for group in groups.iter_mut() {
+        let p = group.position;
+        let row = p * width..(p + 1) * width;
+        if clean[row.clone()].iter().zip(&corrupted[row]).all(|(a, b)| a.to_bits() == b.to_bits()) {
+            continue;
+        }
+        let source = corrupted_output.clone().slice([0..1, p..tokens]);
+        let patched = source.slice_assign([0..1, 0..1], clean_output.clone().slice([0..1, p..p + 1]));
+        group.rows = Some(match group.rows.take() {
+            Some(rows) => Tensor::cat(vec![rows, patched], 0),
+            None => patched,
+        });
+        group.layers.push(layer);
+    }
+}
+
+/// `[1, 1, tokens - p, tokens]`: `true` where query `p + i` would attend to a later key.
+pub(crate) fn future_mask<B: Backend>(p: usize, tokens: usize, device: &B::Device) -> Tensor<B, 4, Bool> {
+    let queries = tokens - p;
+    let values: Vec<bool> = (0..queries).flat_map(|i| (0..tokens).map(move |j| j > p + i)).collect();
+    Tensor::from_data(TensorData::new(values, [1, 1, queries, tokens]), device)
+}
+
+/// The part of a sweep every model shares: the clean and corrupted metrics, then layer by layer
+/// the patches of the previous layer joined to their position groups and `advance`d through the
+/// layer (`advance(groups, layer, is_last_layer)` replaces each active group's rows by the layer's
+/// output on them: all rows, or in the last layer only each patch's last position), and finally
+/// the metric of every patch from its last residual row.
+///
+/// `clean_outputs` / `corrupted_outputs` are the layer outputs of the reference runs
+/// (`[1, tokens, width]` each), `final_norm` the model's norm before its head.
+pub(crate) fn sweep<B: Backend>(
+    clean_outputs: &[Tensor<B, 3>],
+    corrupted_outputs: &[Tensor<B, 3>],
+    metric: LogitDiff,
+    head: &LmHead<B>,
+    final_norm: impl Fn(Tensor<B, 2>) -> Tensor<B, 2>,
+    mut advance: impl FnMut(&mut [Group<B>], usize, bool),
+) -> PatchingSweep {
+    let layers = clean_outputs.len();
+    let tokens = clean_outputs[0].dims()[1];
+    // `head[answer] − head[distractor]` as a column: the metric is the normalised residual times it.
+    let weight = head.weight.val();
+    let row = |id: u32| weight.clone().narrow(0, id as usize, 1);
+    let direction = (row(metric.answer) - row(metric.distractor)).transpose();
+    let final_metric = |residual: Tensor<B, 2>| -> Vec<f32> {
+        final_norm(residual).matmul(direction.clone()).into_data().iter::<f32>().collect()
+    };
+    let last = |t: &Tensor<B, 3>| t.clone().slice([0..1, tokens - 1..tokens]).reshape([1, -1]);
+    let clean = final_metric(last(&clean_outputs[layers - 1]))[0];
+    let corrupted = final_metric(last(&corrupted_outputs[layers - 1]))[0];
+
+    let mut values = vec![corrupted; layers * tokens];
+    // Patching the last layer's output only matters at the last position, where it is the clean
+    // run's final residual.
+    values[(layers - 1) * tokens + tokens - 1] = clean;
+
+    let mut groups: Vec<Group<B>> =
+        (0..tokens).map(|position| Group { position, layers: Vec::new(), rows: None }).collect();
+    for layer in 1..layers {
+        join_patches(&mut groups, &clean_outputs[layer - 1], &corrupted_outputs[layer - 1], layer - 1);
+        if groups.iter().any(|g| g.rows.is_some()) {
+            advance(&mut groups, layer, layer == layers - 1);
+        }
+    }
+    let finished: Vec<&Group<B>> = groups.iter().filter(|g| g.rows.is_some()).collect();
+    if !finished.is_empty() {
+        let rows: Vec<Tensor<B, 2>> =
+            finished.iter().map(|g| g.rows.clone().expect("filtered").squeeze_dim(1)).collect();
+        let results = final_metric(Tensor::cat(rows, 0));
+        let patches = finished.iter().flat_map(|g| g.layers.iter().map(|&l| (l, g.position)));
+        for ((layer, position), value) in patches.zip(results) {
+            values[layer * tokens + position] = value;
+        }
+    }
+    PatchingSweep { layers, positions: tokens, clean, corrupted, values }
+}
