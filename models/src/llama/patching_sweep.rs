@@ -4,7 +4,7 @@
 use burn::prelude::*;
 use nnsight::Result;
 
-use super::{LlamaForCausalLM, apply_rotary_pos_emb};
+use super::{LlamaForCausalLM, rotate_half};
 use crate::causal::CausalMask;
 use crate::kv_cache::KvCache;
 use crate::matmul::FastLinear;
@@ -112,10 +112,34 @@ impl<B: Backend> LlamaForCausalLM<B> {
         let k = attn.k_proj.forward_fast(normed.clone());
         let v = attn.v_proj.forward_fast(normed);
 
+        // Rotary embedding of every row at once: the angles of each row's position.
+        let positions: Vec<i64> = active
+            .iter()
+            .zip(&shapes)
+            .flat_map(|(g, &[patches, _, _])| {
+                (0..patches).flat_map(move |_| g.position as i64..tokens as i64)
+            })
+            .collect();
+        let total = positions.len();
+        let positions =
+            Tensor::<B, 1, Int>::from_data(TensorData::new(positions, [total]), &residual.device());
+        let head_dim = attn.head_dim;
+        let angle = |t: &Tensor<B, 3>| {
+            t.clone()
+                .reshape([tokens, head_dim])
+                .select(0, positions.clone())
+                .reshape([1, total, 1, head_dim])
+        };
+        let (cos, sin) = (angle(&runs.rotation.0), angle(&runs.rotation.1));
+        let rotate = |t: Tensor<B, 3>, heads: usize| {
+            let t = t.reshape([1, total, heads, head_dim]);
+            (t.clone() * cos.clone() + rotate_half(t) * sin.clone()).reshape([1, total, heads * head_dim])
+        };
+        let (q, k) = (rotate(q, attn.num_heads), rotate(k, attn.num_key_value_heads));
+
         // Attention, per position group: queries from position p on, keys and values of earlier
         // positions from the corrupted run.
         let (corrupted_k, corrupted_v) = &runs.corrupted_kv[layer];
-        let (cos, sin) = &runs.rotation;
         let mut offset = 0;
         let mut mixed_parts = Vec::with_capacity(active.len());
         let mut residual_parts = Vec::with_capacity(active.len());
@@ -125,11 +149,8 @@ impl<B: Backend> LlamaForCausalLM<B> {
                 let t = t.clone().slice([0..1, offset..offset + patches * rows]);
                 attn.split_heads(t.reshape([patches, rows, heads * attn.head_dim]), heads)
             };
-            let head_dim = attn.head_dim;
-            let rotate = |t: Tensor<B, 3>| t.slice([0..1, p..tokens]).expand([patches, rows, head_dim]);
-            let (cos, sin) = (rotate(cos.clone()), rotate(sin.clone()));
-            let q = apply_rotary_pos_emb(part(&q, attn.num_heads), &cos, &sin);
-            let k = apply_rotary_pos_emb(part(&k, attn.num_key_value_heads), &cos, &sin);
+            let q = part(&q, attn.num_heads);
+            let k = part(&k, attn.num_key_value_heads);
             let v = part(&v, attn.num_key_value_heads);
             let with_past = |new: Tensor<B, 4>, past: &Tensor<B, 4>| {
                 if p == 0 {
