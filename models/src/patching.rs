@@ -1,6 +1,6 @@
-//! Activation patching over the residual stream: the metric, the result matrix, and the input
-//! checks shared by the models' sweeps ([`Gpt2LMHeadModel::residual_patching_sweep`],
-//! [`LlamaForCausalLM::residual_patching_sweep`]).
+//! Activation patching over the residual stream: the metric, the result matrix, and what the
+//! models' sweeps share (input checks, position groups, the layer-by-layer driver) —
+//! [`Gpt2LMHeadModel::residual_patching_sweep`], [`LlamaForCausalLM::residual_patching_sweep`].
 //!
 //! Each model computes its sweep from the causal structure of the computation instead of one
 //! forward pass per patch: a patch at (L, p) leaves every layer ≤ L and every position < p as in
@@ -122,8 +122,8 @@ pub(crate) struct Group<B: Backend> {
 }
 
 /// Adds the patches of layer `layer` (whose output is patched, `[1, tokens, width]` in each run)
-/// to their position groups: the corrupted layer output from the patched position on, with that position's row from the clean
-/// run. Patches that change nothing are left out.
+/// to their position groups: the corrupted layer output from the patched position on, with that
+/// position's row from the clean run. Patches that change nothing are left out.
 fn join_patches<B: Backend>(
     groups: &mut [Group<B>],
     clean_output: &Tensor<B, 3>,

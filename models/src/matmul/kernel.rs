@@ -2,8 +2,9 @@
 //! short prompts, which general-purpose `gemm` runs single-threaded and far below memory bandwidth.
 //!
 //! The work is split into tasks, each streaming one contiguous stretch of the weight once, for all
-//! rows; the calling thread and rayon's pool take them ([`run_tasks`]). Inner loops are written so that LLVM vectorizes them, and
-//! [`pulp`] runs them with the widest instruction set the CPU has (AVX2 where present).
+//! rows; the calling thread and rayon's pool take them ([`run_tasks`]). Inner loops are written so
+//! that LLVM vectorizes them, and [`pulp`] runs them with the widest instruction set the CPU has
+//! (AVX2 where present).
 //!
 //! Every output element is summed in the same order whatever the number of rows, so a row's result
 //! does not depend on the other rows of the batch.

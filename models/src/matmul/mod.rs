@@ -2,11 +2,10 @@
 //!
 //! Every projection is one 2-D product over all rows (batch × tokens flattened), which lets the
 //! backend's matrix multiplication use its large-product path instead of one small product per
-//! sequence. On the default CPU backend (`Flex`, `f32`), products with at most
-//! [`kernel::MAX_ROWS`] rows — a decoding step has one, a short prompt a few — run on a
-//! multi-threaded kernel of this crate that reads each weight once per call
-//! ([`kernel`]); burn-flex's `gemm` runs such products single-threaded. Other backends, autodiff
-//! included, take burn's `matmul` unchanged.
+//! sequence. On the default CPU backend (`Flex`, `f32`), products with at most 16 rows — a
+//! decoding step has one, a short prompt a few — run on a multi-threaded kernel of this crate
+//! that streams each weight once per call; burn-flex's `gemm` runs such products
+//! single-threaded. Other backends, autodiff included, take burn's `matmul` unchanged.
 //!
 //! Models call [`FastLinear::forward_fast`] where they would call `Linear::forward`; as a
 //! `forward*` call on a submodule it is a site, like `forward`.
