@@ -211,3 +211,45 @@ pub(crate) fn sweep<B: Backend>(
     }
     PatchingSweep { layers, positions: tokens, clean, corrupted, values }
 }
+
+/// `[patches, rows, width]` → `[1, patches · rows, width]`: the rows of a group, flat.
+pub(crate) fn flat<B: Backend>(t: Tensor<B, 3>) -> Tensor<B, 3> {
+    let [patches, rows, width] = t.dims();
+    t.reshape([1, patches * rows, width])
+}
+
+/// Keys or values `new` (`[patches, heads, rows, head_dim]`) of positions `p..` behind those of
+/// positions `..p` from the corrupted run (`past`: `[1, heads, tokens, head_dim]`), for every patch.
+pub(crate) fn with_past<B: Backend>(new: Tensor<B, 4>, past: &Tensor<B, 4>, p: usize) -> Tensor<B, 4> {
+    if p == 0 {
+        return new;
+    }
+    let patches = new.dims()[0];
+    let [_, heads, _, head_dim] = past.dims();
+    let past = past.clone().slice([0..1, 0..heads, 0..p]).expand([patches, heads, p, head_dim]);
+    Tensor::cat(vec![past, new], 2)
+}
+
+/// The rows of a group (`[patches, rows, width]`) that go on past attention, flat: all of them,
+/// or in the last layer only each patch's last position.
+pub(crate) fn kept_rows<B: Backend>(t: Tensor<B, 3>, last_layer: bool) -> Tensor<B, 3> {
+    let [patches, rows, _] = t.dims();
+    flat(if last_layer { t.slice([0..patches, rows - 1..rows]) } else { t })
+}
+
+/// Hands a layer's output `x` (`[1, rows, width]`, the active groups' kept rows in order) back
+/// to the groups (`shapes`: their rows before the layer).
+pub(crate) fn store_rows<B: Backend>(
+    active: Vec<&mut Group<B>>,
+    shapes: &[[usize; 3]],
+    x: Tensor<B, 3>,
+    last_layer: bool,
+) {
+    let mut offset = 0;
+    for (group, &[patches, rows, width]) in active.into_iter().zip(shapes) {
+        let rows = if last_layer { 1 } else { rows };
+        group.rows =
+            Some(x.clone().slice([0..1, offset..offset + patches * rows]).reshape([patches, rows, width]));
+        offset += patches * rows;
+    }
+}

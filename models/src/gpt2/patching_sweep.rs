@@ -10,7 +10,10 @@ use crate::matmul::FastLinear;
 use super::Gpt2LMHeadModel;
 use crate::causal::CausalMask;
 use crate::kv_cache::KvCache;
-use crate::patching::{Group, LogitDiff, PatchingSweep, check_sweep_input, future_mask, sweep};
+use crate::patching::{
+    Group, LogitDiff, PatchingSweep, check_sweep_input, flat, future_mask, kept_rows, store_rows, sweep,
+    with_past,
+};
 
 /// The two reference runs a sweep patches between, layer by layer.
 struct Runs<B: Backend> {
@@ -92,10 +95,6 @@ impl<B: Backend> Gpt2LMHeadModel<B> {
         let active: Vec<&mut Group<B>> = groups.iter_mut().filter(|g| g.rows.is_some()).collect();
         let shapes: Vec<[usize; 3]> =
             active.iter().map(|g| g.rows.as_ref().expect("active").dims()).collect();
-        let flat = |t: Tensor<B, 3>| {
-            let [patches, rows, width] = t.dims();
-            t.reshape([1, patches * rows, width])
-        };
         let residual = Tensor::cat(active.iter().map(|g| flat(g.rows.clone().expect("active"))).collect(), 1);
         let qkv = attn.c_attn.forward_fast(block.ln_1.forward(residual.clone()));
 
@@ -113,15 +112,7 @@ impl<B: Backend> Gpt2LMHeadModel<B> {
                 3 * width,
             ]);
             let (q, k, v) = attn.split_heads(part);
-            let with_past = |new: Tensor<B, 4>, past: &Tensor<B, 4>| {
-                if p == 0 {
-                    return new;
-                }
-                let [_, heads, _, head_dim] = past.dims();
-                let past = past.clone().slice([0..1, 0..heads, 0..p]).expand([patches, heads, p, head_dim]);
-                Tensor::cat(vec![past, new], 2)
-            };
-            let (k, v) = (with_past(k, corrupted_k), with_past(v, corrupted_v));
+            let (k, v) = (with_past(k, corrupted_k, p), with_past(v, corrupted_v, p));
             let masked = future_mask::<B>(p, tokens, &qkv.device());
             let mixed =
                 attn.probabilities(q, k, &masked).matmul(v).swap_dims(1, 2).reshape([patches, rows, width]);
@@ -129,25 +120,12 @@ impl<B: Backend> Gpt2LMHeadModel<B> {
                 .clone()
                 .slice([0..1, offset..offset + patches * rows])
                 .reshape([patches, rows, width]);
-            if last_layer {
-                mixed_parts.push(flat(mixed.slice([0..patches, rows - 1..rows])));
-                residual_parts.push(flat(group_residual.slice([0..patches, rows - 1..rows])));
-            } else {
-                mixed_parts.push(flat(mixed));
-                residual_parts.push(flat(group_residual));
-            }
+            mixed_parts.push(kept_rows(mixed, last_layer));
+            residual_parts.push(kept_rows(group_residual, last_layer));
             offset += patches * rows;
         }
         let x = Tensor::cat(residual_parts, 1) + attn.c_proj.forward_fast(Tensor::cat(mixed_parts, 1));
         let x = x.clone() + block.mlp.forward(block.ln_2.forward(x));
-
-        let mut offset = 0;
-        for (group, &[patches, rows, width]) in active.into_iter().zip(&shapes) {
-            let rows = if last_layer { 1 } else { rows };
-            group.rows = Some(
-                x.clone().slice([0..1, offset..offset + patches * rows]).reshape([patches, rows, width]),
-            );
-            offset += patches * rows;
-        }
+        store_rows(active, &shapes, x, last_layer);
     }
 }
