@@ -11,6 +11,8 @@ use std::fmt;
 use burn::prelude::*;
 use nnsight::{Error, Result};
 
+use crate::causal::CausalMask;
+use crate::kv_cache::KvCache;
 use crate::lm_head::LmHead;
 
 #[cfg(doc)]
@@ -109,6 +111,48 @@ pub(crate) fn check_sweep_input(
         return Err(input(format!("the prompts have {} tokens, the context is {context}", clean.len())));
     }
     Ok(())
+}
+
+/// The two reference runs a sweep patches between, layer by layer.
+pub(crate) struct Runs<B: Backend> {
+    /// Layer outputs of the clean run, `[1, tokens, width]` per layer.
+    pub(crate) clean: Vec<Tensor<B, 3>>,
+    /// Layer outputs of the corrupted run.
+    pub(crate) corrupted: Vec<Tensor<B, 3>>,
+    /// Keys and values of the corrupted run as the cache keeps them, `[1, heads, tokens, head_dim]`
+    /// per layer.
+    pub(crate) corrupted_kv: Vec<(Tensor<B, 4>, Tensor<B, 4>)>,
+}
+
+impl<B: Backend> Runs<B> {
+    /// The two prompts as one batch of ids `[2, tokens]` (clean first), and its causal mask.
+    pub(crate) fn batch(
+        clean: &[u32],
+        corrupted: &[u32],
+        device: &B::Device,
+    ) -> (Tensor<B, 2, Int>, CausalMask<B>) {
+        let tokens = clean.len();
+        let ids: Vec<i64> = clean.iter().chain(corrupted).map(|&t| i64::from(t)).collect();
+        let ids = Tensor::from_data(TensorData::new(ids, [2, tokens]), device);
+        (ids, CausalMask::new(&Tensor::ones([2, tokens], device), tokens))
+    }
+
+    /// The runs of that batch, from its layer outputs (`[2, tokens, width]` each) and the cache
+    /// its layers filled.
+    pub(crate) fn split(outputs: Vec<Tensor<B, 3>>, cache: &KvCache<B>) -> Self {
+        let row = |t: &Tensor<B, 3>, i: usize| t.clone().narrow(0, i, 1);
+        let corrupted_kv = (0..outputs.len())
+            .map(|i| {
+                let (k, v) = cache[i].get().expect("the cache stores");
+                (k.clone().narrow(0, 1, 1), v.clone().narrow(0, 1, 1))
+            })
+            .collect();
+        Runs {
+            clean: outputs.iter().map(|x| row(x, 0)).collect(),
+            corrupted: outputs.iter().map(|x| row(x, 1)).collect(),
+            corrupted_kv,
+        }
+    }
 }
 
 /// Patches sharing a position `p`: their residual rows for positions `p..` at the current layer.

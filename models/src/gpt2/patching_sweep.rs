@@ -8,22 +8,11 @@ use nnsight::Result;
 use crate::matmul::FastLinear;
 
 use super::Gpt2LMHeadModel;
-use crate::causal::CausalMask;
 use crate::kv_cache::KvCache;
 use crate::patching::{
-    Group, LogitDiff, PatchingSweep, check_sweep_input, flat, future_mask, kept_rows, store_rows, sweep,
-    with_past,
+    Group, LogitDiff, PatchingSweep, Runs, check_sweep_input, flat, future_mask, kept_rows, store_rows,
+    sweep, with_past,
 };
-
-/// The two reference runs a sweep patches between, layer by layer.
-struct Runs<B: Backend> {
-    /// Block outputs of the clean run, `[1, tokens, width]` per layer.
-    clean: Vec<Tensor<B, 3>>,
-    /// Block outputs of the corrupted run.
-    corrupted: Vec<Tensor<B, 3>>,
-    /// Keys and values of the corrupted run, `[1, heads, tokens, head_dim]` per layer.
-    corrupted_kv: Vec<(Tensor<B, 4>, Tensor<B, 4>)>,
-}
 
 impl<B: Backend> Gpt2LMHeadModel<B> {
     /// Residual-stream activation patching over every (layer, position): entry (L, p) is `metric`
@@ -64,26 +53,15 @@ impl<B: Backend> Gpt2LMHeadModel<B> {
     /// Runs both prompts as one batch, block by block, keeping every block output and the
     /// corrupted run's keys and values.
     fn reference_runs(&self, clean: &[u32], corrupted: &[u32], device: &B::Device) -> Runs<B> {
-        let tokens = clean.len();
-        let ids: Vec<i64> = clean.iter().chain(corrupted).map(|&t| i64::from(t)).collect();
-        let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [2, tokens]), device);
-        let mask = CausalMask::new(&Tensor::ones([2, tokens], device), tokens);
-        let layers = self.transformer.h.len();
-        let mut cache = KvCache::new(layers);
+        let (ids, mask) = Runs::batch(clean, corrupted, device);
+        let mut cache = KvCache::new(self.transformer.h.len());
         let mut x = self.transformer.wte.forward(ids) + self.transformer.wpe.forward(mask.position_ids);
-        let (mut clean_outputs, mut corrupted_outputs) = (Vec::new(), Vec::new());
+        let mut outputs = Vec::new();
         for (i, block) in self.transformer.h.iter().enumerate() {
             x = block.forward(x, &mask.masked, &mut cache[i]);
-            clean_outputs.push(x.clone().narrow(0, 0, 1));
-            corrupted_outputs.push(x.clone().narrow(0, 1, 1));
+            outputs.push(x.clone());
         }
-        let corrupted_kv = (0..layers)
-            .map(|i| {
-                let (k, v) = cache[i].get().expect("the cache stores");
-                (k.clone().narrow(0, 1, 1), v.clone().narrow(0, 1, 1))
-            })
-            .collect();
-        Runs { clean: clean_outputs, corrupted: corrupted_outputs, corrupted_kv }
+        Runs::split(outputs, &cache)
     }
 
     /// Runs block `layer` on every group's rows. In the last block only each patch's last

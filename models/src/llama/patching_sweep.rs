@@ -5,25 +5,15 @@ use burn::prelude::*;
 use nnsight::Result;
 
 use super::{LlamaForCausalLM, rotate_half};
-use crate::causal::CausalMask;
 use crate::kv_cache::KvCache;
 use crate::matmul::FastLinear;
 use crate::patching::{
-    Group, LogitDiff, PatchingSweep, check_sweep_input, flat, future_mask, kept_rows, store_rows, sweep,
-    with_past,
+    Group, LogitDiff, PatchingSweep, Runs, check_sweep_input, flat, future_mask, kept_rows, store_rows,
+    sweep, with_past,
 };
 
-/// The two reference runs a sweep patches between, layer by layer.
-struct Runs<B: Backend> {
-    /// Layer outputs of the clean run, `[1, tokens, hidden]` per layer.
-    clean: Vec<Tensor<B, 3>>,
-    /// Layer outputs of the corrupted run.
-    corrupted: Vec<Tensor<B, 3>>,
-    /// Rotated keys and values of the corrupted run, `[1, kv_heads, tokens, head_dim]` per layer.
-    corrupted_kv: Vec<(Tensor<B, 4>, Tensor<B, 4>)>,
-    /// The rotary `(cos, sin)` of positions `0..tokens`, `[1, tokens, head_dim]`.
-    rotation: (Tensor<B, 3>, Tensor<B, 3>),
-}
+/// The rotary `(cos, sin)` of positions `0..tokens`, `[1, tokens, head_dim]` each.
+type Rotation<B> = (Tensor<B, 3>, Tensor<B, 3>);
 
 impl<B: Backend> LlamaForCausalLM<B> {
     /// Residual-stream activation patching over every (layer, position): entry (L, p) is `metric`
@@ -51,54 +41,44 @@ impl<B: Backend> LlamaForCausalLM<B> {
     ) -> Result<PatchingSweep> {
         let context = self.model.rotary_emb.max_position_embeddings;
         check_sweep_input(clean, corrupted, metric, self.lm_head.vocab_size(), context)?;
-        let runs = self.reference_runs(clean, corrupted);
+        let (runs, rotation) = self.reference_runs(clean, corrupted);
         Ok(sweep(
             &runs.clean,
             &runs.corrupted,
             metric,
             &self.lm_head,
             |residual| self.model.norm.forward(residual),
-            |groups, layer, last_layer| self.advance(groups, &runs, layer, last_layer),
+            |groups, layer, last_layer| self.advance(groups, &runs, &rotation, layer, last_layer),
         ))
     }
 
-    /// Runs both prompts as one batch, layer by layer, keeping every layer output and the
-    /// corrupted run's keys and values.
-    fn reference_runs(&self, clean: &[u32], corrupted: &[u32]) -> Runs<B> {
-        let device = self.lm_head.weight.val().device();
-        let tokens = clean.len();
-        let ids: Vec<i64> = clean.iter().chain(corrupted).map(|&t| i64::from(t)).collect();
-        let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [2, tokens]), &device);
-        let mask = CausalMask::new(&Tensor::ones([2, tokens], &device), tokens);
+    /// Runs both prompts as one batch, layer by layer, keeping every layer output, the
+    /// corrupted run's keys and values, and the rotation of each position.
+    fn reference_runs(&self, clean: &[u32], corrupted: &[u32]) -> (Runs<B>, Rotation<B>) {
+        let (ids, mask) = Runs::batch(clean, corrupted, &self.lm_head.weight.val().device());
         let masked = self.model.windowed(mask.masked);
-        let layers = self.model.layers.len();
-        let mut cache = KvCache::new(layers);
+        let mut cache = KvCache::new(self.model.layers.len());
         let rotation = self.model.rotary_emb.forward(mask.position_ids);
         let mut x = self.model.embed_tokens.forward(ids);
-        let (mut clean_outputs, mut corrupted_outputs) = (Vec::new(), Vec::new());
+        let mut outputs = Vec::new();
         for (i, layer) in self.model.layers.iter().enumerate() {
             x = layer.forward(x, &rotation, &masked, &mut cache[i]);
-            clean_outputs.push(x.clone().narrow(0, 0, 1));
-            corrupted_outputs.push(x.clone().narrow(0, 1, 1));
+            outputs.push(x.clone());
         }
-        let corrupted_kv = (0..layers)
-            .map(|i| {
-                let (k, v) = cache[i].get().expect("the cache stores");
-                (k.clone().narrow(0, 1, 1), v.clone().narrow(0, 1, 1))
-            })
-            .collect();
         let (cos, sin) = rotation;
-        Runs {
-            clean: clean_outputs,
-            corrupted: corrupted_outputs,
-            corrupted_kv,
-            rotation: (cos.narrow(0, 0, 1), sin.narrow(0, 0, 1)),
-        }
+        (Runs::split(outputs, &cache), (cos.narrow(0, 0, 1), sin.narrow(0, 0, 1)))
     }
 
     /// Runs layer `layer` on every group's rows. In the last layer only each patch's last
     /// position goes on after attention.
-    fn advance(&self, groups: &mut [Group<B>], runs: &Runs<B>, layer: usize, last_layer: bool) {
+    fn advance(
+        &self,
+        groups: &mut [Group<B>],
+        runs: &Runs<B>,
+        rotation: &Rotation<B>,
+        layer: usize,
+        last_layer: bool,
+    ) {
         let decoder = &self.model.layers[layer];
         let attn = &decoder.self_attn;
         let tokens = groups.len();
@@ -129,7 +109,7 @@ impl<B: Backend> LlamaForCausalLM<B> {
                 .select(0, positions.clone())
                 .reshape([1, total, 1, head_dim])
         };
-        let (cos, sin) = (angle(&runs.rotation.0), angle(&runs.rotation.1));
+        let (cos, sin) = (angle(&rotation.0), angle(&rotation.1));
         let rotate = |t: Tensor<B, 3>, heads: usize| {
             let t = t.reshape([1, total, heads, head_dim]);
             (t.clone() * cos.clone() + rotate_half(t) * sin.clone()).reshape([1, total, heads * head_dim])
