@@ -67,8 +67,11 @@ fn ids(value: &serde_json::Value) -> Vec<u32> {
 #[test]
 fn smollm2_matches_transformers_gguf_loader() {
     let Some(path) = model_file() else { return };
-    let lm = SmolLm::from_gguf(&path, &Default::default()).expect("the GGUF loads");
+    let mut lm = SmolLm::from_gguf(&path, &Default::default()).expect("the GGUF loads");
     let refs = References::load();
+    // The 7 projections of 30 layers (Q4_1) and the tied head (Q8_0) are read from their blocks in
+    // products with few rows: what follows checks those products against transformers too.
+    assert_eq!(lm.kept_blocks(), 30 * 7 + 1);
 
     for (i, prompt) in refs.json["prompts"].as_array().unwrap().iter().enumerate() {
         let text = prompt["text"].as_str().unwrap();
@@ -143,4 +146,18 @@ fn smollm2_matches_transformers_gguf_loader() {
         .unwrap();
     eprintln!("plain:   {question}{:?}\nsteered: {question}{:?}", plain.texts[0], steered.texts[0]);
     assert_ne!(steered.tokens, plain.tokens, "steering changes the generated text");
+
+    // A weight changed after loading is used as changed (not read from its GGUF blocks): doubling
+    // the head doubles the logits.
+    let next_logits = |lm: &SmolLm| {
+        let logits = lm.forward(france.clone()).unwrap();
+        let [_, n, vocab] = logits.dims();
+        logits.slice([0..1, n - 1..n]).reshape([vocab]).into_data().to_vec::<f32>().unwrap()
+    };
+    let before = next_logits(&lm);
+    let head = lm.model().lm_head.weight.val() * 2.0;
+    lm.model_mut().lm_head.weight = burn::module::Param::from_tensor(head);
+    let after = next_logits(&lm);
+    let worst = before.iter().zip(&after).map(|(b, a)| (2.0 * b - a).abs()).fold(0.0f32, f32::max);
+    assert!(worst <= 1e-3, "doubled head: logits differ from twice the original by {worst}");
 }

@@ -9,6 +9,7 @@ use tokenizers::Tokenizer;
 use nnsight::{Edited, Error, Forward, Inspectable, Result, TraceExt};
 
 use crate::hub::ModelFiles;
+use crate::matmul::KeptBlocks;
 use crate::prompts::{Batch, Prompts};
 
 /// A causal language model: `forward(input_ids, attention_mask) -> logits [batch, tokens, vocab]`.
@@ -50,6 +51,8 @@ pub struct LanguageModel<B: Backend, M> {
     pad_id: u32,
     eos_ids: Vec<u32>,
     device: B::Device,
+    /// GGUF blocks kept for the model's projections (see [`crate::matmul`]); released on drop.
+    kept: KeptBlocks,
 }
 
 impl<B: Backend, M> fmt::Debug for LanguageModel<B, M> {
@@ -102,7 +105,21 @@ fn eos_ids(files: &ModelFiles) -> Result<Vec<u32>> {
 impl<B: Backend, M: CausalLm<B>> LanguageModel<B, M> {
     /// Wraps a model already built; `pad_id` is the token id used for (left) padding.
     pub fn new(model: M, tokenizer: Tokenizer, pad_id: u32, device: B::Device) -> Self {
-        LanguageModel { model, tokenizer, pad_id, eos_ids: Vec::new(), device }
+        LanguageModel { model, tokenizer, pad_id, eos_ids: Vec::new(), device, kept: KeptBlocks::default() }
+    }
+
+    /// The same model reading its projections from `kept` GGUF blocks where it can.
+    pub(crate) fn with_kept_blocks(mut self, kept: KeptBlocks) -> Self {
+        self.kept = kept;
+        self
+    }
+
+    /// How many of the model's weights are read from their GGUF blocks in products with few rows
+    /// (decoding steps, short prompts) — 0 unless the model was loaded from a GGUF file with
+    /// Q4_0 / Q4_1 / Q8_0 tensors on the `Flex` backend. The blocks hold the same values as the
+    /// `f32` weights; a weight changed after loading is read from its `f32` values again.
+    pub fn kept_blocks(&self) -> usize {
+        self.kept.len()
     }
 
     /// The same model with `ids` as its end-of-sequence tokens (where generation stops).

@@ -39,6 +39,8 @@ mod reader;
 mod tokenizer;
 mod value;
 
+#[cfg(test)]
+pub(crate) use dequant::dequantize_block;
 pub use file::{GgufFile, TensorInfo};
 pub use ggml_type::GgmlType;
 pub use names::{gguf_name, hf_name, unpermute_qk};

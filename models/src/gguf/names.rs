@@ -11,6 +11,20 @@
 use nnsight::{Error, Result};
 
 use super::file::GgufFile;
+use super::ggml_type::GgmlType;
+
+/// A 2-D GGUF tensor of a 32-value block type, as its blocks ([`GgufFile::hf_tensor_blocks`]).
+#[derive(Debug)]
+pub(crate) struct TensorBlocks {
+    /// The block type.
+    pub ty: GgmlType,
+    /// Rows (Hugging Face's first dimension).
+    pub rows: usize,
+    /// Values per row.
+    pub cols: usize,
+    /// The blocks, row after row.
+    pub bytes: Vec<u8>,
+}
 
 /// Per-layer tensors: llama.cpp's name after `blk.{i}.`, Hugging Face's after `model.layers.{i}.`.
 const LAYER: [(&str, &str); 9] = [
@@ -164,9 +178,45 @@ impl GgufFile {
             file: format!("{} (not a Llama parameter name)", self.path().display()),
         })?;
         let (shape, values) = self.tensor_f32(&name)?;
+        let Some(n_head) = self.qk_heads(&name, &shape)? else { return Ok((shape, values)) };
+        let rows = shape.first().copied().unwrap_or(0);
+        let values = unpermute_qk(&values, rows, n_head).expect("qk_heads checked the split");
+        Ok((shape, values))
+    }
+
+    /// Hugging Face Llama parameter `hf_name` as the raw blocks of its GGUF tensor, rows in
+    /// Hugging Face's order (q and k un-permuted); `None` when it is not a 2-D tensor of a
+    /// 32-value block type (Q4_0, Q4_1, Q8_0).
+    ///
+    /// # Errors
+    /// As [`hf_tensor_f32`](Self::hf_tensor_f32).
+    pub(crate) fn hf_tensor_blocks(&self, hf_name: &str) -> Result<Option<TensorBlocks>> {
+        let Some(name) = gguf_name(hf_name) else { return Ok(None) };
+        let Some(info) = self.tensor_info(&name) else { return Ok(None) };
+        let ty = info.ggml_type();
+        let (shape, block_bytes) = match (info.shape().as_slice(), ty) {
+            (&[rows, cols], GgmlType::Q4_0) => ([rows, cols], 18),
+            (&[rows, cols], GgmlType::Q4_1) => ([rows, cols], 20),
+            (&[rows, cols], GgmlType::Q8_0) => ([rows, cols], 34),
+            _ => return Ok(None),
+        };
+        let bytes = self.tensor_bytes(&name)?;
+        let row_bytes = shape[1] / 32 * block_bytes;
+        let blocks = |bytes: Vec<u8>| TensorBlocks { ty, rows: shape[0], cols: shape[1], bytes };
+        let Some(n_head) = self.qk_heads(&name, &shape)? else { return Ok(Some(blocks(bytes.to_vec()))) };
+        // llama.cpp permuted whole rows: put the block rows back in the order of the values'.
+        let order: Vec<f32> = (0..shape[0]).map(|r| r as f32).collect();
+        let order = unpermute_qk(&order, shape[0], n_head).expect("qk_heads checked the split");
+        let rows = order.iter().flat_map(|&r| &bytes[r as usize * row_bytes..(r as usize + 1) * row_bytes]);
+        Ok(Some(blocks(rows.copied().collect())))
+    }
+
+    /// For llama.cpp's q and k tensors (`name`, of `shape`), the head count their rows were
+    /// permuted with; `None` for other tensors.
+    fn qk_heads(&self, name: &str, shape: &[usize]) -> Result<Option<usize>> {
         let is_q = name.contains(".attn_q.");
         if !is_q && !name.contains(".attn_k.") {
-            return Ok((shape, values));
+            return Ok(None);
         }
         let n_head = self.get_u32("llama.attention.head_count")?.ok_or_else(|| {
             self.load_error("it has no `llama.attention.head_count`, needed to un-permute q and k".to_owned())
@@ -178,17 +228,18 @@ impl GgufFile {
             (self.get_u32(key)?.unwrap_or(n_head), key)
         };
         let rows = shape.first().copied().unwrap_or(0);
-        let values = usize::try_from(n_head)
-            .ok()
-            .and_then(|n_head| unpermute_qk(&values, rows, n_head))
-            .ok_or_else(|| Error::BadWeight {
-                name: name.clone(),
+        let n_head = usize::try_from(n_head).unwrap_or(0);
+        let splits = n_head > 0 && rows > 0 && rows.is_multiple_of(2 * n_head);
+        if !splits {
+            return Err(Error::BadWeight {
+                name: name.to_owned(),
                 file: self.path().display().to_string(),
                 problem: format!(
                     "its {rows} rows (shape {shape:?}) do not split into {n_head} heads (`{heads_key}`)"
                 ),
-            })?;
-        Ok((shape, values))
+            });
+        }
+        Ok(Some(n_head))
     }
 }
 

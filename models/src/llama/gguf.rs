@@ -9,8 +9,9 @@ use nnsight::{Error, Result};
 use serde_json::json;
 
 use super::{LlamaConfig, LlamaForCausalLM};
-use crate::gguf::GgufFile;
+use crate::gguf::{GgufFile, gguf_name};
 use crate::language_model::LanguageModel;
+use crate::matmul::{BlockMatrix, KeptBlocks, Stored, keep_for};
 
 impl LlamaConfig {
     /// The configuration that the metadata of a `general.architecture = llama` GGUF file
@@ -96,6 +97,44 @@ impl<B: Backend> LanguageModel<B, LlamaForCausalLM<B>> {
                 file.path().display()
             ),
         })?;
-        Ok(LanguageModel::new(model, tokenizer, pad, device.clone()).with_eos(config.eos_token_id.clone()))
+        let kept = keep_blocks(&model, &file)?;
+        Ok(LanguageModel::new(model, tokenizer, pad, device.clone())
+            .with_eos(config.eos_token_id.clone())
+            .with_kept_blocks(kept))
     }
+}
+
+/// Keeps the GGUF blocks of every projection and of the head (Q4_0, Q4_1, Q8_0 tensors), so that
+/// products with few rows stream them instead of the `f32` weights ([`crate::matmul`]).
+fn keep_blocks<B: Backend>(model: &LlamaForCausalLM<B>, file: &GgufFile) -> Result<KeptBlocks> {
+    let mut kept = KeptBlocks::default();
+    let mut keep = |name: &str, weight: Tensor<B, 2>, stored: Stored| -> Result<()> {
+        if let Some(t) = file.hf_tensor_blocks(name)?
+            && let Some(key) =
+                BlockMatrix::new(t.ty, t.rows, t.cols, t.bytes).and_then(|b| keep_for(&weight, stored, b))
+        {
+            kept.push(key);
+        }
+        Ok(())
+    };
+    for (i, layer) in model.model.layers.iter().enumerate() {
+        let (attn, mlp) = (&layer.self_attn, &layer.mlp);
+        let projections = [
+            ("self_attn.q_proj", &attn.q_proj),
+            ("self_attn.k_proj", &attn.k_proj),
+            ("self_attn.v_proj", &attn.v_proj),
+            ("self_attn.o_proj", &attn.o_proj),
+            ("mlp.gate_proj", &mlp.gate_proj),
+            ("mlp.up_proj", &mlp.up_proj),
+            ("mlp.down_proj", &mlp.down_proj),
+        ];
+        for (name, linear) in projections {
+            keep(&format!("model.layers.{i}.{name}.weight"), linear.weight.val(), Stored::InOut)?;
+        }
+    }
+    // A tied head is the token embedding.
+    let untied = gguf_name("lm_head.weight").is_some_and(|name| file.tensor_info(&name).is_some());
+    let head = if untied { "lm_head.weight" } else { "model.embed_tokens.weight" };
+    keep(head, model.lm_head.weight.val(), Stored::OutIn)?;
+    Ok(kept)
 }

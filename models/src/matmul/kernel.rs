@@ -21,7 +21,7 @@ pub(crate) const MAX_ROWS: usize = 16;
 const UNROLL: usize = 4;
 
 /// Columns per tile: small enough that every core gets several tiles, a multiple of 16.
-fn tile_width(columns: usize) -> usize {
+pub(super) fn tile_width(columns: usize) -> usize {
     let per_thread = columns / (4 * rayon::current_num_threads().max(1));
     per_thread.clamp(64, 512).next_multiple_of(16).min(columns.max(1))
 }
@@ -106,7 +106,7 @@ pub(crate) fn rows_times_transposed(x: &[f32], m: usize, w: &[f32], k: usize, n:
 /// sleeping until it is done: with products that take tens of microseconds, waking threads
 /// would otherwise cost as much as the work. Tasks are taken from a shared counter, so a helper
 /// that wakes late just takes fewer.
-fn run_tasks(count: usize, task: impl Fn(usize) -> Vec<f32> + Sync) -> Vec<Vec<f32>> {
+pub(super) fn run_tasks(count: usize, task: impl Fn(usize) -> Vec<f32> + Sync) -> Vec<Vec<f32>> {
     let slots: Vec<OnceLock<Vec<f32>>> = (0..count).map(|_| OnceLock::new()).collect();
     let next = AtomicUsize::new(0);
     let work = || {
@@ -180,7 +180,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Joins column tiles (`tiles[t]` is `[m, width_t]`) into one row-major `[m, n]`.
-fn scatter(tiles: &[Vec<f32>], m: usize, n: usize, tile: usize) -> Vec<f32> {
+pub(super) fn scatter(tiles: &[Vec<f32>], m: usize, n: usize, tile: usize) -> Vec<f32> {
     if tiles.len() == 1 {
         return tiles[0].clone();
     }

@@ -7,15 +7,26 @@
 //! that streams each weight once per call; burn-flex's `gemm` runs such products
 //! single-threaded. Other backends, autodiff included, take burn's `matmul` unchanged.
 //!
+//! A model loaded from a GGUF file keeps the blocks of its Q4_0, Q4_1 and Q8_0 projections (see
+//! [`LanguageModel::kept_blocks`](crate::LanguageModel::kept_blocks)); those few-rows products
+//! read the blocks (0.56–1.06 bytes per weight instead of 4) and compute from the quants
+//! directly, `x · (d·q + m) = d·(x · q) + m·Σx` per block of 32 — the same weights, so the same
+//! result up to float rounding. A decoding step reads every weight once and is bound by memory
+//! bandwidth, so this makes it several times faster. A weight changed after loading is read from
+//! its `f32` values.
+//!
 //! Models call [`FastLinear::forward_fast`] where they would call `Linear::forward`; as a
 //! `forward*` call on a submodule it is a site, like `forward`.
 
+mod blocks;
 mod flex;
 mod kernel;
 mod linear;
 
 use burn::prelude::*;
 
+pub(crate) use blocks::{BlockMatrix, KeptBlocks, Stored};
+pub(crate) use flex::keep_for;
 pub use linear::FastLinear;
 
 /// `x · w` over the last dimension of `x`: `x` `[.., k]`, `w` `[k, n]` → `[.., n]`, as one 2-D
