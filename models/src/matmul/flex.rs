@@ -1,6 +1,7 @@
-//! The few-rows kernels on burn-flex tensors: taken when the backend is `Flex`, both operands are
-//! contiguous `f32`, and the product has at most [`MAX_ROWS`] rows; `None` otherwise. A weight
-//! with GGUF blocks kept for it ([`super::blocks`]) is read from its blocks.
+//! The products on burn-flex tensors: taken when the backend is `Flex` and both operands are
+//! contiguous `f32`; `None` otherwise. Products with at most [`MAX_ROWS`] rows run on the
+//! few-rows kernel, reading a weight's GGUF blocks when they are kept for it
+//! ([`super::blocks`]); larger ones on `gemm` with threads ([`super::many_rows`]).
 
 use std::any::Any;
 
@@ -11,22 +12,25 @@ use burn_flex::FlexTensor;
 
 use super::blocks::{BlockMatrix, Stored, keep, kept, rows_times_blocks};
 use super::kernel::{MAX_ROWS, rows_times as kernel_rows_times, rows_times_transposed};
+use super::many_rows;
 
-/// `x · w` (or `x · wᵀ` when `transposed`, `w` then `[n, k]`) for `x` `[m, k]` on the kernel.
+/// `x · w` (or `x · wᵀ` when `transposed`, `w` then `[n, k]`) for `x` `[m, k]`.
 pub(super) fn rows_times<B: Backend>(
     x: &Tensor<B, 2>,
     w: &Tensor<B, 2>,
     transposed: bool,
 ) -> Option<Tensor<B, 2>> {
     let [m, k] = x.dims();
-    if m > MAX_ROWS || !is_flex::<B>() {
+    if !is_flex::<B>() {
         return None;
     }
     let n = if transposed { w.dims()[0] } else { w.dims()[1] };
     let (x, w) = (x.clone().into_primitive(), w.clone().into_primitive());
     let (xs, w) = (flex::<B>(&x)?.as_slice::<f32>()?, flex::<B>(&w)?);
     let stored = if transposed { Stored::OutIn } else { Stored::InOut };
-    let y = if let Some(blocks) = kept(w, stored) {
+    let y = if m > MAX_ROWS {
+        many_rows::rows_times(xs, m, w.as_slice::<f32>()?, k, n, transposed)
+    } else if let Some(blocks) = kept(w, stored) {
         rows_times_blocks(xs, m, &blocks)
     } else if transposed {
         rows_times_transposed(xs, m, w.as_slice::<f32>()?, k, n)
