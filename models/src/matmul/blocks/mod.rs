@@ -17,6 +17,7 @@ mod kept;
 mod row_dots;
 
 use half::f16;
+use row_dots::Rows;
 
 pub(crate) use kept::{KeptBlocks, Stored, keep, kept};
 
@@ -100,7 +101,7 @@ pub(crate) fn rows_times_blocks(x: &[f32], m: usize, q: &BlockMatrix) -> Vec<f32
         let first = t * tile;
         let rows = first..n.min(first + tile);
         let mut out = vec![0.0; m * rows.len()];
-        row_dots::block_dots(q, x, &sums, m, rows, &mut out);
+        row_dots::block_dots(q, Rows { values: x, sums: &sums, m }, rows, &mut out);
         out
     });
     scatter(&tiles, m, n, tile)

@@ -15,38 +15,46 @@ use crate::gguf::GgmlType;
 /// Lanes of the per-block sums.
 const LANES: usize = 8;
 
+/// The rows `x` of a block product: `m` rows of `k` values, and for Q4_1 the sum of each of their
+/// blocks of 32 values (`[m, k / 32]`; empty for other types).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Rows<'a> {
+    pub(super) values: &'a [f32],
+    pub(super) sums: &'a [f32],
+    pub(super) m: usize,
+}
+
+impl<'a> Rows<'a> {
+    /// Rows `first..first + count` of these, for a matrix of `k` columns.
+    fn part(self, first: usize, count: usize, k: usize) -> Rows<'a> {
+        let per_row = k / BLOCK;
+        let sums = if self.sums.is_empty() {
+            self.sums
+        } else {
+            &self.sums[first * per_row..(first + count) * per_row]
+        };
+        Rows { values: &self.values[first * k..(first + count) * k], sums, m: count }
+    }
+}
+
 /// `out[i, c] = Σ_b d_b · (x_i,b · q_b)` for the weight rows `rows` (`c` counts from
-/// `rows.start`), `out` `[m, rows.len()]`; for Q4_1 plus `Σ_b m_b · Σx_i,b`, with the sums of
-/// `x`'s blocks in `sums` (`[m, k / 32]`, empty for other types).
-pub(super) fn block_dots(
-    q: &BlockMatrix,
-    x: &[f32],
-    sums: &[f32],
-    m: usize,
-    rows: Range<usize>,
-    out: &mut [f32],
-) {
+/// `rows.start`), `out` `[m, rows.len()]`; for Q4_1 plus `Σ_b m_b · Σx_i,b`.
+pub(super) fn block_dots(q: &BlockMatrix, x: Rows<'_>, rows: Range<usize>, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has AVX2 and FMA (checked just above).
-        unsafe { x86::block_dots(q, x, sums, m, rows, out) };
+        unsafe { x86::block_dots(q, x, rows, out) };
         return;
     }
-    portable::block_dots(q, x, sums, m, rows, out);
+    portable::block_dots(q, x, rows, out);
 }
 
 /// Plain `f32` arithmetic, in the same order as the vector version.
 mod portable {
     use super::*;
 
-    pub(super) fn block_dots(
-        q: &BlockMatrix,
-        x: &[f32],
-        sums: &[f32],
-        m: usize,
-        rows: Range<usize>,
-        out: &mut [f32],
-    ) {
+    pub(super) fn block_dots(q: &BlockMatrix, x: Rows<'_>, rows: Range<usize>, out: &mut [f32]) {
+        let Rows { values: x, sums, m } = x;
         let k = q.cols;
         let per_row = k / BLOCK;
         let quant_bytes = q.quant_bytes();
@@ -111,7 +119,7 @@ mod x86 {
 
     use super::*;
 
-    /// Block types, as const parameters of [`block_dots_of`].
+    /// Block types, as const parameters of [`by_groups`] and [`group_dots`].
     const Q4_1: u8 = 0;
     const Q4_0: u8 = 1;
     const Q8_0: u8 = 2;
@@ -121,59 +129,42 @@ mod x86 {
     /// # Safety
     /// The CPU must have AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn block_dots(
-        q: &BlockMatrix,
-        x: &[f32],
-        sums: &[f32],
-        m: usize,
-        rows: Range<usize>,
-        out: &mut [f32],
-    ) {
+    pub(super) unsafe fn block_dots(q: &BlockMatrix, x: Rows<'_>, rows: Range<usize>, out: &mut [f32]) {
         match q.ty {
-            GgmlType::Q4_1 => by_groups::<Q4_1>(q, x, sums, m, rows, out),
-            GgmlType::Q4_0 => by_groups::<Q4_0>(q, x, sums, m, rows, out),
-            _ => by_groups::<Q8_0>(q, x, sums, m, rows, out),
+            GgmlType::Q4_1 => by_groups::<Q4_1>(q, x, rows, out),
+            GgmlType::Q4_0 => by_groups::<Q4_0>(q, x, rows, out),
+            _ => by_groups::<Q8_0>(q, x, rows, out),
         }
     }
 
     /// The rows of `x` in groups of up to four, whose accumulators stay in registers; each
     /// group unpacks the quants again. A row is summed the same way in every group size.
     #[target_feature(enable = "avx2,fma")]
-    fn by_groups<const TYPE: u8>(
-        q: &BlockMatrix,
-        x: &[f32],
-        sums: &[f32],
-        m: usize,
-        rows: Range<usize>,
-        out: &mut [f32],
-    ) {
-        let (k, per_row) = (q.cols, q.cols / BLOCK);
+    fn by_groups<const TYPE: u8>(q: &BlockMatrix, x: Rows<'_>, rows: Range<usize>, out: &mut [f32]) {
         let mut first = 0;
-        while first < m {
-            let group = (m - first).min(4);
-            let x = &x[first * k..(first + group) * k];
-            let sums = if TYPE == Q4_1 { &sums[first * per_row..(first + group) * per_row] } else { &[] };
+        while first < x.m {
+            let group = (x.m - first).min(4);
+            let part = x.part(first, group, q.cols);
             let out = &mut out[first * rows.len()..(first + group) * rows.len()];
             match group {
-                1 => group_dots::<TYPE, 1>(q, x, sums, rows.clone(), out),
-                2 => group_dots::<TYPE, 2>(q, x, sums, rows.clone(), out),
-                3 => group_dots::<TYPE, 3>(q, x, sums, rows.clone(), out),
-                _ => group_dots::<TYPE, 4>(q, x, sums, rows.clone(), out),
+                1 => group_dots::<TYPE, 1>(q, part, rows.clone(), out),
+                2 => group_dots::<TYPE, 2>(q, part, rows.clone(), out),
+                3 => group_dots::<TYPE, 3>(q, part, rows.clone(), out),
+                _ => group_dots::<TYPE, 4>(q, part, rows.clone(), out),
             }
             first += group;
         }
     }
 
-    /// [`block_dots`] for `R` rows of `x`, plus Q4_1's `Σ_b m_b · Σx_b` from the block sums
-    /// `sums` (`[R, k / 32]`).
+    /// [`block_dots`] for `R` rows of `x`.
     #[target_feature(enable = "avx2,fma")]
     fn group_dots<const TYPE: u8, const R: usize>(
         q: &BlockMatrix,
-        x: &[f32],
-        sums: &[f32],
+        x: Rows<'_>,
         rows: Range<usize>,
         out: &mut [f32],
     ) {
+        let Rows { values: x, sums, .. } = x;
         let k = q.cols;
         let per_row = k / BLOCK;
         let quant_bytes = q.quant_bytes();
@@ -295,8 +286,9 @@ mod tests {
             let (mut vector, mut plain) = (vec![0.0; m * 15], vec![0.0; m * 15]);
             // SAFETY: the CPU has AVX2 and FMA (checked above).
             let sums: Vec<f32> = x.chunks_exact(BLOCK).map(|b| b.iter().sum()).collect();
-            unsafe { x86::block_dots(&q, &x, &sums, m, 5..20, &mut vector) };
-            portable::block_dots(&q, &x, &sums, m, 5..20, &mut plain);
+            let rows = Rows { values: &x, sums: &sums, m };
+            unsafe { x86::block_dots(&q, rows, 5..20, &mut vector) };
+            portable::block_dots(&q, rows, 5..20, &mut plain);
             for (v, p) in vector.iter().zip(&plain) {
                 assert!((v - p).abs() <= 1e-5 * p.abs().max(1.0), "{ty}: {v} vs {p}");
             }
