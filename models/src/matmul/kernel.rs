@@ -3,8 +3,8 @@
 //!
 //! The work is split into tasks, each streaming one contiguous stretch of the weight once, for all
 //! rows; the calling thread and rayon's pool take them ([`run_tasks`]). Inner loops are written so
-//! that LLVM vectorizes them, and [`pulp`] runs them with the widest instruction set the CPU has
-//! (AVX2 where present).
+//! that LLVM vectorizes them, and compiled a second time for AVX2, which runs where the CPU has it
+//! (checked at run time; the arithmetic is the same, so are the results).
 //!
 //! Every output element is summed in the same order whatever the number of rows, so a row's result
 //! does not depend on the other rows of the batch.
@@ -53,7 +53,13 @@ pub(crate) fn rows_times(x: &[f32], m: usize, w: &[f32], k: usize, n: usize) -> 
         let columns = t * tile..n.min((t + 1) * tile);
         let rows = b * block..k.min((b + 1) * block);
         let mut out = vec![0.0; m * columns.len()];
-        pulp::Arch::new().dispatch(|| accumulate_block(x, w, k, n, rows, columns, &mut out));
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            unsafe { avx2::accumulate_block(x, w, k, n, rows, columns, &mut out) };
+            return out;
+        }
+        accumulate_block(x, w, k, n, rows, columns, &mut out);
         out
     });
     let mut out = vec![0.0; m * n];
@@ -87,13 +93,14 @@ pub(crate) fn rows_times_transposed(x: &[f32], m: usize, w: &[f32], k: usize, n:
         let first = t * tile;
         let width = tile.min(n - first);
         let mut out = vec![0.0; m * width];
-        pulp::Arch::new().dispatch(|| {
-            for (j, weights) in w[first * k..(first + width) * k].chunks_exact(k).enumerate() {
-                for (i, row) in x.chunks_exact(k).enumerate() {
-                    out[i * width + j] = dot(row, weights);
-                }
-            }
-        });
+        let weights = &w[first * k..(first + width) * k];
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            unsafe { avx2::dots(x, weights, k, &mut out) };
+            return out;
+        }
+        dots(x, weights, k, &mut out);
         out
     });
     scatter(&tiles, m, n, tile)
@@ -160,6 +167,45 @@ fn accumulate_block(
                 *y += a0 * b0;
             }
         }
+    }
+}
+
+/// `out[i, j] = x[i] · weights[j]` for the rows of `x` and `weights` (`k` values each), `out`
+/// `[rows of x, rows of weights]`.
+#[inline(always)]
+fn dots(x: &[f32], weights: &[f32], k: usize, out: &mut [f32]) {
+    let width = weights.len() / k;
+    for (j, weights) in weights.chunks_exact(k).enumerate() {
+        for (i, row) in x.chunks_exact(k).enumerate() {
+            out[i * width + j] = dot(row, weights);
+        }
+    }
+}
+
+/// The inner loops compiled for AVX2 (the same code: LLVM vectorizes it 8 lanes wide instead of
+/// 4).
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::ops::Range;
+
+    /// [`super::accumulate_block`] for AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) fn accumulate_block(
+        x: &[f32],
+        w: &[f32],
+        k: usize,
+        n: usize,
+        rows: Range<usize>,
+        columns: Range<usize>,
+        out: &mut [f32],
+    ) {
+        super::accumulate_block(x, w, k, n, rows, columns, out);
+    }
+
+    /// [`super::dots`] for AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) fn dots(x: &[f32], weights: &[f32], k: usize, out: &mut [f32]) {
+        super::dots(x, weights, k, out);
     }
 }
 
