@@ -85,6 +85,11 @@ impl<B: Backend> LlamaForCausalLM<B> {
 impl<B: Backend> LanguageModel<B, LlamaForCausalLM<B>> {
     /// A Llama language model from one GGUF file: weights, configuration and tokenizer.
     ///
+    /// On the `Flex` backend it also keeps the quantized blocks of its Q4_0 / Q4_1 / Q8_0
+    /// projections and head, and products with few rows (decoding steps, short prompts) read
+    /// those instead of the `f32` weights — the same values, several times fewer bytes
+    /// ([`LanguageModel::kept_blocks`] counts them; see [`crate::matmul`]).
+    ///
     /// # Errors
     /// As [`LlamaForCausalLM::from_gguf`] and [`GgufFile::tokenizer`].
     pub fn from_gguf(path: impl AsRef<Path>, device: &B::Device) -> Result<Self> {
