@@ -33,8 +33,8 @@ pub(super) fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> bool {
     }
 }
 
-/// (Tests of the block kernels.) Dequantizes one 32-value block of a Q4_0, Q4_1 or Q8_0 tensor (`bytes` is the block) into
-/// `out`, exactly as [`dequantize`] does.
+/// (For the tests of the block kernels.) Dequantizes one 32-value block of a Q4_0, Q4_1 or Q8_0
+/// tensor (`bytes` is the block) into `out`, exactly as [`dequantize`] does.
 ///
 /// # Panics
 /// For another type, or a block of the wrong size (callers check both).
@@ -72,7 +72,6 @@ fn half_at(lo: u8, hi: u8) -> f32 {
 }
 
 /// Q8_0: `d` (f16), 32 × `i8`; `y = q * d`.
-#[inline(always)]
 fn q8_0(b: &[u8; 34], y: &mut [f32; 32]) {
     let d = half_at(b[0], b[1]);
     for (y, &q) in y.iter_mut().zip(&b[2..]) {
@@ -82,7 +81,6 @@ fn q8_0(b: &[u8; 34], y: &mut [f32; 32]) {
 
 /// Q4_0: `d` (f16), 16 bytes; value `j` is the low nibble of byte `j`, value `j + 16` the high
 /// one; `y = (q - 8) * d`.
-#[inline(always)]
 fn q4_0(b: &[u8; 18], y: &mut [f32; 32]) {
     let d = half_at(b[0], b[1]);
     let (low, high) = y.split_at_mut(16);
@@ -93,7 +91,6 @@ fn q4_0(b: &[u8; 18], y: &mut [f32; 32]) {
 }
 
 /// Q4_1: `d` (f16), `m` (f16), 16 bytes of nibbles as in Q4_0; `y = q * d + m`.
-#[inline(always)]
 fn q4_1(b: &[u8; 20], y: &mut [f32; 32]) {
     let d = half_at(b[0], b[1]);
     let m = half_at(b[2], b[3]);
