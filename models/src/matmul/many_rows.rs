@@ -1,7 +1,9 @@
-//! Products with more rows than the few-rows kernel takes, on the `gemm` crate (burn-flex's own
-//! matrix product) with rayon's threads for every size: burn-flex runs products below 192³
-//! multiply-adds on one thread, which leaves half of a small machine idle on the medium-sized
-//! products of patching sweeps (tens of rows against a projection).
+//! Products with more rows than the few-rows kernel takes. With the weight stored `[k, n]` (the
+//! projections) on a CPU with AVX2 and FMA they run on this crate's register-tiled kernel
+//! ([`super::tiled`]); otherwise on the `gemm` crate (burn-flex's own matrix product) with
+//! rayon's threads for every size: burn-flex runs products below 192³ multiply-adds on one
+//! thread, which leaves half of a small machine idle on the medium-sized products of patching
+//! sweeps (tens of rows against a projection).
 
 /// Products below this many multiply-adds stay on one thread: splitting costs more than it gains.
 const THREADED_FROM: usize = 1 << 20;
@@ -11,6 +13,15 @@ const THREADED_FROM: usize = 1 << 20;
 pub(super) fn rows_times(x: &[f32], m: usize, w: &[f32], k: usize, n: usize, transposed: bool) -> Vec<f32> {
     assert_eq!(x.len(), m * k, "x is [{m}, {k}]");
     assert_eq!(w.len(), k * n, "w has {k} × {n} values");
+    #[cfg(target_arch = "x86_64")]
+    if !transposed && super::tiled::available() {
+        return super::tiled::rows_times(x, m, w, k, n);
+    }
+    gemm_times(x, m, w, k, n, transposed)
+}
+
+/// [`rows_times`] on the `gemm` crate.
+fn gemm_times(x: &[f32], m: usize, w: &[f32], k: usize, n: usize, transposed: bool) -> Vec<f32> {
     let mut out = vec![0.0f32; m * n];
     if m == 0 || n == 0 || k == 0 {
         return out;
@@ -55,19 +66,24 @@ pub(super) fn rows_times(x: &[f32], m: usize, w: &[f32], k: usize, n: usize, tra
 mod tests {
     use super::*;
 
+    const M: usize = 37;
+    const K: usize = 70;
+    const N: usize = 300;
+
     #[test]
-    fn both_layouts_match_a_plain_product() {
-        let (m, k, n) = (37, 70, 300);
-        let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 200) as f32 / 100.0 - 1.0).collect();
-        let w: Vec<f32> = (0..k * n).map(|i| ((i * 104_729) % 300) as f32 / 150.0 - 1.0).collect();
-        let got = rows_times(&x, m, &w, k, n, false);
-        let got_t = rows_times(&x, m, &w, k, n, true);
-        for i in 0..m {
-            for j in 0..n {
-                let plain: f64 = (0..k).map(|l| f64::from(x[i * k + l]) * f64::from(w[l * n + j])).sum();
-                let transposed: f64 = (0..k).map(|l| f64::from(x[i * k + l]) * f64::from(w[j * k + l])).sum();
-                assert!((f64::from(got[i * n + j]) - plain).abs() < 1e-4, "[{i}, {j}]");
-                assert!((f64::from(got_t[i * n + j]) - transposed).abs() < 1e-4, "[{i}, {j}]ᵀ");
+    fn both_layouts_and_both_paths_match_a_plain_product() {
+        let x: Vec<f32> = (0..M * K).map(|i| ((i * 7919) % 200) as f32 / 100.0 - 1.0).collect();
+        let w: Vec<f32> = (0..K * N).map(|i| ((i * 104_729) % 300) as f32 / 150.0 - 1.0).collect();
+        for product in [rows_times, gemm_times] {
+            for transposed in [false, true] {
+                let got = product(&x, M, &w, K, N, transposed);
+                for i in 0..M {
+                    for j in 0..N {
+                        let weight = |l: usize| if transposed { w[j * K + l] } else { w[l * N + j] };
+                        let exact: f64 = (0..K).map(|l| f64::from(x[i * K + l]) * f64::from(weight(l))).sum();
+                        assert!((f64::from(got[i * N + j]) - exact).abs() < 1e-4, "[{i}, {j}], {transposed}");
+                    }
+                }
             }
         }
     }

@@ -25,6 +25,8 @@ mod flex;
 mod kernel;
 mod linear;
 mod many_rows;
+#[cfg(target_arch = "x86_64")]
+mod tiled;
 
 use burn::prelude::*;
 
