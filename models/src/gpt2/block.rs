@@ -5,6 +5,7 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use nnsight::prelude::*;
 
+use crate::gelu::FastGelu;
 use crate::kv_cache::LayerCache;
 use crate::matmul::FastLinear;
 
@@ -126,7 +127,7 @@ pub struct Gpt2Mlp<B: Backend> {
 impl<B: Backend> Gpt2Mlp<B> {
     /// Runs the MLP on the normalised residual stream.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let hidden = self.act.forward(self.c_fc.forward_fast(x));
+        let hidden = self.act.forward_fast(self.c_fc.forward_fast(x));
         self.dropout.forward(self.c_proj.forward_fast(hidden))
     }
 }

@@ -3,12 +3,9 @@
 //! few-rows kernel, reading a weight's GGUF blocks when they are kept for it
 //! ([`super::blocks`]); larger ones on `gemm` with threads ([`super::many_rows`]).
 
-use std::any::Any;
-
-use burn::backend::Flex;
 use burn::prelude::*;
-use burn::tensor::{TensorData, TensorPrimitive};
-use burn_flex::FlexTensor;
+
+use crate::flex::{flex, from_values, is_flex};
 
 use super::blocks::{BlockMatrix, Stored, keep, kept, rows_times_blocks};
 use super::kernel::{MAX_ROWS, rows_times as kernel_rows_times, rows_times_transposed};
@@ -37,20 +34,7 @@ pub(super) fn rows_times<B: Backend>(
     } else {
         kernel_rows_times(xs, m, w.as_slice::<f32>()?, k, n)
     };
-    let mut y = Some(FlexTensor::from_data(TensorData::new(y, [m, n])));
-    // `B` is `Flex` (checked above), so its float primitive is `FlexTensor`.
-    let y = (&mut y as &mut dyn Any).downcast_mut::<Option<B::FloatTensorPrimitive>>()?.take()?;
-    Some(Tensor::from_primitive(TensorPrimitive::Float(y)))
-}
-
-fn is_flex<B: Backend>() -> bool {
-    std::any::TypeId::of::<B>() == std::any::TypeId::of::<Flex>()
-}
-
-/// The Flex tensor of a float primitive (`B` is `Flex`).
-pub(super) fn flex<B: Backend>(tensor: &TensorPrimitive<B>) -> Option<&FlexTensor> {
-    let TensorPrimitive::Float(tensor) = tensor else { return None };
-    (tensor as &dyn Any).downcast_ref::<FlexTensor>()
+    from_values(y, [m, n])
 }
 
 /// Keeps `blocks` for `weight` (see [`super::blocks`]) when the backend is `Flex`; the key that
@@ -72,6 +56,7 @@ mod tests {
     use super::*;
     use crate::gguf::GgmlType;
     use crate::matmul::KeptBlocks;
+    use burn::backend::Flex;
 
     /// A `[32, 2]` weight (stored `[in, out]`, columns of 1s and 2s) and Q8_0 blocks of the same
     /// shape holding other values (rows of 3s and 4s), so that a product tells which it read.
