@@ -12,7 +12,6 @@ use burn::prelude::*;
 use nnsight::{Error, Result};
 
 use crate::causal::CausalMask;
-use crate::kv_cache::KvCache;
 use crate::lm_head::LmHead;
 
 #[cfg(doc)]
@@ -113,49 +112,23 @@ pub(crate) fn check_sweep_input(
     Ok(())
 }
 
-/// The two reference runs a sweep patches between, layer by layer.
-pub(crate) struct Runs<B: Backend> {
-    /// Layer outputs of the clean run, `[1, tokens, width]` per layer.
-    pub(crate) clean: Vec<Tensor<B, 3>>,
-    /// Layer outputs of the corrupted run.
-    pub(crate) corrupted: Vec<Tensor<B, 3>>,
-    /// Keys and values of the corrupted run as the cache keeps them, `[1, heads, tokens, head_dim]`
-    /// per layer.
-    pub(crate) corrupted_kv: Vec<(Tensor<B, 4>, Tensor<B, 4>)>,
-}
-
-impl<B: Backend> Runs<B> {
-    /// The two prompts as one batch of ids `[2, tokens]` (clean first), and its causal mask.
-    pub(crate) fn batch(
-        clean: &[u32],
-        corrupted: &[u32],
-        device: &B::Device,
-    ) -> (Tensor<B, 2, Int>, CausalMask<B>) {
-        let tokens = clean.len();
-        let ids: Vec<i64> = clean.iter().chain(corrupted).map(|&t| i64::from(t)).collect();
-        let ids = Tensor::from_data(TensorData::new(ids, [2, tokens]), device);
-        (ids, CausalMask::new(&Tensor::ones([2, tokens], device), tokens))
-    }
-
-    /// The runs of that batch, from its layer outputs (`[2, tokens, width]` each) and the cache
-    /// its layers filled.
-    pub(crate) fn split(outputs: Vec<Tensor<B, 3>>, cache: &KvCache<B>) -> Self {
-        let row = |t: &Tensor<B, 3>, i: usize| t.clone().narrow(0, i, 1);
-        let corrupted_kv = (0..outputs.len())
-            .map(|i| {
-                let (k, v) = cache[i].get().expect("the cache stores");
-                (k.clone().narrow(0, 1, 1), v.clone().narrow(0, 1, 1))
-            })
-            .collect();
-        Runs {
-            clean: outputs.iter().map(|x| row(x, 0)).collect(),
-            corrupted: outputs.iter().map(|x| row(x, 1)).collect(),
-            corrupted_kv,
-        }
-    }
+/// The two prompts as one batch of ids `[2, tokens]` (clean first), and its positions
+/// `[2, tokens]` (`0..tokens` in each row).
+pub(crate) fn prompt_pair<B: Backend>(
+    clean: &[u32],
+    corrupted: &[u32],
+    device: &B::Device,
+) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>) {
+    let tokens = clean.len();
+    let ids: Vec<i64> = clean.iter().chain(corrupted).map(|&t| i64::from(t)).collect();
+    let ids = Tensor::from_data(TensorData::new(ids, [2, tokens]), device);
+    (ids, CausalMask::new(&Tensor::ones([2, tokens], device), tokens).position_ids)
 }
 
 /// Patches sharing a position `p`: their residual rows for positions `p..` at the current layer.
+///
+/// The reference runs are a group too: position 0, two "patches" (the clean and the corrupted
+/// prompt) that attend to nothing before them.
 pub(crate) struct Group<B: Backend> {
     /// The patched position.
     pub(crate) position: usize,
@@ -201,57 +174,59 @@ pub(crate) fn future_mask<B: Backend>(p: usize, tokens: usize, device: &B::Devic
     Tensor::from_data(TensorData::new(values, [1, 1, queries, tokens]), device)
 }
 
-/// The part of a sweep every model shares: the clean and corrupted metrics, then layer by layer
-/// the patches of the previous layer joined to their position groups and `advance`d through the
-/// layer (`advance(groups, layer, is_last_layer)` replaces each active group's rows by the layer's
-/// output on them: all rows, or in the last layer only each patch's last position), and finally
-/// the metric of every patch from its last residual row.
+/// The part of a sweep every model shares: layer by layer, the patches of the previous layer
+/// joined to their position groups and all active groups `advance`d through the layer, then the
+/// metric of both prompts and of every patch from their last residual rows.
 ///
-/// `clean_outputs` / `corrupted_outputs` are the layer outputs of the reference runs
-/// (`[1, tokens, width]` each), `final_norm` the model's norm before its head.
+/// `embedded` is the input of the first layer for both prompts (`[2, tokens, width]`, clean
+/// first): the reference runs go through each layer with the patches, in the same matrix
+/// products, so each weight is read once per layer. `advance(active, layer, is_last_layer)`
+/// replaces each active group's rows by the layer's output on them (all rows, or in the last
+/// layer only each patch's last position); `active[0]` is the reference group, whose corrupted
+/// keys and values at this layer are the past of the other groups. `final_norm` is the model's
+/// norm before its head.
 pub(crate) fn sweep<B: Backend>(
-    clean_outputs: &[Tensor<B, 3>],
-    corrupted_outputs: &[Tensor<B, 3>],
+    embedded: Tensor<B, 3>,
+    layers: usize,
     metric: LogitDiff,
     head: &LmHead<B>,
     final_norm: impl Fn(Tensor<B, 2>) -> Tensor<B, 2>,
-    mut advance: impl FnMut(&mut [Group<B>], usize, bool),
+    mut advance: impl FnMut(Vec<&mut Group<B>>, usize, bool),
 ) -> PatchingSweep {
-    let layers = clean_outputs.len();
-    let tokens = clean_outputs[0].dims()[1];
+    let tokens = embedded.dims()[1];
+    let mut reference = Group { position: 0, layers: Vec::new(), rows: Some(embedded) };
+    let mut groups: Vec<Group<B>> =
+        (0..tokens).map(|position| Group { position, layers: Vec::new(), rows: None }).collect();
+    for layer in 0..layers {
+        if layer > 0 {
+            let outputs = reference.rows.as_ref().expect("the reference runs go through every layer");
+            let run = |i: usize| outputs.clone().narrow(0, i, 1);
+            join_patches(&mut groups, &run(0), &run(1), layer - 1);
+        }
+        let active =
+            std::iter::once(&mut reference).chain(groups.iter_mut().filter(|g| g.rows.is_some())).collect();
+        advance(active, layer, layer == layers - 1);
+    }
+
     // `head[answer] − head[distractor]` as a column: the metric is the normalised residual times it.
     let weight = head.weight.val();
     let row = |id: u32| weight.clone().narrow(0, id as usize, 1);
     let direction = (row(metric.answer) - row(metric.distractor)).transpose();
-    let final_metric = |residual: Tensor<B, 2>| -> Vec<f32> {
-        final_norm(residual).matmul(direction.clone()).into_data().iter::<f32>().collect()
-    };
-    let last = |t: &Tensor<B, 3>| t.clone().slice([0..1, tokens - 1..tokens]).reshape([1, -1]);
-    let clean = final_metric(last(&clean_outputs[layers - 1]))[0];
-    let corrupted = final_metric(last(&corrupted_outputs[layers - 1]))[0];
+    let finished: Vec<&Group<B>> =
+        std::iter::once(&reference).chain(groups.iter().filter(|g| g.rows.is_some())).collect();
+    let rows: Vec<Tensor<B, 2>> =
+        finished.iter().map(|g| g.rows.clone().expect("finished").squeeze_dim(1)).collect();
+    let results: Vec<f32> =
+        final_norm(Tensor::cat(rows, 0)).matmul(direction).into_data().iter::<f32>().collect();
+    let (clean, corrupted) = (results[0], results[1]);
 
     let mut values = vec![corrupted; layers * tokens];
     // Patching the last layer's output only matters at the last position, where it is the clean
     // run's final residual.
     values[(layers - 1) * tokens + tokens - 1] = clean;
-
-    let mut groups: Vec<Group<B>> =
-        (0..tokens).map(|position| Group { position, layers: Vec::new(), rows: None }).collect();
-    for layer in 1..layers {
-        join_patches(&mut groups, &clean_outputs[layer - 1], &corrupted_outputs[layer - 1], layer - 1);
-        if groups.iter().any(|g| g.rows.is_some()) {
-            advance(&mut groups, layer, layer == layers - 1);
-        }
-    }
-    let finished: Vec<&Group<B>> = groups.iter().filter(|g| g.rows.is_some()).collect();
-    if !finished.is_empty() {
-        let rows: Vec<Tensor<B, 2>> =
-            finished.iter().map(|g| g.rows.clone().expect("filtered").squeeze_dim(1)).collect();
-        let results = final_metric(Tensor::cat(rows, 0));
-        let patches = finished.iter().flat_map(|g| g.layers.iter().map(|&l| (l, g.position)));
-        for ((layer, position), value) in patches.zip(results) {
-            values[layer * tokens + position] = value;
-        }
+    let patches = finished[1..].iter().flat_map(|g| g.layers.iter().map(|&l| (l, g.position)));
+    for ((layer, position), &value) in patches.zip(&results[2..]) {
+        values[layer * tokens + position] = value;
     }
     PatchingSweep { layers, positions: tokens, clean, corrupted, values }
 }
@@ -263,11 +238,17 @@ pub(crate) fn flat<B: Backend>(t: Tensor<B, 3>) -> Tensor<B, 3> {
 }
 
 /// Keys or values `new` (`[patches, heads, rows, head_dim]`) of positions `p..` behind those of
-/// positions `..p` from the corrupted run (`past`: `[1, heads, tokens, head_dim]`), for every patch.
-pub(crate) fn with_past<B: Backend>(new: Tensor<B, 4>, past: &Tensor<B, 4>, p: usize) -> Tensor<B, 4> {
+/// positions `..p` from the corrupted run (`past`: `[1, heads, tokens, head_dim]`; `None` for the
+/// reference group, which comes first), for every patch.
+pub(crate) fn with_past<B: Backend>(
+    new: Tensor<B, 4>,
+    past: Option<&Tensor<B, 4>>,
+    p: usize,
+) -> Tensor<B, 4> {
     if p == 0 {
         return new;
     }
+    let past = past.expect("the reference group, first, gives the past of later positions");
     let patches = new.dims()[0];
     let [_, heads, _, head_dim] = past.dims();
     let past = past.clone().slice([0..1, 0..heads, 0..p]).expand([patches, heads, p, head_dim]);

@@ -8,10 +8,9 @@ use nnsight::Result;
 use crate::matmul::FastLinear;
 
 use super::Gpt2LMHeadModel;
-use crate::kv_cache::KvCache;
 use crate::patching::{
-    Group, LogitDiff, PatchingSweep, Runs, check_sweep_input, flat, future_mask, kept_rows, store_rows,
-    sweep, with_past,
+    Group, LogitDiff, PatchingSweep, check_sweep_input, flat, future_mask, kept_rows, prompt_pair,
+    store_rows, sweep, with_past,
 };
 
 impl<B: Backend> Gpt2LMHeadModel<B> {
@@ -22,8 +21,9 @@ impl<B: Backend> Gpt2LMHeadModel<B> {
     /// The result equals that naive sweep (within float tolerance) but is computed from the
     /// causal structure: a patch at (L, p) leaves every layer ≤ L and every position < p as in
     /// the corrupted run, so only blocks after L run, only on positions ≥ p, attending to the
-    /// corrupted run's cached keys and values for earlier positions; all patches of a layer run
-    /// as one batch; only the last position goes past the last attention, and only the two
+    /// corrupted run's keys and values for earlier positions; all patches of a layer and the two
+    /// reference runs go through each block as one batch (each weight is read once per block);
+    /// only the last position goes past the last attention, and only the two
     /// logits of the metric are computed. A patch whose clean and corrupted values are
     /// bit-identical (before the first differing token) is the corrupted run itself.
     ///
@@ -38,47 +38,32 @@ impl<B: Backend> Gpt2LMHeadModel<B> {
     ) -> Result<PatchingSweep> {
         let context = self.transformer.wpe.weight.val().dims()[0];
         check_sweep_input(clean, corrupted, metric, self.lm_head.vocab_size(), context)?;
-        let device = self.lm_head.weight.val().device();
-        let runs = self.reference_runs(clean, corrupted, &device);
+        let (ids, positions) = prompt_pair(clean, corrupted, &self.lm_head.weight.val().device());
+        let embedded = self.transformer.wte.forward(ids) + self.transformer.wpe.forward(positions);
         Ok(sweep(
-            &runs.clean,
-            &runs.corrupted,
+            embedded,
+            self.transformer.h.len(),
             metric,
             &self.lm_head,
             |residual| self.transformer.ln_f.forward(residual),
-            |groups, layer, last_layer| self.advance(groups, &runs, layer, last_layer),
+            |active, layer, last_layer| self.advance(active, layer, last_layer),
         ))
     }
 
-    /// Runs both prompts as one batch, block by block, keeping every block output and the
-    /// corrupted run's keys and values.
-    fn reference_runs(&self, clean: &[u32], corrupted: &[u32], device: &B::Device) -> Runs<B> {
-        let (ids, mask) = Runs::batch(clean, corrupted, device);
-        let mut cache = KvCache::new(self.transformer.h.len());
-        let mut x = self.transformer.wte.forward(ids) + self.transformer.wpe.forward(mask.position_ids);
-        let mut outputs = Vec::new();
-        for (i, block) in self.transformer.h.iter().enumerate() {
-            x = block.forward(x, &mask.masked, &mut cache[i]);
-            outputs.push(x.clone());
-        }
-        Runs::split(outputs, &cache)
-    }
-
-    /// Runs block `layer` on every group's rows. In the last block only each patch's last
-    /// position goes on after attention.
-    fn advance(&self, groups: &mut [Group<B>], runs: &Runs<B>, layer: usize, last_layer: bool) {
+    /// Runs block `layer` on the rows of the `active` groups (the reference runs first). In the
+    /// last block only each patch's last position goes on after attention.
+    fn advance(&self, active: Vec<&mut Group<B>>, layer: usize, last_layer: bool) {
         let block = &self.transformer.h[layer];
         let attn = &block.attn;
-        let tokens = groups.len();
-        let active: Vec<&mut Group<B>> = groups.iter_mut().filter(|g| g.rows.is_some()).collect();
+        let tokens = active[0].rows.as_ref().expect("active").dims()[1];
         let shapes: Vec<[usize; 3]> =
             active.iter().map(|g| g.rows.as_ref().expect("active").dims()).collect();
         let residual = Tensor::cat(active.iter().map(|g| flat(g.rows.clone().expect("active"))).collect(), 1);
         let qkv = attn.c_attn.forward_fast(block.ln_1.forward(residual.clone()));
 
         // Attention, per position group: queries from position p on, keys and values of earlier
-        // positions from the corrupted run.
-        let (corrupted_k, corrupted_v) = &runs.corrupted_kv[layer];
+        // positions from the corrupted run (the reference group's second row, computed first).
+        let mut corrupted_kv: Option<(Tensor<B, 4>, Tensor<B, 4>)> = None;
         let mut offset = 0;
         let mut mixed_parts = Vec::with_capacity(active.len());
         let mut residual_parts = Vec::with_capacity(active.len());
@@ -90,7 +75,11 @@ impl<B: Backend> Gpt2LMHeadModel<B> {
                 3 * width,
             ]);
             let (q, k, v) = attn.split_heads(part);
-            let (k, v) = (with_past(k, corrupted_k, p), with_past(v, corrupted_v, p));
+            let past = corrupted_kv.as_ref();
+            let (k, v) = (with_past(k, past.map(|kv| &kv.0), p), with_past(v, past.map(|kv| &kv.1), p));
+            if corrupted_kv.is_none() {
+                corrupted_kv = Some((k.clone().narrow(0, 1, 1), v.clone().narrow(0, 1, 1)));
+            }
             let masked = future_mask::<B>(p, tokens, &qkv.device());
             let mixed =
                 attn.probabilities(q, k, &masked).matmul(v).swap_dims(1, 2).reshape([patches, rows, width]);

@@ -5,11 +5,10 @@ use burn::prelude::*;
 use nnsight::Result;
 
 use super::{LlamaForCausalLM, rotate_half};
-use crate::kv_cache::KvCache;
 use crate::matmul::FastLinear;
 use crate::patching::{
-    Group, LogitDiff, PatchingSweep, Runs, check_sweep_input, flat, future_mask, kept_rows, store_rows,
-    sweep, with_past,
+    Group, LogitDiff, PatchingSweep, check_sweep_input, flat, future_mask, kept_rows, prompt_pair,
+    store_rows, sweep, with_past,
 };
 
 /// The rotary `(cos, sin)` of positions `0..tokens`, `[1, tokens, head_dim]` each.
@@ -24,8 +23,9 @@ impl<B: Backend> LlamaForCausalLM<B> {
     /// The result equals that naive sweep (within float tolerance) but is computed from the
     /// causal structure: a patch at (L, p) leaves every layer ≤ L and every position < p as in
     /// the corrupted run, so only layers after L run, only on positions ≥ p, attending to the
-    /// corrupted run's cached (rotated) keys and values for earlier positions; all patches of a
-    /// layer go through each projection as one matrix product; only the last position goes past
+    /// corrupted run's (rotated) keys and values for earlier positions; all patches of a layer
+    /// and the two reference runs go through each projection as one matrix product (each weight
+    /// is read once per layer); only the last position goes past
     /// the last attention, and only the two logits of the metric are computed. A patch whose
     /// clean and corrupted values are bit-identical (before the first differing token) is the
     /// corrupted run itself.
@@ -41,48 +41,25 @@ impl<B: Backend> LlamaForCausalLM<B> {
     ) -> Result<PatchingSweep> {
         let context = self.model.rotary_emb.max_position_embeddings;
         check_sweep_input(clean, corrupted, metric, self.lm_head.vocab_size(), context)?;
-        let (runs, rotation) = self.reference_runs(clean, corrupted);
+        let (ids, positions) = prompt_pair(clean, corrupted, &self.lm_head.weight.val().device());
+        let (cos, sin) = self.model.rotary_emb.forward(positions);
+        let rotation = (cos.narrow(0, 0, 1), sin.narrow(0, 0, 1));
         Ok(sweep(
-            &runs.clean,
-            &runs.corrupted,
+            self.model.embed_tokens.forward(ids),
+            self.model.layers.len(),
             metric,
             &self.lm_head,
             |residual| self.model.norm.forward(residual),
-            |groups, layer, last_layer| self.advance(groups, &runs, &rotation, layer, last_layer),
+            |active, layer, last_layer| self.advance(active, &rotation, layer, last_layer),
         ))
     }
 
-    /// Runs both prompts as one batch, layer by layer, keeping every layer output, the
-    /// corrupted run's keys and values, and the rotation of each position.
-    fn reference_runs(&self, clean: &[u32], corrupted: &[u32]) -> (Runs<B>, Rotation<B>) {
-        let (ids, mask) = Runs::batch(clean, corrupted, &self.lm_head.weight.val().device());
-        let masked = self.model.windowed(mask.masked);
-        let mut cache = KvCache::new(self.model.layers.len());
-        let rotation = self.model.rotary_emb.forward(mask.position_ids);
-        let mut x = self.model.embed_tokens.forward(ids);
-        let mut outputs = Vec::new();
-        for (i, layer) in self.model.layers.iter().enumerate() {
-            x = layer.forward(x, &rotation, &masked, &mut cache[i]);
-            outputs.push(x.clone());
-        }
-        let (cos, sin) = rotation;
-        (Runs::split(outputs, &cache), (cos.narrow(0, 0, 1), sin.narrow(0, 0, 1)))
-    }
-
-    /// Runs layer `layer` on every group's rows. In the last layer only each patch's last
-    /// position goes on after attention.
-    fn advance(
-        &self,
-        groups: &mut [Group<B>],
-        runs: &Runs<B>,
-        rotation: &Rotation<B>,
-        layer: usize,
-        last_layer: bool,
-    ) {
+    /// Runs layer `layer` on the rows of the `active` groups (the reference runs first). In the
+    /// last layer only each patch's last position goes on after attention.
+    fn advance(&self, active: Vec<&mut Group<B>>, rotation: &Rotation<B>, layer: usize, last_layer: bool) {
         let decoder = &self.model.layers[layer];
         let attn = &decoder.self_attn;
-        let tokens = groups.len();
-        let active: Vec<&mut Group<B>> = groups.iter_mut().filter(|g| g.rows.is_some()).collect();
+        let tokens = active[0].rows.as_ref().expect("active").dims()[1];
         let shapes: Vec<[usize; 3]> =
             active.iter().map(|g| g.rows.as_ref().expect("active").dims()).collect();
         let residual = Tensor::cat(active.iter().map(|g| flat(g.rows.clone().expect("active"))).collect(), 1);
@@ -117,8 +94,8 @@ impl<B: Backend> LlamaForCausalLM<B> {
         let (q, k) = (rotate(q, attn.num_heads), rotate(k, attn.num_key_value_heads));
 
         // Attention, per position group: queries from position p on, keys and values of earlier
-        // positions from the corrupted run.
-        let (corrupted_k, corrupted_v) = &runs.corrupted_kv[layer];
+        // positions from the corrupted run (the reference group's second row, computed first).
+        let mut corrupted_kv: Option<(Tensor<B, 4>, Tensor<B, 4>)> = None;
         let mut offset = 0;
         let mut mixed_parts = Vec::with_capacity(active.len());
         let mut residual_parts = Vec::with_capacity(active.len());
@@ -131,7 +108,11 @@ impl<B: Backend> LlamaForCausalLM<B> {
             let q = part(&q, attn.num_heads);
             let k = part(&k, attn.num_key_value_heads);
             let v = part(&v, attn.num_key_value_heads);
-            let (k, v) = (with_past(k, corrupted_k, p), with_past(v, corrupted_v, p));
+            let past = corrupted_kv.as_ref();
+            let (k, v) = (with_past(k, past.map(|kv| &kv.0), p), with_past(v, past.map(|kv| &kv.1), p));
+            if corrupted_kv.is_none() {
+                corrupted_kv = Some((k.clone().narrow(0, 1, 1), v.clone().narrow(0, 1, 1)));
+            }
             let masked = self.model.windowed(future_mask::<B>(p, tokens, &residual.device()));
             let probs = attn.probabilities(q, k, &masked);
             let mixed =
