@@ -17,12 +17,16 @@ const TOL: f32 = 1e-4;
 fn ids(tokens: &[u32]) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>) {
     let device = Default::default();
     let data: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
-    (Tensor::from_data(TensorData::new(data, [1, tokens.len()]), &device), Tensor::ones([1, tokens.len()], &device))
+    (
+        Tensor::from_data(TensorData::new(data, [1, tokens.len()]), &device),
+        Tensor::ones([1, tokens.len()], &device),
+    )
 }
 
 fn metric_of(logits: Tensor<B, 3>, metric: LogitDiff) -> f32 {
     let last = logits.dims()[1] - 1;
-    let at = |id: u32| logits.clone().slice([0..1, last..last + 1, id as usize..id as usize + 1]).into_scalar();
+    let at =
+        |id: u32| logits.clone().slice([0..1, last..last + 1, id as usize..id as usize + 1]).into_scalar();
     at(metric.answer) - at(metric.distractor)
 }
 
