@@ -11,12 +11,12 @@
 //! - [`generation`]: text generation with a KV cache, traceable step by step;
 //! - [`patching`]: residual-stream activation patching sweeps computed from the causal structure;
 //! - [`matmul`]: the projections' matrix products (a multi-threaded few-rows kernel on the CPU);
-//! - [`gelu`]: GPT-2's tanh-approximated GELU as one vectorized pass on the CPU;
+//! - [`activation`]: GPT-2's GELU and Llama's SiLU as one vectorized pass on the CPU;
 //! - [`causal`], [`kv_cache`], [`lm_head`]: pieces shared by causal language models.
 
+pub mod activation;
 pub mod causal;
 mod flex;
-pub mod gelu;
 pub mod generation;
 pub mod gguf;
 pub mod gpt2;

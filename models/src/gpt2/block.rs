@@ -5,7 +5,7 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use nnsight::prelude::*;
 
-use crate::gelu::FastGelu;
+use crate::activation::FastGelu;
 use crate::kv_cache::LayerCache;
 use crate::matmul::FastLinear;
 
