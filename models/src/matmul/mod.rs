@@ -5,9 +5,11 @@
 //! sequence. On the default CPU backend (`Flex`, `f32`), products with at most 16 rows — a
 //! decoding step has one, a short prompt a few — run on a multi-threaded kernel of this crate
 //! that streams each weight once per call; burn-flex's `gemm` runs such products
-//! single-threaded. Larger products call the same `gemm` with threads for every size (burn-flex
-//! keeps products below 192³ multiply-adds on one thread). Other backends, autodiff included,
-//! take burn's `matmul` unchanged.
+//! single-threaded. Larger products (prompts, batches, patching sweeps) run on this crate's
+//! register-tiled AVX2 + FMA kernel, on both cores for every size (burn-flex keeps products below
+//! 192³ multiply-adds on one thread), or on the `gemm` crate where the CPU lacks AVX2 or the
+//! weight is stored transposed. Other backends, autodiff included, take burn's `matmul`
+//! unchanged.
 //!
 //! A model loaded from a GGUF file keeps the blocks of its Q4_0, Q4_1 and Q8_0 projections (see
 //! [`LanguageModel::kept_blocks`](crate::LanguageModel::kept_blocks)); those few-rows products
