@@ -267,6 +267,29 @@ fn residual_patching_sweep_matches_the_naive_sweep() {
     assert_near("recovered at the end", fast.recovered(last_layer, last_position), 1.0, 1e-3);
 }
 
+/// On backends other than `Flex` the sweep runs on burn's tensor operations (its attention and
+/// matrix products): the same matrix.
+#[test]
+fn residual_patching_sweep_on_another_backend_gives_the_same_matrix() {
+    use burn::backend::Autodiff;
+    use nnsight_models::LanguageModel;
+    use nnsight_models::gpt2::LogitDiff;
+
+    let x = Experiment::new();
+    let metric = LogitDiff { answer: x.answer, distractor: x.distractor };
+    let dir = support::fixture::fixture_dir("tiny-gpt2");
+    let other = LanguageModel::<Autodiff<B>, Gpt2LMHeadModel<Autodiff<B>>>::from_pretrained(
+        dir.to_str().unwrap(),
+        &Default::default(),
+    )
+    .unwrap();
+    let fast = x.model().residual_patching_sweep(&x.clean, &x.corrupted, metric).unwrap();
+    let generic = other.model().residual_patching_sweep(&x.clean, &x.corrupted, metric).unwrap();
+    for (i, (a, b)) in fast.values().iter().zip(generic.values()).enumerate() {
+        assert_near(&format!("entry {i}"), *a, *b, EXACT);
+    }
+}
+
 #[test]
 fn residual_patching_sweep_rejects_prompts_of_different_lengths() {
     use nnsight_models::gpt2::LogitDiff;

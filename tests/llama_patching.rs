@@ -1,7 +1,7 @@
 //! The fast residual patching sweep of Llama models (`LlamaForCausalLM::residual_patching_sweep`)
 //! against the sweep as nnsight users write it — one trace per (layer, position) — on the tiny
 //! Llama fixture (grouped-query attention, rotary positions): every entry within 1e-4, for
-//! prompts differing at one position and at every position.
+//! prompts differing at one position and at every position, and with a sliding window.
 
 mod support;
 
@@ -10,7 +10,8 @@ use nnsight::prelude::*;
 use nnsight_models::llama::{LlamaForCausalLM, LlamaForCausalLMEnvoy};
 use nnsight_models::patching::{LogitDiff, PatchingSweep};
 use support::B;
-use support::llama_fixture::tiny_llama;
+use support::fixture::fixture_dir;
+use support::llama_fixture::{TINY_LLAMA, TinyLlama, copy_of_tiny_llama, load_llama, tiny_llama};
 
 const TOL: f32 = 1e-4;
 
@@ -60,8 +61,7 @@ fn naive_sweep(model: &LlamaForCausalLM<B>, clean: &[u32], corrupted: &[u32], me
     values
 }
 
-fn check_against_the_naive_sweep(clean: &[u32], corrupted: &[u32]) -> PatchingSweep {
-    let lm = tiny_llama();
+fn check_against_the_naive_sweep(lm: &TinyLlama, clean: &[u32], corrupted: &[u32]) -> PatchingSweep {
     let model = lm.model();
     let metric = LogitDiff { answer: 7, distractor: 19 };
     let fast = model.residual_patching_sweep(clean, corrupted, metric).unwrap();
@@ -85,7 +85,7 @@ fn the_sweep_equals_one_trace_per_entry_when_one_position_differs() {
     let clean = [5, 40, 12, 33, 8, 21, 17];
     let mut corrupted = clean;
     corrupted[3] = 44;
-    let fast = check_against_the_naive_sweep(&clean, &corrupted);
+    let fast = check_against_the_naive_sweep(&tiny_llama(), &clean, &corrupted);
     // Before the differing token the runs agree: those patches are the corrupted run.
     for layer in 0..fast.layers {
         for position in 0..3 {
@@ -94,9 +94,45 @@ fn the_sweep_equals_one_trace_per_entry_when_one_position_differs() {
     }
 }
 
+/// On backends other than `Flex` the sweep runs on burn's tensor operations (its attention and
+/// matrix products): the same matrix.
+#[test]
+fn the_sweep_on_another_backend_gives_the_same_matrix() {
+    use burn::backend::Autodiff;
+    use nnsight_models::LanguageModel;
+
+    let clean = [5, 40, 12, 33, 8, 21, 17];
+    let corrupted = clean.map(|t| t + 1);
+    let metric = LogitDiff { answer: 7, distractor: 19 };
+    let dir = fixture_dir(TINY_LLAMA);
+    let other = LanguageModel::<Autodiff<B>, LlamaForCausalLM<Autodiff<B>>>::from_pretrained(
+        dir.to_str().unwrap(),
+        &Default::default(),
+    )
+    .unwrap();
+    let fast = tiny_llama().model().residual_patching_sweep(&clean, &corrupted, metric).unwrap();
+    let generic = other.model().residual_patching_sweep(&clean, &corrupted, metric).unwrap();
+    for (i, (a, b)) in fast.values().iter().zip(generic.values()).enumerate() {
+        assert!((a - b).abs() <= TOL, "entry {i}: {a} vs {b}");
+    }
+}
+
 #[test]
 fn the_sweep_equals_one_trace_per_entry_when_every_position_differs() {
     let clean = [5, 40, 12, 33, 8, 21, 17];
     let corrupted = clean.map(|t| t + 1);
-    check_against_the_naive_sweep(&clean, &corrupted);
+    check_against_the_naive_sweep(&tiny_llama(), &clean, &corrupted);
+}
+
+#[test]
+fn the_sweep_equals_one_trace_per_entry_with_a_sliding_window() {
+    let dir = copy_of_tiny_llama();
+    std::fs::copy(fixture_dir(TINY_LLAMA).join("mistral/config.json"), dir.path().join("config.json"))
+        .unwrap();
+    let mistral = load_llama(dir.path()).unwrap();
+    assert_eq!(mistral.model().model.sliding_window, Some(3), "shorter than the prompts");
+    let clean = [5, 40, 12, 33, 8, 21, 17];
+    let mut corrupted = clean;
+    corrupted[1] = 44;
+    check_against_the_naive_sweep(&mistral, &clean, &corrupted);
 }

@@ -30,17 +30,24 @@ pub(crate) fn from_values<B: Backend, const D: usize>(
     Some(Tensor::from_primitive(TensorPrimitive::Float(tensor)))
 }
 
+/// `f` of the values of `x` as one row-major slice; `None` when `B` is not `Flex` or `x` is not a
+/// contiguous `f32` tensor.
+pub(crate) fn with_values<B: Backend, const D: usize, R>(
+    x: &Tensor<B, D>,
+    f: impl FnOnce(&[f32]) -> R,
+) -> Option<R> {
+    if !is_flex::<B>() {
+        return None;
+    }
+    let primitive = x.clone().into_primitive();
+    Some(f(flex::<B>(&primitive)?.as_slice::<f32>()?))
+}
+
 /// `f` applied to the values of `x` as one slice, as a tensor of `x`'s shape; `None` when `B` is
 /// not `Flex` or `x` is not a contiguous `f32` tensor.
 pub(crate) fn map_values<B: Backend, const D: usize>(
     x: &Tensor<B, D>,
     f: impl FnOnce(&[f32]) -> Vec<f32>,
 ) -> Option<Tensor<B, D>> {
-    if !is_flex::<B>() {
-        return None;
-    }
-    let shape = x.dims();
-    let primitive = x.clone().into_primitive();
-    let values = f(flex::<B>(&primitive)?.as_slice::<f32>()?);
-    from_values(values, shape)
+    from_values(with_values(x, f)?, x.dims())
 }

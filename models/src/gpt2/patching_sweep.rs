@@ -7,10 +7,10 @@ use nnsight::Result;
 
 use crate::matmul::FastLinear;
 
-use super::Gpt2LMHeadModel;
+use super::{Gpt2Attention, Gpt2LMHeadModel};
 use crate::patching::{
-    Group, LogitDiff, PatchingSweep, check_sweep_input, flat, future_mask, kept_rows, prompt_pair,
-    store_rows, sweep, with_past,
+    Group, Heads, LogitDiff, PatchingSweep, check_sweep_input, flat, future_mask, groups_attention_flex,
+    kept_residual, kept_rows, prompt_pair, store_rows, sweep, with_past,
 };
 
 impl<B: Backend> Gpt2LMHeadModel<B> {
@@ -60,39 +60,61 @@ impl<B: Backend> Gpt2LMHeadModel<B> {
             active.iter().map(|g| g.rows.as_ref().expect("active").dims()).collect();
         let residual = Tensor::cat(active.iter().map(|g| flat(g.rows.clone().expect("active"))).collect(), 1);
         let qkv = attn.c_attn.forward_fast(block.ln_1.forward(residual.clone()));
-
-        // Attention, per position group: queries from position p on, keys and values of earlier
-        // positions from the corrupted run (the reference group's second row, computed first).
-        let mut corrupted_kv: Option<(Tensor<B, 4>, Tensor<B, 4>)> = None;
-        let mut offset = 0;
-        let mut mixed_parts = Vec::with_capacity(active.len());
-        let mut residual_parts = Vec::with_capacity(active.len());
-        for (group, &[patches, rows, width]) in active.iter().zip(&shapes) {
-            let p = group.position;
-            let part = qkv.clone().slice([0..1, offset..offset + patches * rows]).reshape([
-                patches,
-                rows,
-                3 * width,
-            ]);
-            let (q, k, v) = attn.split_heads(part);
-            let past = corrupted_kv.as_ref();
-            let (k, v) = (with_past(k, past.map(|kv| &kv.0), p), with_past(v, past.map(|kv| &kv.1), p));
-            if corrupted_kv.is_none() {
-                corrupted_kv = Some((k.clone().narrow(0, 1, 1), v.clone().narrow(0, 1, 1)));
-            }
-            let masked = future_mask::<B>(p, tokens, &qkv.device());
-            let mixed =
-                attn.probabilities(q, k, &masked).matmul(v).swap_dims(1, 2).reshape([patches, rows, width]);
-            let group_residual = residual
-                .clone()
-                .slice([0..1, offset..offset + patches * rows])
-                .reshape([patches, rows, width]);
-            mixed_parts.push(kept_rows(mixed, last_layer));
-            residual_parts.push(kept_rows(group_residual, last_layer));
-            offset += patches * rows;
-        }
-        let x = Tensor::cat(residual_parts, 1) + attn.c_proj.forward_fast(Tensor::cat(mixed_parts, 1));
+        let width = shapes[0][2];
+        let groups: Vec<(usize, usize)> =
+            active.iter().zip(&shapes).map(|(g, s)| (g.position, s[0])).collect();
+        let heads = Heads {
+            heads: attn.n_head,
+            kv_heads: attn.n_head,
+            head_dim: width / attn.n_head,
+            scale: attn.scale as f32,
+            window: None,
+        };
+        let mixed = groups_attention_flex(
+            (&qkv, 0),
+            (&qkv, width),
+            (&qkv, 2 * width),
+            &groups,
+            tokens,
+            heads,
+            last_layer,
+        )
+        .unwrap_or_else(|| groups_attention(attn, &qkv, &groups, tokens, last_layer));
+        let x = kept_residual(residual, &shapes, last_layer) + attn.c_proj.forward_fast(mixed);
         let x = x.clone() + block.mlp.forward(block.ln_2.forward(x));
         store_rows(active, &shapes, x, last_layer);
     }
+}
+
+/// The attention of every group (`(position, patches)`, the reference runs first) with burn's
+/// tensor operations, on backends other than `Flex`: `[1, rows kept, width]` (see
+/// `patching::attention`).
+fn groups_attention<B: Backend>(
+    attn: &Gpt2Attention<B>,
+    qkv: &Tensor<B, 3>,
+    groups: &[(usize, usize)],
+    tokens: usize,
+    last_layer: bool,
+) -> Tensor<B, 3> {
+    let width = qkv.dims()[2] / 3;
+    let mut corrupted_kv: Option<(Tensor<B, 4>, Tensor<B, 4>)> = None;
+    let mut offset = 0;
+    let mut mixed_parts = Vec::with_capacity(groups.len());
+    for &(p, patches) in groups {
+        let rows = tokens - p;
+        let part =
+            qkv.clone().slice([0..1, offset..offset + patches * rows]).reshape([patches, rows, 3 * width]);
+        let (q, k, v) = attn.split_heads(part);
+        let past = corrupted_kv.as_ref();
+        let (k, v) = (with_past(k, past.map(|kv| &kv.0), p), with_past(v, past.map(|kv| &kv.1), p));
+        if corrupted_kv.is_none() {
+            corrupted_kv = Some((k.clone().narrow(0, 1, 1), v.clone().narrow(0, 1, 1)));
+        }
+        let masked = future_mask::<B>(p, tokens, &qkv.device());
+        let mixed =
+            attn.probabilities(q, k, &masked).matmul(v).swap_dims(1, 2).reshape([patches, rows, width]);
+        mixed_parts.push(kept_rows(mixed, last_layer));
+        offset += patches * rows;
+    }
+    Tensor::cat(mixed_parts, 1)
 }

@@ -7,8 +7,8 @@ use nnsight::Result;
 use super::{LlamaForCausalLM, rotate_half};
 use crate::matmul::FastLinear;
 use crate::patching::{
-    Group, LogitDiff, PatchingSweep, check_sweep_input, flat, future_mask, kept_rows, prompt_pair,
-    store_rows, sweep, with_past,
+    Group, Heads, LogitDiff, PatchingSweep, check_sweep_input, flat, future_mask, groups_attention_flex,
+    kept_residual, kept_rows, prompt_pair, store_rows, sweep, with_past,
 };
 
 /// The rotary `(cos, sin)` of positions `0..tokens`, `[1, tokens, head_dim]` each.
@@ -94,16 +94,43 @@ impl<B: Backend> LlamaForCausalLM<B> {
         let (q, k) = (rotate(q, attn.num_heads), rotate(k, attn.num_key_value_heads));
 
         // Attention, per position group: queries from position p on, keys and values of earlier
-        // positions from the corrupted run (the reference group's second row, computed first).
+        // positions from the corrupted run (the reference group's second row).
+        let groups: Vec<(usize, usize)> =
+            active.iter().zip(&shapes).map(|(g, s)| (g.position, s[0])).collect();
+        let heads = Heads {
+            heads: attn.num_heads,
+            kv_heads: attn.num_key_value_heads,
+            head_dim,
+            scale: attn.scaling as f32,
+            window: self.model.sliding_window,
+        };
+        let mixed = groups_attention_flex((&q, 0), (&k, 0), (&v, 0), &groups, tokens, heads, last_layer)
+            .unwrap_or_else(|| self.groups_attention((q, k, v), &groups, tokens, last_layer));
+        let x = kept_residual(residual, &shapes, last_layer) + attn.o_proj.forward_fast(mixed);
+        let x = x.clone() + decoder.mlp.forward(decoder.post_attention_layernorm.forward(x));
+        store_rows(active, &shapes, x, last_layer);
+    }
+
+    /// The attention of every group (`(position, patches)`, the reference runs first) with burn's
+    /// tensor operations, on backends other than `Flex`: `[1, rows kept, hidden]` (see
+    /// `patching::attention`). `q`, `k`, `v` are the rotated projections of all rows.
+    fn groups_attention(
+        &self,
+        (q, k, v): (Tensor<B, 3>, Tensor<B, 3>, Tensor<B, 3>),
+        groups: &[(usize, usize)],
+        tokens: usize,
+        last_layer: bool,
+    ) -> Tensor<B, 3> {
+        let attn = &self.model.layers[0].self_attn;
+        let head_dim = attn.head_dim;
         let mut corrupted_kv: Option<(Tensor<B, 4>, Tensor<B, 4>)> = None;
         let mut offset = 0;
-        let mut mixed_parts = Vec::with_capacity(active.len());
-        let mut residual_parts = Vec::with_capacity(active.len());
-        for (group, &[patches, rows, width]) in active.iter().zip(&shapes) {
-            let p = group.position;
+        let mut mixed_parts = Vec::with_capacity(groups.len());
+        for &(p, patches) in groups {
+            let rows = tokens - p;
             let part = |t: &Tensor<B, 3>, heads: usize| {
                 let t = t.clone().slice([0..1, offset..offset + patches * rows]);
-                attn.split_heads(t.reshape([patches, rows, heads * attn.head_dim]), heads)
+                attn.split_heads(t.reshape([patches, rows, heads * head_dim]), heads)
             };
             let q = part(&q, attn.num_heads);
             let k = part(&k, attn.num_key_value_heads);
@@ -113,20 +140,13 @@ impl<B: Backend> LlamaForCausalLM<B> {
             if corrupted_kv.is_none() {
                 corrupted_kv = Some((k.clone().narrow(0, 1, 1), v.clone().narrow(0, 1, 1)));
             }
-            let masked = self.model.windowed(future_mask::<B>(p, tokens, &residual.device()));
+            let masked = self.model.windowed(future_mask::<B>(p, tokens, &q.device()));
             let probs = attn.probabilities(q, k, &masked);
             let mixed =
                 attn.mix(probs, v).swap_dims(1, 2).reshape([patches, rows, attn.num_heads * head_dim]);
-            let group_residual = residual
-                .clone()
-                .slice([0..1, offset..offset + patches * rows])
-                .reshape([patches, rows, width]);
             mixed_parts.push(kept_rows(mixed, last_layer));
-            residual_parts.push(kept_rows(group_residual, last_layer));
             offset += patches * rows;
         }
-        let x = Tensor::cat(residual_parts, 1) + attn.o_proj.forward_fast(Tensor::cat(mixed_parts, 1));
-        let x = x.clone() + decoder.mlp.forward(decoder.post_attention_layernorm.forward(x));
-        store_rows(active, &shapes, x, last_layer);
+        Tensor::cat(mixed_parts, 1)
     }
 }

@@ -1,10 +1,13 @@
 //! Activation patching over the residual stream: the metric, the result matrix, and what the
-//! models' sweeps share (input checks, position groups, the layer-by-layer driver) —
+//! models' sweeps share (input checks, position groups, the layer-by-layer driver, the groups'
+//! attention on the CPU backend) —
 //! [`Gpt2LMHeadModel::residual_patching_sweep`], [`LlamaForCausalLM::residual_patching_sweep`].
 //!
 //! Each model computes its sweep from the causal structure of the computation instead of one
 //! forward pass per patch: a patch at (L, p) leaves every layer ≤ L and every position < p as in
 //! the corrupted run.
+
+mod attention;
 
 use std::fmt;
 
@@ -13,6 +16,8 @@ use nnsight::{Error, Result};
 
 use crate::causal::CausalMask;
 use crate::lm_head::LmHead;
+
+pub(crate) use attention::{Heads, groups_attention_flex};
 
 #[cfg(doc)]
 use crate::{gpt2::Gpt2LMHeadModel, llama::LlamaForCausalLM};
@@ -260,6 +265,26 @@ pub(crate) fn with_past<B: Backend>(
 pub(crate) fn kept_rows<B: Backend>(t: Tensor<B, 3>, last_layer: bool) -> Tensor<B, 3> {
     let [patches, rows, _] = t.dims();
     flat(if last_layer { t.slice([0..patches, rows - 1..rows]) } else { t })
+}
+
+/// The residual rows that go on past attention (`residual`: `[1, rows, width]`, the groups' rows
+/// in order, `shapes` their shapes): all of them, or in the last layer each patch's last one.
+pub(crate) fn kept_residual<B: Backend>(
+    residual: Tensor<B, 3>,
+    shapes: &[[usize; 3]],
+    last_layer: bool,
+) -> Tensor<B, 3> {
+    if !last_layer {
+        return residual;
+    }
+    let mut offset = 0;
+    let mut parts = Vec::with_capacity(shapes.len());
+    for &[patches, rows, width] in shapes {
+        let part = residual.clone().slice([0..1, offset..offset + patches * rows]);
+        parts.push(kept_rows(part.reshape([patches, rows, width]), true));
+        offset += patches * rows;
+    }
+    Tensor::cat(parts, 1)
 }
 
 /// Hands a layer's output `x` (`[1, rows, width]`, the active groups' kept rows in order) back
