@@ -4,6 +4,7 @@
 use burn::prelude::*;
 use nnsight::Result;
 
+use super::rope::rotate_rows;
 use super::{LlamaForCausalLM, rotate_half};
 use crate::matmul::FastLinear;
 use crate::patching::{
@@ -69,27 +70,15 @@ impl<B: Backend> LlamaForCausalLM<B> {
         let v = attn.v_proj.forward_fast(normed);
 
         // Rotary embedding of every row at once: the angles of each row's position.
-        let positions: Vec<i64> = active
+        let positions: Vec<usize> = active
             .iter()
             .zip(&shapes)
-            .flat_map(|(g, &[patches, _, _])| {
-                (0..patches).flat_map(move |_| g.position as i64..tokens as i64)
-            })
+            .flat_map(|(g, &[patches, _, _])| (0..patches).flat_map(move |_| g.position..tokens))
             .collect();
-        let total = positions.len();
-        let positions =
-            Tensor::<B, 1, Int>::from_data(TensorData::new(positions, [total]), &residual.device());
         let head_dim = attn.head_dim;
-        let angle = |t: &Tensor<B, 3>| {
-            t.clone()
-                .reshape([tokens, head_dim])
-                .select(0, positions.clone())
-                .reshape([1, total, 1, head_dim])
-        };
-        let (cos, sin) = (angle(&rotation.0), angle(&rotation.1));
         let rotate = |t: Tensor<B, 3>, heads: usize| {
-            let t = t.reshape([1, total, heads, head_dim]);
-            (t.clone() * cos.clone() + rotate_half(t) * sin.clone()).reshape([1, total, heads * head_dim])
+            rotate_rows(&t, (&rotation.0, &rotation.1), &positions, head_dim)
+                .unwrap_or_else(|| rotate_with_tensors(t, heads, head_dim, rotation, &positions))
         };
         let (q, k) = (rotate(q, attn.num_heads), rotate(k, attn.num_key_value_heads));
 
@@ -149,4 +138,23 @@ impl<B: Backend> LlamaForCausalLM<B> {
         }
         Tensor::cat(mixed_parts, 1)
     }
+}
+
+/// [`rotate_rows`] with burn's tensor operations, for backends other than `Flex`.
+fn rotate_with_tensors<B: Backend>(
+    t: Tensor<B, 3>,
+    heads: usize,
+    head_dim: usize,
+    (cos, sin): &Rotation<B>,
+    positions: &[usize],
+) -> Tensor<B, 3> {
+    let total = positions.len();
+    let tokens = cos.dims()[1];
+    let ids: Vec<i64> = positions.iter().map(|&p| p as i64).collect();
+    let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [total]), &t.device());
+    let angle = |a: &Tensor<B, 3>| {
+        a.clone().reshape([tokens, head_dim]).select(0, ids.clone()).reshape([1, total, 1, head_dim])
+    };
+    let t = t.reshape([1, total, heads, head_dim]);
+    (t.clone() * angle(cos) + rotate_half(t) * angle(sin)).reshape([1, total, heads * head_dim])
 }

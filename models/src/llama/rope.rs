@@ -5,6 +5,7 @@ use burn::prelude::*;
 use nnsight::prelude::*;
 
 use super::config::{LlamaConfig, RopeScaling};
+use crate::flex::{from_values, with_values};
 
 /// The rotation of each position (`model.rotary_emb`, as Hugging Face's `LlamaRotaryEmbedding`):
 /// its output is the `(cos, sin)` pair `[batch, tokens, head_dim]` every layer applies to its
@@ -113,6 +114,43 @@ pub fn rotate_half<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
     Tensor::cat(vec![second.neg(), first], 3)
 }
 
+/// The rotation of `x` (`[1, rows, heads · head_dim]`, row `r` at position `positions[r]`) by
+/// the angles of `cos` and `sin` (`[1, tokens, head_dim]`), on plain `f32` rows when the backend
+/// is `Flex`: `x · cos + rotate_half(x) · sin` with the same operations in the same order as
+/// [`apply_rotary_pos_emb`], so the same values. `None` on other backends.
+pub(crate) fn rotate_rows<B: Backend>(
+    x: &Tensor<B, 3>,
+    (cos, sin): (&Tensor<B, 3>, &Tensor<B, 3>),
+    positions: &[usize],
+    head_dim: usize,
+) -> Option<Tensor<B, 3>> {
+    let [_, rows, width] = x.dims();
+    let half = head_dim / 2;
+    let rotated = with_values(x, |x| {
+        with_values(cos, |cos| {
+            with_values(sin, |sin| {
+                let mut out = vec![0.0f32; x.len()];
+                for ((row, out), &position) in
+                    x.chunks_exact(width).zip(out.chunks_exact_mut(width)).zip(positions)
+                {
+                    let angles = position * head_dim..(position + 1) * head_dim;
+                    let (cos, sin) = (&cos[angles.clone()], &sin[angles]);
+                    for (head, out) in row.chunks_exact(head_dim).zip(out.chunks_exact_mut(head_dim)) {
+                        for i in 0..half {
+                            out[i] = head[i] * cos[i] + -head[i + half] * sin[i];
+                            out[i + half] = head[i + half] * cos[i + half] + head[i] * sin[i + half];
+                        }
+                    }
+                }
+                out
+            })
+        })
+    })
+    .flatten()
+    .flatten()?;
+    from_values(rotated, [1, rows, width])
+}
+
 #[cfg(test)]
 mod tests {
     use burn::backend::Flex;
@@ -168,5 +206,28 @@ mod tests {
         first(rotated.clone()).assert_approx_eq::<f32>(&first(x.clone()), Default::default());
         let norms = |t: Tensor<Flex, 4>| t.square().sum_dim(3).into_data();
         norms(rotated).assert_approx_eq::<f32>(&norms(x), Default::default());
+    }
+
+    #[test]
+    fn rotating_rows_gives_the_values_of_apply_rotary_pos_emb() {
+        let device = Default::default();
+        let (heads, head_dim, tokens) = (3, 16, 5);
+        let rotary = LlamaRotaryEmbedding::<Flex>::new(&config(None), &device).unwrap();
+        let ids: Vec<i64> = (0..tokens as i64).collect();
+        let (cos, sin) = rotary.forward(Tensor::from_data(TensorData::new(ids, [1, tokens]), &device));
+        let values: Vec<f32> = (0..tokens * heads * head_dim).map(|i| (i as f32 * 0.37).sin()).collect();
+        let x = Tensor::<Flex, 3>::from_data(TensorData::new(values, [1, tokens, heads * head_dim]), &device);
+        // Rows at positions 0..tokens in order: the same as the tensor version.
+        let positions: Vec<usize> = (0..tokens).collect();
+        let rows = rotate_rows(&x, (&cos, &sin), &positions, head_dim).expect("Flex");
+        let heads4 = x.clone().reshape([1, tokens, heads, head_dim]).swap_dims(1, 2);
+        let expected =
+            apply_rotary_pos_emb(heads4, &cos, &sin).swap_dims(1, 2).reshape([1, tokens, heads * head_dim]);
+        assert_eq!(rows.into_data(), expected.into_data());
+        // A row at another position takes that position's angles (a fresh, contiguous row).
+        let last = Tensor::<Flex, 3>::from_data(x.clone().slice([0..1, 0..1]).into_data(), &device);
+        let moved = rotate_rows(&last, (&cos, &sin), &[tokens - 1], head_dim).unwrap();
+        let at_end = rotate_rows(&x, (&cos, &sin), &[tokens - 1; 5], head_dim).unwrap();
+        assert_eq!(moved.into_data(), at_end.slice([0..1, 0..1]).into_data());
     }
 }
