@@ -1,7 +1,7 @@
 //! The fast Llama residual patching sweep equals the naive one — one trace per (layer, position),
 //! as nnsight users write it — on a random grouped-query Llama with rotary scaling, for prompts
 //! that differ at one position and everywhere, with a sliding window shorter than the prompt, and
-//! with a tied head.
+//! with a tied head; and the CPU kernels' sweep equals the one on burn's tensor operations.
 
 use burn::backend::Flex;
 use burn::prelude::*;
@@ -117,6 +117,24 @@ fn sliding_window_and_tied_head() {
     let model =
         config(r#", "sliding_window": 3, "tie_word_embeddings": true"#).init::<B>(&Default::default());
     assert_sweeps_agree(&model, &CLEAN, &[3, 14, 40, 9, 26, 1, 58, 9]);
+}
+
+/// On backends other than `Flex` the sweep runs on burn's tensor operations (attention, rotary
+/// embedding, matrix products) instead of the CPU kernels: the same matrix.
+#[test]
+fn another_backend_gives_the_same_sweep() {
+    use burn::backend::Autodiff;
+    use burn::module::AutodiffModule;
+
+    let generic = config(r#", "sliding_window": 3"#).init::<Autodiff<B>>(&Default::default());
+    let flex: LlamaForCausalLM<B> = generic.valid();
+    let metric = LogitDiff { answer: 5, distractor: 7 };
+    let corrupted = [27, 18, 28, 18, 28, 45, 9, 45];
+    let fast = flex.residual_patching_sweep(&CLEAN, &corrupted, metric).unwrap();
+    let other = generic.residual_patching_sweep(&CLEAN, &corrupted, metric).unwrap();
+    for (i, (a, b)) in fast.values().iter().zip(other.values()).enumerate() {
+        assert!((a - b).abs() <= 1e-4, "entry {i}: {a} vs {b}");
+    }
 }
 
 #[test]
