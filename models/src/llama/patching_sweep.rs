@@ -94,7 +94,7 @@ impl<B: Backend> LlamaForCausalLM<B> {
             window: self.model.sliding_window,
         };
         let mixed = groups_attention_flex((&q, 0), (&k, 0), (&v, 0), &groups, tokens, heads, last_layer)
-            .unwrap_or_else(|| self.groups_attention((q, k, v), &groups, tokens, last_layer));
+            .unwrap_or_else(|| self.groups_attention(layer, (q, k, v), &groups, tokens, last_layer));
         let x = kept_residual(residual, &shapes, last_layer) + attn.o_proj.forward_fast(mixed);
         let x = x.clone() + decoder.mlp.forward(decoder.post_attention_layernorm.forward(x));
         store_rows(active, &shapes, x, last_layer);
@@ -102,15 +102,16 @@ impl<B: Backend> LlamaForCausalLM<B> {
 
     /// The attention of every group (`(position, patches)`, the reference runs first) with burn's
     /// tensor operations, on backends other than `Flex`: `[1, rows kept, hidden]` (see
-    /// `patching::attention`). `q`, `k`, `v` are the rotated projections of all rows.
+    /// `patching::attention`). `q`, `k`, `v` are layer `layer`'s rotated projections of all rows.
     fn groups_attention(
         &self,
+        layer: usize,
         (q, k, v): (Tensor<B, 3>, Tensor<B, 3>, Tensor<B, 3>),
         groups: &[(usize, usize)],
         tokens: usize,
         last_layer: bool,
     ) -> Tensor<B, 3> {
-        let attn = &self.model.layers[0].self_attn;
+        let attn = &self.model.layers[layer].self_attn;
         let head_dim = attn.head_dim;
         let mut corrupted_kv: Option<(Tensor<B, 4>, Tensor<B, 4>)> = None;
         let mut offset = 0;
