@@ -5,8 +5,9 @@
 //! thread, which leaves half of a small machine idle on the medium-sized products of patching
 //! sweeps (tens of rows against a projection).
 
-/// Products below this many multiply-adds stay on one thread: splitting costs more than it gains.
-const THREADED_FROM: usize = 1 << 20;
+/// Products below this many multiply-adds stay on one thread: splitting costs more than it gains
+/// (for `gemm` and the tiled kernel alike).
+pub(super) const THREADED_FROM: usize = 1 << 20;
 
 /// `x · w` (or `x · wᵀ` when `transposed`, `w` then `[n, k]`) for `x` `[m, k]`, `w` `[k, n]`,
 /// all row-major: `[m, n]`.

@@ -19,6 +19,8 @@ use std::arch::x86_64::{
     _mm256_storeu_ps,
 };
 
+use super::many_rows::THREADED_FROM;
+
 /// Rows of a register tile.
 const ROWS: usize = 6;
 /// Columns of a register tile: two vectors of eight.
@@ -27,8 +29,6 @@ const COLUMNS: usize = 16;
 const DEPTH: usize = 256;
 /// Weight columns packed at a time: `DEPTH × BLOCK` values (256 KiB, in L2), read as rows of 1 KiB.
 const BLOCK: usize = 256;
-/// Products below this many multiply-adds stay on one thread: splitting costs more than it gains.
-const THREADED_FROM: usize = 1 << 20;
 
 /// Whether this CPU runs the kernel (AVX2 and FMA).
 pub(super) fn available() -> bool {

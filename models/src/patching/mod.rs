@@ -14,7 +14,6 @@ use std::fmt;
 use burn::prelude::*;
 use nnsight::{Error, Result};
 
-use crate::causal::CausalMask;
 use crate::lm_head::LmHead;
 
 pub(crate) use attention::{Heads, groups_attention_flex};
@@ -127,7 +126,8 @@ pub(crate) fn prompt_pair<B: Backend>(
     let tokens = clean.len();
     let ids: Vec<i64> = clean.iter().chain(corrupted).map(|&t| i64::from(t)).collect();
     let ids = Tensor::from_data(TensorData::new(ids, [2, tokens]), device);
-    (ids, CausalMask::new(&Tensor::ones([2, tokens], device), tokens).position_ids)
+    let positions = Tensor::<B, 1, Int>::arange(0..tokens as i64, device).unsqueeze::<2>().repeat_dim(0, 2);
+    (ids, positions)
 }
 
 /// Patches sharing a position `p`: their residual rows for positions `p..` at the current layer.
