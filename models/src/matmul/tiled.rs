@@ -4,20 +4,25 @@
 //!
 //! The output is computed in tiles of [`ROWS`] × [`COLUMNS`] held in twelve vector registers; each
 //! step of the depth loop loads two vectors of the weight and broadcasts one value per row, so
-//! every load feeds six fused multiply-adds. Both operands are first copied into the order the
-//! kernel reads them: the rows of `x` for a depth block, and one panel of the weight
-//! ([`DEPTH`] × [`COLUMNS`], 16 KiB) that then stays in the L1 cache while every row tile uses
-//! it. The copy matters: a weight row is 3–12 KiB apart from the next, so the rows of an unpacked
-//! panel fall into a handful of cache sets and evict one another.
+//! every load feeds six fused multiply-adds. The weight is copied into the order the kernel reads
+//! it, one panel ([`DEPTH`] × [`COLUMNS`], 16 KiB) at a time, which then stays in the L1 cache
+//! while every row tile uses it: a weight row is 0.75–12 KiB apart from the next, so the rows of
+//! an unpacked panel would fall into a handful of cache sets and evict one another. The weight
+//! rows of the next panel are prefetched while the current one is in use, a share per row tile,
+//! so that reading the weight from memory overlaps the arithmetic. The rows of `x` are read in
+//! place, [`ROW_BLOCK`] rows at a time, which stay in the L2 cache while every panel of a column
+//! block uses them.
 //!
-//! Every output element is the sum over depth blocks (in order) of fused multiply-add chains (in
+//! Every output element is the sum over depth passes (in order) of fused multiply-add chains (in
 //! order), whatever the number of rows and threads: a row's result does not depend on the rest of
 //! the batch.
 
 use std::arch::x86_64::{
-    __m256, _MM_HINT_T0, _mm_prefetch, _mm256_add_ps, _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps,
-    _mm256_setzero_ps, _mm256_storeu_ps,
+    __m256, _MM_HINT_T0, _MM_HINT_T1, _mm_prefetch, _mm256_add_ps, _mm256_broadcast_ss, _mm256_fmadd_ps,
+    _mm256_loadu_ps, _mm256_setzero_ps, _mm256_storeu_ps,
 };
+use std::cell::RefCell;
+use std::ops::Range;
 
 use super::many_rows::THREADED_FROM;
 
@@ -27,8 +32,17 @@ const ROWS: usize = 6;
 const COLUMNS: usize = 16;
 /// Depth of one pass: a packed weight panel holds `DEPTH × COLUMNS` values (16 KiB, in L1).
 const DEPTH: usize = 256;
-/// Weight columns packed at a time: `DEPTH × BLOCK` values (256 KiB, in L2), read as rows of 1 KiB.
-const BLOCK: usize = 256;
+/// Rows of `x` that every panel of a column block passes over before the next rows: at most
+/// `ROW_BLOCK × DEPTH` values (144 KiB, in L2).
+const ROW_BLOCK: usize = 144;
+/// Weight columns packed for one depth pass, at most: `DEPTH × COLUMN_BLOCK` values (4 MiB).
+const COLUMN_BLOCK: usize = 4096;
+
+thread_local! {
+    /// The packed weight panels of this thread's products, kept from one product to the next (a
+    /// sweep makes hundreds): no allocation, zeroing or page faults per product.
+    static PANELS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
 
 /// Whether this CPU runs the kernel (AVX2 and FMA).
 pub(super) fn available() -> bool {
@@ -54,9 +68,11 @@ pub(super) fn rows_times(x: &[f32], m: usize, w: &[f32], k: usize, n: usize) -> 
     let share = |t: usize| {
         let first = panels * t / threads * COLUMNS;
         let last = (panels * (t + 1) / threads * COLUMNS).min(n);
+        let product = Product { x, m, w, k, n, out: out_ptr.get() };
         // SAFETY: the CPU has AVX2 and FMA (asserted above); the threads write disjoint column
-        // ranges `first..last` of `out`, which is `[m, n]`, and `x`, `w` have the shapes asserted.
-        unsafe { columns_times(x, m, w, k, n, first..last, out_ptr.get()) };
+        // ranges `first..last` of `out`, which has room for `[m, n]`, and `x`, `w` have the
+        // shapes asserted.
+        unsafe { columns_times(&product, first..last) };
     };
     if threads == 1 {
         share(0);
@@ -88,57 +104,84 @@ impl SharedOut {
     }
 }
 
-/// Columns `columns` of `x · w` into `out` (`[m, n]`). The first depth pass writes these columns
-/// of every row without reading them, so `out` need not be initialized.
-///
-/// # Safety
-/// The CPU has AVX2 and FMA; `out` points to room for `m × n` values of which no other thread
-/// writes these columns; `columns` lies within `0..n`.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn columns_times(
-    x: &[f32],
+/// One product `x · w` (`x` `[m, k]`, `w` `[k, n]`) into `out` (room for `[m, n]`).
+struct Product<'a> {
+    x: &'a [f32],
     m: usize,
-    w: &[f32],
+    w: &'a [f32],
     k: usize,
     n: usize,
-    columns: std::ops::Range<usize>,
     out: *mut f32,
-) {
-    let tiles = m.div_ceil(ROWS);
-    let mut rows_packed = vec![0.0f32; tiles * ROWS * DEPTH];
-    let mut panels = vec![0.0f32; DEPTH * BLOCK];
-    let mut edge = [0.0f32; ROWS * COLUMNS];
-    for depth_start in (0..k).step_by(DEPTH) {
-        let depth = DEPTH.min(k - depth_start);
-        pack_rows(x, m, k, depth_start, depth, &mut rows_packed);
-        let accumulate = depth_start > 0;
-        for block_first in columns.clone().step_by(BLOCK) {
-            let block_width = BLOCK.min(columns.end - block_first);
-            pack_panels(w, n, depth_start, depth, block_first..block_first + block_width, &mut panels);
-            for (index, panel) in
-                panels.chunks_exact(depth * COLUMNS).take(block_width.div_ceil(COLUMNS)).enumerate()
-            {
-                let first = block_first + index * COLUMNS;
-                let width = COLUMNS.min(block_first + block_width - first);
-                for tile in 0..tiles {
-                    let rows = ROWS.min(m - tile * ROWS);
-                    let a = &rows_packed[tile * ROWS * depth..(tile + 1) * ROWS * depth];
-                    // SAFETY: the tile's rows and columns lie inside `out` (`[m, n]`), which only
-                    // this thread writes in these columns; `edge` holds a whole tile.
-                    unsafe {
-                        let c = out.add(tile * ROWS * n + first);
-                        if width == COLUMNS {
-                            kernel(depth, a, panel, c, n, rows, accumulate);
-                        } else {
-                            for r in 0..rows {
-                                for j in 0..width {
-                                    edge[r * COLUMNS + j] = if accumulate { *c.add(r * n + j) } else { 0.0 };
-                                }
+}
+
+/// Columns `columns` of the product. The first depth pass writes these columns of every row
+/// without reading them, so `out` need not be initialized.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; no other thread writes these columns of `out`; `columns` lies
+/// within `0..n`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn columns_times(product: &Product<'_>, columns: Range<usize>) {
+    let Product { x, m, w, k, n, out } = *product;
+    PANELS.with_borrow_mut(|panels| {
+        let mut edge = [0.0f32; ROWS * COLUMNS];
+        for depth_start in (0..k).step_by(DEPTH) {
+            let depth = DEPTH.min(k - depth_start);
+            let panel_len = depth * COLUMNS;
+            let accumulate = depth_start > 0;
+            for block_first in columns.clone().step_by(COLUMN_BLOCK) {
+                let block = block_first..(block_first + COLUMN_BLOCK).min(columns.end);
+                let block_panels = block.len().div_ceil(COLUMNS);
+                if panels.len() < block_panels * panel_len {
+                    panels.resize(block_panels * panel_len, 0.0);
+                }
+                for row_first in (0..m).step_by(ROW_BLOCK) {
+                    let block_rows = ROW_BLOCK.min(m - row_first);
+                    let tiles = block_rows.div_ceil(ROWS);
+                    // The first row block packs each panel just before using it.
+                    let packing = row_first == 0;
+                    for index in 0..block_panels {
+                        let first = block.start + index * COLUMNS;
+                        let width = COLUMNS.min(block.end - first);
+                        let panel = &mut panels[index * panel_len..(index + 1) * panel_len];
+                        if packing {
+                            pack_panel(w, n, depth_start..depth_start + depth, first..first + width, panel);
+                        }
+                        let next = first + COLUMNS;
+                        let prefetch = packing && next < block.end;
+                        for tile in 0..tiles {
+                            if prefetch {
+                                let share = depth * tile / tiles..depth * (tile + 1) / tiles;
+                                let rows = depth_start + share.start..depth_start + share.end;
+                                prefetch_weight(w, n, rows, next..(next + COLUMNS).min(block.end));
                             }
-                            kernel(depth, a, panel, edge.as_mut_ptr(), COLUMNS, rows, true);
-                            for r in 0..rows {
-                                for j in 0..width {
-                                    *c.add(r * n + j) = edge[r * COLUMNS + j];
+                            let row = row_first + tile * ROWS;
+                            let rows = ROWS.min(m - row);
+                            // Past the last row, the tile reads the last row again (not stored).
+                            let rows_at: [*const f32; ROWS] = std::array::from_fn(|r| {
+                                x[(row + r.min(rows - 1)) * k + depth_start..].as_ptr()
+                            });
+                            // SAFETY: each of `rows_at` has `depth` values of `x` left; the tile's
+                            // rows and columns lie inside `out` (`[m, n]`), which only this thread
+                            // writes in these columns; `edge` holds a whole tile; the CPU has AVX2
+                            // and FMA (this function's contract).
+                            unsafe {
+                                let c = out.add(row * n + first);
+                                if width == COLUMNS {
+                                    kernel(depth, rows_at, panel, c, n, rows, accumulate);
+                                } else {
+                                    for r in 0..rows {
+                                        for j in 0..width {
+                                            edge[r * COLUMNS + j] =
+                                                if accumulate { *c.add(r * n + j) } else { 0.0 };
+                                        }
+                                    }
+                                    kernel(depth, rows_at, panel, edge.as_mut_ptr(), COLUMNS, rows, true);
+                                    for r in 0..rows {
+                                        for j in 0..width {
+                                            *c.add(r * n + j) = edge[r * COLUMNS + j];
+                                        }
+                                    }
                                 }
                             }
                         }
@@ -146,75 +189,54 @@ unsafe fn columns_times(
                 }
             }
         }
-    }
+    });
 }
 
-/// Copies `x[.., depth_start..depth_start + depth]` tile by tile, `[tile][d][row]`, rows past `m`
-/// as zeros.
-fn pack_rows(x: &[f32], m: usize, k: usize, depth_start: usize, depth: usize, packed: &mut [f32]) {
-    for (tile, block) in packed.chunks_exact_mut(ROWS * depth).enumerate().take(m.div_ceil(ROWS)) {
-        for r in 0..ROWS {
-            let row = tile * ROWS + r;
-            if row < m {
-                let values = &x[row * k + depth_start..row * k + depth_start + depth];
-                for (d, &value) in values.iter().enumerate() {
-                    block[d * ROWS + r] = value;
-                }
-            } else {
-                for d in 0..depth {
-                    block[d * ROWS + r] = 0.0;
-                }
-            }
+/// Copies the weight columns `columns` (at most [`COLUMNS`]) of rows `rows` into `panel`,
+/// `[d][column]`, columns past them as zeros.
+fn pack_panel(w: &[f32], n: usize, rows: Range<usize>, columns: Range<usize>, panel: &mut [f32]) {
+    for (d, target) in rows.zip(panel.chunks_exact_mut(COLUMNS)) {
+        let values = &w[d * n + columns.start..d * n + columns.end];
+        if let (Ok(target), Ok(values)) =
+            (<&mut [f32; COLUMNS]>::try_from(&mut *target), <&[f32; COLUMNS]>::try_from(values))
+        {
+            // A copy of known length, inlined (a call to `memmove` per 64 bytes costs more).
+            *target = *values;
+        } else {
+            target[..values.len()].copy_from_slice(values);
+            target[values.len()..].fill(0.0);
         }
     }
 }
 
-/// Copies the weight columns `block` of rows `depth_start..depth_start + depth` as panels of
-/// [`COLUMNS`], each `[d][column]` (`depth × COLUMNS` values), columns past the block as zeros.
-/// Each weight row is read as one stretch of the block's width, which the prefetchers follow.
-fn pack_panels(
-    w: &[f32],
-    n: usize,
-    depth_start: usize,
-    depth: usize,
-    block: std::ops::Range<usize>,
-    panels: &mut [f32],
-) {
-    let panel_len = depth * COLUMNS;
-    for d in 0..depth {
-        let row = (depth_start + d) * n;
-        let source = &w[row + block.start..row + block.end];
-        for (index, values) in source.chunks(COLUMNS).enumerate() {
-            let target = &mut panels[index * panel_len + d * COLUMNS..index * panel_len + (d + 1) * COLUMNS];
-            if let (Ok(target), Ok(values)) =
-                (<&mut [f32; COLUMNS]>::try_from(&mut *target), <&[f32; COLUMNS]>::try_from(values))
-            {
-                // A copy of known length, inlined (a call to `memmove` per 64 bytes costs more).
-                *target = *values;
-            } else {
-                target[..values.len()].copy_from_slice(values);
-                target[values.len()..].fill(0.0);
-            }
+/// Asks for the weight columns `columns` of rows `rows` to be brought into the L2 cache.
+fn prefetch_weight(w: &[f32], n: usize, rows: Range<usize>, columns: Range<usize>) {
+    for d in rows {
+        let values = &w[d * n + columns.start..d * n + columns.end];
+        for at in [values.as_ptr(), values[values.len() - 1..].as_ptr()] {
+            // SAFETY: a prefetch reads nothing and writes nothing; the address lies inside `w`.
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(at.cast::<i8>()) };
         }
     }
 }
 
-/// One register tile: `c[r][..16] (+)= Σ_d a[d][r] · panel[d][..16]` for the first `rows` rows.
+/// One register tile: `c[r][..16] (+)= Σ_d rows_at[r][d] · panel[d][..16]` for the first `rows`
+/// rows.
 ///
 /// # Safety
-/// The CPU has AVX2 and FMA; `a` holds `depth × ROWS` values, `panel` at least `depth × COLUMNS`;
-/// `c` points to `rows` rows of 16 values, `ldc` apart.
+/// The CPU has AVX2 and FMA; each of `rows_at` points to `depth` values, `panel` holds at least
+/// `depth × COLUMNS`; `c` points to `rows` rows of 16 values, `ldc` apart.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn kernel(
     depth: usize,
-    a: &[f32],
+    rows_at: [*const f32; ROWS],
     panel: &[f32],
     c: *mut f32,
     ldc: usize,
     rows: usize,
     accumulate: bool,
 ) {
-    assert!(a.len() >= depth * ROWS && panel.len() >= depth * COLUMNS, "a tile of {depth} steps");
+    assert!(panel.len() >= depth * COLUMNS, "a panel of {depth} steps");
     // The tile's rows of `c` are read (or written) only after the depth loop: ask for them now,
     // so that they arrive during the loop (they lie `ldc` apart, rarely in the L1 or L2 cache).
     for r in 0..rows {
@@ -223,18 +245,17 @@ unsafe fn kernel(
         _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(4 * COLUMNS - 1));
     }
     let mut acc: [__m256; 2 * ROWS] = [_mm256_setzero_ps(); 2 * ROWS];
-    let (mut xs, mut w) = (a.as_ptr(), panel.as_ptr());
-    for _ in 0..depth {
-        // SAFETY: `d < depth` steps in: `w` has 16 values left in `panel`, `xs` 6 in `a`
-        // (asserted above).
+    let mut w = panel.as_ptr();
+    for d in 0..depth {
+        // SAFETY: `d < depth`: `w` has 16 values left in `panel` (asserted above), each row of
+        // `rows_at` a value at `d` (the caller's contract).
         unsafe {
             let (w0, w1) = (_mm256_loadu_ps(w), _mm256_loadu_ps(w.add(8)));
-            for r in 0..ROWS {
-                let value = _mm256_broadcast_ss(&*xs.add(r));
+            for (r, row) in rows_at.iter().enumerate() {
+                let value = _mm256_broadcast_ss(&*row.add(d));
                 acc[2 * r] = _mm256_fmadd_ps(value, w0, acc[2 * r]);
                 acc[2 * r + 1] = _mm256_fmadd_ps(value, w1, acc[2 * r + 1]);
             }
-            xs = xs.add(ROWS);
             w = w.add(COLUMNS);
         }
     }
@@ -268,8 +289,11 @@ mod tests {
         if !available() {
             return;
         }
-        // Rows not a multiple of 6, columns not a multiple of 16, depth over two passes.
-        for (m, k, n) in [(17, 300, 37), (6, 256, 16), (40, 513, 200), (1, 5, 3)] {
+        // Rows not a multiple of 6, columns not a multiple of 16, depth over two or three passes,
+        // rows over two row blocks, columns over two column blocks.
+        for (m, k, n) in
+            [(17, 300, 37), (6, 256, 16), (40, 513, 200), (1, 5, 3), (150, 600, 70), (20, 10, 4130)]
+        {
             let (x, w) = (values(m * k, 1), values(k * n, 2));
             let got = rows_times(&x, m, &w, k, n);
             for i in 0..m {
