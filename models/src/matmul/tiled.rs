@@ -124,7 +124,6 @@ struct Product<'a> {
 unsafe fn columns_times(product: &Product<'_>, columns: Range<usize>) {
     let Product { x, m, w, k, n, out } = *product;
     PANELS.with_borrow_mut(|panels| {
-        let mut edge = [0.0f32; ROWS * COLUMNS];
         for depth_start in (0..k).step_by(DEPTH) {
             let depth = DEPTH.min(k - depth_start);
             let panel_len = depth * COLUMNS;
@@ -136,8 +135,7 @@ unsafe fn columns_times(product: &Product<'_>, columns: Range<usize>) {
                     panels.resize(block_panels * panel_len, 0.0);
                 }
                 for row_first in (0..m).step_by(ROW_BLOCK) {
-                    let block_rows = ROW_BLOCK.min(m - row_first);
-                    let tiles = block_rows.div_ceil(ROWS);
+                    let tiles = ROW_BLOCK.min(m - row_first).div_ceil(ROWS);
                     // The first row block packs each panel just before using it.
                     let packing = row_first == 0;
                     for index in 0..block_panels {
@@ -147,13 +145,15 @@ unsafe fn columns_times(product: &Product<'_>, columns: Range<usize>) {
                         if packing {
                             pack_panel(w, n, depth_start..depth_start + depth, first..first + width, panel);
                         }
+                        // The next panel's columns, whose weight rows the tiles prefetch.
                         let next = first + COLUMNS;
-                        let prefetch = packing && next < block.end;
+                        let next =
+                            (packing && next < block.end).then(|| next..(next + COLUMNS).min(block.end));
                         for tile in 0..tiles {
-                            if prefetch {
+                            if let Some(next) = next.clone() {
                                 let share = depth * tile / tiles..depth * (tile + 1) / tiles;
-                                let rows = depth_start + share.start..depth_start + share.end;
-                                prefetch_weight(w, n, rows, next..(next + COLUMNS).min(block.end));
+                                let weight_rows = depth_start + share.start..depth_start + share.end;
+                                prefetch_weight(w, n, weight_rows, next);
                             }
                             let row = row_first + tile * ROWS;
                             let rows = ROWS.min(m - row);
@@ -161,35 +161,63 @@ unsafe fn columns_times(product: &Product<'_>, columns: Range<usize>) {
                             let rows_at: [*const f32; ROWS] = std::array::from_fn(|r| {
                                 x[(row + r.min(rows - 1)) * k + depth_start..].as_ptr()
                             });
+                            let tile =
+                                Tile { depth, rows_at, rows, c: out.wrapping_add(row * n + first), ldc: n };
                             // SAFETY: each of `rows_at` has `depth` values of `x` left; the tile's
                             // rows and columns lie inside `out` (`[m, n]`), which only this thread
-                            // writes in these columns; `edge` holds a whole tile; the CPU has AVX2
-                            // and FMA (this function's contract).
-                            unsafe {
-                                let c = out.add(row * n + first);
-                                if width == COLUMNS {
-                                    kernel(depth, rows_at, panel, c, n, rows, accumulate);
-                                } else {
-                                    for r in 0..rows {
-                                        for j in 0..width {
-                                            edge[r * COLUMNS + j] =
-                                                if accumulate { *c.add(r * n + j) } else { 0.0 };
-                                        }
-                                    }
-                                    kernel(depth, rows_at, panel, edge.as_mut_ptr(), COLUMNS, rows, true);
-                                    for r in 0..rows {
-                                        for j in 0..width {
-                                            *c.add(r * n + j) = edge[r * COLUMNS + j];
-                                        }
-                                    }
-                                }
-                            }
+                            // writes in these columns; the CPU has AVX2 and FMA (this function's
+                            // contract).
+                            unsafe { tile.times(panel, width, accumulate) };
                         }
                     }
                 }
             }
         }
     });
+}
+
+/// One tile of the output: `rows` rows (at most [`ROWS`]) from `c`, `ldc` apart, computed from
+/// the rows of `x` at `rows_at` over `depth` steps.
+struct Tile {
+    depth: usize,
+    rows_at: [*const f32; ROWS],
+    rows: usize,
+    c: *mut f32,
+    ldc: usize,
+}
+
+impl Tile {
+    /// Writes (or adds to, when `accumulate`) the tile's first `width` columns.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA; each of `rows_at` points to `depth` values; the tile's `rows`
+    /// rows of `width` values lie in memory this thread may write; `panel` holds at least
+    /// `depth × COLUMNS` values.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn times(&self, panel: &[f32], width: usize, accumulate: bool) {
+        let Tile { depth, rows_at, rows, c, ldc } = *self;
+        if width == COLUMNS {
+            // SAFETY: the caller's contract.
+            unsafe { kernel(depth, rows_at, panel, c, ldc, rows, accumulate) };
+            return;
+        }
+        // Fewer columns than a register tile: through a whole tile on the stack.
+        let mut edge = [0.0f32; ROWS * COLUMNS];
+        for r in 0..rows {
+            for j in 0..width {
+                // SAFETY: row `r`, column `j < width` of the tile (the caller's contract).
+                edge[r * COLUMNS + j] = if accumulate { unsafe { *c.add(r * ldc + j) } } else { 0.0 };
+            }
+        }
+        // SAFETY: `edge` holds `ROWS` rows of `COLUMNS`; the rest is the caller's contract.
+        unsafe { kernel(depth, rows_at, panel, edge.as_mut_ptr(), COLUMNS, rows, true) };
+        for r in 0..rows {
+            for j in 0..width {
+                // SAFETY: as above.
+                unsafe { *c.add(r * ldc + j) = edge[r * COLUMNS + j] };
+            }
+        }
+    }
 }
 
 /// Copies the weight columns `columns` (at most [`COLUMNS`]) of rows `rows` into `panel`,
