@@ -1,6 +1,6 @@
 //! Gradients of intermediate activations with an autodiff backend, alone and through invokes.
 
-mod support;
+use crate::support;
 
 use burn::backend::Autodiff;
 use burn::prelude::*;

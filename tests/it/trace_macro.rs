@@ -1,6 +1,6 @@
 //! `trace!`: nnsight-shaped bodies give the same results as the explicit API.
 
-mod support;
+use crate::support;
 
 use burn::prelude::*;
 use nnsight::prelude::*;

@@ -7,7 +7,7 @@
 //! which turns a missing file into a failure. Elsewhere the test tries pip itself and, when that
 //! is impossible (offline), says so and passes without checking.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

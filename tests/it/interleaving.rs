@@ -2,7 +2,7 @@
 //! models, through the explicit API. Each patched result is checked against the same computation
 //! done by hand, without hooks.
 
-mod support;
+use crate::support;
 
 use burn::prelude::*;
 use burn::tensor::activation::relu;

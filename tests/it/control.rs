@@ -1,6 +1,6 @@
 //! Control of the forward pass (stop, skip), the activation cache, and persistent edits.
 
-mod support;
+use crate::support;
 
 use std::cell::Cell;
 

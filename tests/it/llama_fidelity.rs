@@ -5,7 +5,7 @@
 //! one prompt, for a left-padded batch, and for a KV-cached continuation — and loading errors
 //! must name the tensor.
 
-mod support;
+use crate::support;
 
 use std::fs;
 

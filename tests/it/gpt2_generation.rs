@@ -2,7 +2,7 @@
 //! step is a new visit of every site, and interventions at every step (steering) change the text
 //! while a trace that does nothing leaves it as plain generation makes it.
 
-mod support;
+use crate::support;
 
 use std::cell::RefCell;
 

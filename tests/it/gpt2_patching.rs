@@ -15,7 +15,7 @@
 //! 3. the sweep over every `(L, p)`: naively one trace per entry, or with
 //!    `Gpt2LMHeadModel::residual_patching_sweep`.
 
-mod support;
+use crate::support;
 
 use std::ops::Range;
 

@@ -1,7 +1,7 @@
 //! Loading errors name the problem — the directory, the file, the tensor — and bad input to a
 //! loaded model is an error, never a panic.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Seed workflows on the tiny GPT-2 fixture: cross-prompt activation sharing in one batched trace,
 //! and gradients of block outputs against PyTorch autograd (and a finite difference).
 
-mod support;
+use crate::support;
 
 use burn::backend::Autodiff;
 use burn::prelude::*;

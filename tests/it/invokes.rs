@@ -1,6 +1,6 @@
 //! Invokes: several inputs in one trace, one batched forward pass, each body on its own rows.
 
-mod support;
+use crate::support;
 
 use burn::prelude::*;
 use nnsight::prelude::*;

@@ -9,7 +9,7 @@
 //! `ln_f`, `lm_head`, and the attention's own `split_heads` / `probabilities`); each derived
 //! number is checked against the same number computed in plain Rust from the PyTorch tensors.
 
-mod support;
+use crate::support;
 
 use burn::prelude::*;
 use burn::tensor::activation::softmax;

@@ -1,6 +1,6 @@
 //! Two threads trace one shared model at the same time; each sees only its own interventions.
 
-mod support;
+use crate::support;
 
 use nnsight::prelude::*;
 use support::models::Transformer;

@@ -3,7 +3,7 @@
 //! 1e-4 — every block output, every layer's attention probabilities, the final norm and the logits,
 //! for one prompt and for a left-padded batch.
 
-mod support;
+use crate::support;
 
 use burn::prelude::*;
 use nnsight::prelude::*;

@@ -1,0 +1,21 @@
+//! The integration tests of the facade, as one test binary of many modules (fewer binaries that
+//! link burn: a faster build). `memory` and `hub_cache` stay binaries of their own: one counts
+//! the heap with a global allocator, the other sets process environment variables.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod concurrency;
+mod control;
+mod gpt2_analysis;
+mod gpt2_fidelity;
+mod gpt2_generation;
+mod gpt2_invokes;
+mod gpt2_loading;
+mod gpt2_patching;
+mod gradients;
+mod interleaving;
+mod invokes;
+mod llama_fidelity;
+mod smollm2;
+mod trace_macro;
