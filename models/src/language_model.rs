@@ -172,7 +172,17 @@ impl<B: Backend, M: CausalLm<B>> LanguageModel<B, M> {
     }
 
     /// The text of `ids`.
+    ///
+    /// # Errors
+    /// [`Error::Input`] for an id outside the model's vocabulary (the tokenizer would give `""`);
+    /// [`Error::Tokenizer`] when the tokenizer fails.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        let vocab = self.model.vocab_size();
+        if let Some(id) = ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(Error::Input {
+                problem: format!("cannot decode token id {id}: it is outside the vocabulary (size {vocab})"),
+            });
+        }
         self.tokenizer
             .decode(ids, false)
             .map_err(|e| Error::Tokenizer { problem: format!("cannot decode {ids:?}: {e}") })

@@ -72,6 +72,20 @@ impl Weights {
         names
     }
 
+    /// A tensor of a layer at or past `count` in the list of layers named `list` (`h` matches
+    /// `h.12.ln_1.weight` and `transformer.h.12.ln_1.weight`), if the checkpoint has one: a
+    /// config naming fewer layers than the checkpoint holds would drop them without a word.
+    pub fn past_layers(&self, list: &str, count: usize) -> Option<&str> {
+        let mut names = self.names();
+        names.retain(|name| {
+            name.split('.')
+                .collect::<Vec<_>>()
+                .windows(2)
+                .any(|pair| pair[0] == list && pair[1].parse::<usize>().is_ok_and(|i| i >= count))
+        });
+        names.first().copied()
+    }
+
     /// The shape of tensor `name`, if present.
     pub fn shape(&self, name: &str) -> Option<&[usize]> {
         self.index.get(name).map(|e| e.shape.as_slice())

@@ -5,18 +5,25 @@
 //! trace, the site finds its node, counts the visit, and — only when a body waits for this very
 //! visit — lends the value to the waiting bodies, polling each (in invoke order) with a no-op
 //! waker until it waits for a later site or finishes. Bodies are polled with the thread-local
-//! cleared, so model code they call by hand is not mistaken for the traced forward pass.
+//! cleared, so model code they call by hand is not mistaken for the traced forward pass; a call
+//! site of a module that is not the one the trace's tree registered (another instance of the same
+//! type, called by hand inside the forward) runs untraced too. Two guards, [`Activation`] and
+//! [`Suspension`], are the only writers of the thread-local, and each restores what it found.
 
 use std::any::{Any, type_name};
 use std::cell::{Cell, RefCell};
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::ptr;
 use std::task::{Context, Poll, Waker};
 
 use crate::error::{Error, Result};
-use crate::state::{CACHING, ENDED, HALTED, Key, Kind, SKIPPING, STANDING, STOPPING, Serving, TraceState};
-use crate::tree::{NodeId, NodeKind};
+use crate::inspectable::Inspectable;
+use crate::state::{
+    CACHING, ENDED, HALTED, Key, Kind, SKIPPING, STANDING, STOPPING, Serving, TraceState, WRITTEN,
+};
+use crate::tree::{NodeId, NodeKind, address_of};
 use crate::value::SiteValue;
 
 thread_local! {
@@ -31,12 +38,17 @@ pub struct Child {
     element: Option<Element>,
 }
 
-/// The position of an element in a `Vec` of modules, as addresses (resolved only when tracing).
+/// An element of a `Vec` of modules, as addresses (resolved only when tracing).
 #[derive(Clone, Copy, Debug)]
 struct Element {
+    /// The `Vec` itself.
+    list: usize,
+    /// Its first element.
     base: usize,
-    item: usize,
+    /// The size of an element (0 for zero-sized modules, which share one address).
     size: usize,
+    /// The index, when the call site names it (`self.list[i]`).
+    index: Option<usize>,
 }
 
 impl Child {
@@ -46,34 +58,51 @@ impl Child {
         Child { slot, element: None }
     }
 
-    /// The element `item` of the `Vec` field `list`, which has slot `slot`.
+    /// An element of the `Vec` field `list`, which has slot `slot`: the element `index` when the
+    /// call site names it (`self.list[i]`), else the one the call's receiver points at (a loop
+    /// variable).
     #[inline(always)]
-    pub fn element<M>(slot: u32, list: &[M], item: &M) -> Child {
+    #[allow(clippy::ptr_arg)] // the `Vec`'s own address identifies the list
+    pub fn element<M>(slot: u32, list: &Vec<M>, index: Option<usize>) -> Child {
         let element =
-            Element { base: list.as_ptr() as usize, item: item as *const M as usize, size: size_of::<M>() };
+            Element { list: address_of(list), base: list.as_ptr() as usize, size: size_of::<M>(), index };
         Child { slot, element: Some(element) }
     }
 }
 
 impl Element {
-    fn index(self) -> Option<u32> {
-        let offset = self.item.checked_sub(self.base)?;
-        let index = offset.checked_div(self.size)?;
-        u32::try_from(index).ok()
+    /// The index of the element at `item`; `Err` for a zero-sized element whose index the call
+    /// site does not name (all elements share one address).
+    fn index(self, item: usize) -> Result<Option<u32>, ()> {
+        if let Some(index) = self.index {
+            return Ok(u32::try_from(index).ok());
+        }
+        if self.size == 0 {
+            return Err(());
+        }
+        let offset = item.checked_sub(self.base);
+        Ok(offset.and_then(|o| u32::try_from(o / self.size).ok()))
     }
 }
 
-/// Runs `call` on `args` as the call of a child module: the entry point of instrumented code.
+/// Runs `call` on `args` as the call of `module`, a child of the current module: the entry point
+/// of instrumented code.
 #[inline(always)]
-pub fn site<A: SiteValue, O: SiteValue>(child: Child, args: A, call: impl FnOnce(A) -> O) -> O {
+pub fn site<M: Inspectable + ?Sized, A: SiteValue, O: SiteValue>(
+    child: Child,
+    module: &M,
+    args: A,
+    call: impl FnOnce(A) -> O,
+) -> O {
     let engine = ACTIVE.with(Cell::get);
     if engine.is_null() {
         return call(args);
     }
-    // SAFETY: a non-null `ACTIVE` points at the `Engine` of the trace running on this thread; the
-    // trace clears it (through `Activation`'s drop) before that engine goes away.
+    // SAFETY: a non-null `ACTIVE` points at the `Engine` of the trace running on this thread; it
+    // is set only by an `Activation`, which borrows that engine and restores the previous value
+    // when dropped, so the engine outlives every call that sees it.
     let engine = unsafe { &*(engine as *const Engine<'_, '_>) };
-    engine.site(child, args, call)
+    engine.site(child, module, args, call)
 }
 
 /// A trace body, type-erased: polled by the engine, its result kept for the trace to collect.
@@ -225,61 +254,119 @@ impl<'s, 'b> Engine<'s, 'b> {
     }
 
     #[inline]
-    fn site<A: SiteValue, O: SiteValue>(&self, child: Child, args: A, call: impl FnOnce(A) -> O) -> O {
+    fn site<M: Inspectable + ?Sized, A: SiteValue, O: SiteValue>(
+        &self,
+        child: Child,
+        module: &M,
+        args: A,
+        call: impl FnOnce(A) -> O,
+    ) -> O {
+        // Nothing left to serve (every body done, or the trace failed): the rest runs bare.
+        if !self.attended() {
+            return call(args);
+        }
         let parent = self.cursor.get();
-        let Some(node) = self.resolve(parent, child) else {
+        let Some(node) = self.resolve(parent, child, address_of(module)) else {
             return call(args);
         };
         self.cursor.set(node);
-        let output = self.call(node, args, call);
+        let output = self.call(node, args, |args| module.check_inputs(args), call);
         self.cursor.set(parent);
         output
     }
 
-    /// The call of `node`: its input site, the call itself (unless a body skips it), its output
-    /// site.
+    /// The call of `node`: its input site, the check of its arguments after a body wrote to the
+    /// trace (`check`: token ids in the vocabulary), the call itself (unless a body skips it), its
+    /// output site.
     #[inline]
-    fn call<A: SiteValue, O: SiteValue>(&self, node: NodeId, args: A, call: impl FnOnce(A) -> O) -> O {
+    fn call<A: SiteValue, O: SiteValue>(
+        &self,
+        node: NodeId,
+        args: A,
+        check: impl FnOnce(&A) -> Result<(), String>,
+        call: impl FnOnce(A) -> O,
+    ) -> O {
         let args = self.fire(node, Kind::Input, args);
+        if self.state.has(WRITTEN)
+            && !self.halted()
+            && let Err(problem) = check(&args)
+        {
+            let site =
+                self.state.describe(Key { node, kind: Kind::Input, occurrence: self.occurrence(node) });
+            self.state.fail(Error::Input { problem: format!("`{site}`: {problem}") });
+            // The module must not run on the bad value; the trace has failed, so nothing after
+            // this site runs (the model is left as it was).
+            if cfg!(panic = "unwind") {
+                std::panic::resume_unwind(Box::new(Stopped));
+            }
+        }
         let output = match self.skipped::<O>(node) {
-            Ok(Some(output)) => output,
-            Ok(None) => call(args),
-            // The trace has failed: the rest of the pass runs bare.
-            Err(()) => return call(args),
+            Some(value) => self.checked_skip(node, value, args, call),
+            None => call(args),
         };
         self.fire(node, Kind::Output, output)
     }
 
-    /// The value a body gave to replace `node`'s call, if it skips it.
+    /// The visit of `node`'s input being served (its last one).
+    fn occurrence(&self, node: NodeId) -> u32 {
+        self.state.tree.node(node).inputs_seen.get().saturating_sub(1)
+    }
+
+    /// The value a body gave to replace `node`'s call, if it skips it; a value of another type
+    /// fails the trace (and the call runs).
     #[inline]
-    fn skipped<O: SiteValue>(&self, node: NodeId) -> Result<Option<O>, ()> {
+    fn skipped<O: SiteValue>(&self, node: NodeId) -> Option<O> {
         if !self.state.has(SKIPPING) {
-            return Ok(None);
+            return None;
         }
         let mut slot = self.state.skip.borrow_mut();
         if slot.as_ref().is_none_or(|s| s.key.node != node) {
-            return Ok(None);
+            return None;
         }
-        let Some(skipped) = slot.take() else { return Ok(None) };
+        let skipped = slot.take()?;
         drop(slot);
         self.state.lower(SKIPPING);
         match skipped.value.downcast::<O>() {
-            Ok(value) => Ok(Some(*value)),
+            Ok(value) => Some(*value),
             Err(_) => {
                 self.state.fail(Error::TypeMismatch {
                     site: format!("{} (skip)", self.state.describe(skipped.key)),
                     expected: type_name::<O>(),
                     found: skipped.type_name,
                 });
-                self.live.set(0);
-                ACTIVE.with(|a| a.set(ptr::null()));
-                Err(())
+                None
             }
         }
     }
 
-    /// The node a call site calls, if the tree has it.
-    fn resolve(&self, parent: NodeId, child: Child) -> Option<NodeId> {
+    /// A skip value of the right type, checked against what the module would have returned: the
+    /// module runs once untraced (its submodules' sites do not fire), so that a value of another
+    /// shape or element type is an error naming the module, never a panic further down.
+    fn checked_skip<A: SiteValue, O: SiteValue>(
+        &self,
+        node: NodeId,
+        value: O,
+        args: A,
+        call: impl FnOnce(A) -> O,
+    ) -> O {
+        let real = {
+            let _untraced = Suspension::new();
+            call(args)
+        };
+        match real.check_replacement(&value) {
+            Ok(()) => value,
+            Err(mismatch) => {
+                let key = Key { node, kind: Kind::Input, occurrence: self.occurrence(node) };
+                self.state.fail(mismatch.into_error(format!("{} (skip)", self.state.describe(key)), |e| e));
+                real
+            }
+        }
+    }
+
+    /// The node a call site calls, if the tree has it: the child `child` of `parent`, when the
+    /// called module (at `address`) is the one the tree registered — a model called by hand
+    /// inside the traced forward has modules of the same types at other addresses.
+    fn resolve(&self, parent: NodeId, child: Child, address: usize) -> Option<NodeId> {
         let tree = &self.state.tree;
         let node = tree.node(parent);
         if child.slot >= node.children {
@@ -287,11 +374,29 @@ impl<'s, 'b> Engine<'s, 'b> {
         }
         let field = NodeId(node.first_child + child.slot);
         let Some(element) = child.element else {
-            return Some(field);
+            return (tree.node(field).address == address).then_some(field);
         };
         let list = tree.node(field);
-        let index = element.index()?;
-        (list.kind == NodeKind::List && index < list.children).then(|| NodeId(list.first_child + index))
+        if list.kind != NodeKind::List || list.address != element.list {
+            return None;
+        }
+        let index = match element.index(address) {
+            Ok(index) => index?,
+            Err(()) => {
+                self.state.fail(Error::Unsupported {
+                    what: format!(
+                        "called an element of `{}`, a list of zero-sized modules, through a loop \
+                         variable: its elements share one address, so the element cannot be told; \
+                         index the list (`self.{}[i].forward(..)`) in the model's forward",
+                        tree.path(field),
+                        tree.path(field).rsplit('.').next().unwrap_or_default(),
+                    ),
+                });
+                return None;
+            }
+        };
+        let element = NodeId(list.first_child + index);
+        (index < list.children && tree.node(element).address == address).then_some(element)
     }
 
     /// Counts a visit of a site and serves its value to the bodies that wait for it.
@@ -354,8 +459,10 @@ impl<'s, 'b> Engine<'s, 'b> {
             return;
         };
         self.state.invoke.set(invoke);
-        let previous = ACTIVE.with(|a| a.replace(ptr::null()));
-        let finished = body.poll_body(&mut Context::from_waker(Waker::noop()));
+        let finished = {
+            let _outside = Suspension::new();
+            body.poll_body(&mut Context::from_waker(Waker::noop()))
+        };
         if finished {
             self.live.set(self.live.get().saturating_sub(1));
         }
@@ -366,8 +473,6 @@ impl<'s, 'b> Engine<'s, 'b> {
                 self.failed.set(Some(invoke));
             }
         }
-        let bare = !self.attended() || self.failed.get().is_some();
-        ACTIVE.with(|a| a.set(if bare { ptr::null() } else { previous }));
     }
 }
 
@@ -387,23 +492,44 @@ impl Root<'_, '_, '_> {
     /// Calls the root module: `call(args)`, with `args` the root's input site and the result its
     /// output site (a body can read or replace both, and skip the call).
     pub fn call<A: SiteValue, O: SiteValue>(&self, args: A, call: impl FnOnce(A) -> O) -> O {
-        self.engine.call(NodeId::ROOT, args, call)
+        self.engine.call(NodeId::ROOT, args, |_| Ok(()), call)
     }
 }
 
-/// Makes an engine the active one on this thread; restores the previous one when dropped.
-struct Activation {
+/// Makes an engine the active one on this thread for as long as it lives; restores the previous
+/// one (another trace's, when a model's forward runs a trace of its own) when dropped. With
+/// [`Suspension`], the only writer of the thread-local.
+struct Activation<'e, 's, 'b> {
+    previous: *const (),
+    _engine: PhantomData<&'e Engine<'s, 'b>>,
+}
+
+impl<'e, 's, 'b> Activation<'e, 's, 'b> {
+    fn new(engine: &'e Engine<'s, 'b>) -> Self {
+        let this = engine as *const Engine<'_, '_> as *const ();
+        Activation { previous: ACTIVE.with(|a| a.replace(this)), _engine: PhantomData }
+    }
+}
+
+impl Drop for Activation<'_, '_, '_> {
+    fn drop(&mut self) {
+        ACTIVE.with(|a| a.set(self.previous));
+    }
+}
+
+/// No trace is active on this thread for as long as it lives (a body being polled, a module run
+/// untraced); restores what was active when dropped.
+struct Suspension {
     previous: *const (),
 }
 
-impl Activation {
-    fn new(engine: &Engine<'_, '_>) -> Activation {
-        let this = engine as *const Engine<'_, '_> as *const ();
-        Activation { previous: ACTIVE.with(|a| a.replace(this)) }
+impl Suspension {
+    fn new() -> Self {
+        Suspension { previous: ACTIVE.with(|a| a.replace(ptr::null())) }
     }
 }
 
-impl Drop for Activation {
+impl Drop for Suspension {
     fn drop(&mut self) {
         ACTIVE.with(|a| a.set(self.previous));
     }

@@ -51,14 +51,17 @@ pub enum Error {
         path: String,
     },
 
-    /// The value at a site is not of the type the body asked for.
-    #[error("type mismatch at `{site}`: the body expects `{expected}`, the model passes `{found}`")]
+    /// A value of another type than its consumer expects: a body reading a site as another type
+    /// than the model passes, or a replacement (or skip value) whose element type differs from
+    /// the model's value (an `F16` tensor for an `F32` site).
+    #[error("type mismatch at `{site}`: `{expected}` is expected, `{found}` was given")]
     TypeMismatch {
-        /// The site.
+        /// The site (with ` (replacement)` or ` (skip)` when a body's value was checked).
         site: String,
-        /// The type the body asked for.
+        /// The type the consumer expects: the body's type when it reads, the model's when a body
+        /// replaces.
         expected: &'static str,
-        /// The type the model passes at this site.
+        /// The type it got.
         found: &'static str,
     },
 
@@ -187,13 +190,43 @@ impl Error {
     }
 }
 
-/// A shape difference found by [`SiteValue::check_replacement`](crate::SiteValue::check_replacement).
+/// A difference found by [`SiteValue::check_replacement`](crate::SiteValue::check_replacement):
+/// of shape, or of element type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mismatch {
-    /// What the model passes.
+    /// What the model passes (a shape like `[2, 3]`, or an element type).
     pub expected: String,
     /// What the replacement has.
     pub found: String,
+    /// The element types, when they are what differs (`("f32", "f16")`): the replacement would
+    /// make the model's kernels fail even with the right shape.
+    pub element_types: Option<(&'static str, &'static str)>,
+}
+
+impl Mismatch {
+    /// A difference of shape (or of any other property described by `expected` and `found`).
+    pub fn shape(expected: impl Into<String>, found: impl Into<String>) -> Self {
+        Mismatch { expected: expected.into(), found: found.into(), element_types: None }
+    }
+
+    /// A difference of element type.
+    pub fn element_type(expected: &'static str, found: &'static str) -> Self {
+        Mismatch {
+            expected: expected.to_owned(),
+            found: found.to_owned(),
+            element_types: Some((expected, found)),
+        }
+    }
+
+    /// The error of a replacement at `site` that differs this way: [`Error::TypeMismatch`] for
+    /// element types, else [`Error::ShapeMismatch`] (`expected` may say more than `self`'s, e.g.
+    /// which rows of a batch the body sees).
+    pub(crate) fn into_error(self, site: String, expected: impl FnOnce(String) -> String) -> Error {
+        match self.element_types {
+            Some((expected, found)) => Error::TypeMismatch { site, expected, found },
+            None => Error::ShapeMismatch { site, expected: expected(self.expected), found: self.found },
+        }
+    }
 }
 
 impl fmt::Display for Mismatch {

@@ -1,5 +1,7 @@
 //! The traits that make a module traceable: [`Inspectable`], [`Signature`] and [`Forward`].
 
+use std::any::Any;
+
 use crate::state::TraceState;
 use crate::tree::{NodeId, TreeBuilder};
 use crate::value::SiteValue;
@@ -25,6 +27,19 @@ pub trait Inspectable {
 
     /// Builds the envoy for `node` of the trace `state`.
     fn envoy(state: &TraceState, node: NodeId) -> Self::Envoy<'_>;
+
+    /// Checks the arguments of a call of this module once a body has written to the trace (so
+    /// that they may come from the body, not the model): e.g. an embedding's token ids must be in
+    /// its vocabulary, or its lookup would panic. `inputs` is the call's argument tuple. The
+    /// default accepts everything.
+    ///
+    /// # Errors
+    /// What is wrong with the arguments; the trace fails with [`Error::Input`](crate::Error::Input)
+    /// naming the site, before the module runs.
+    fn check_inputs(&self, inputs: &dyn Any) -> Result<(), String> {
+        let _ = inputs;
+        Ok(())
+    }
 }
 
 /// The value types of a module's sites, as fixed by its `forward` signature.

@@ -8,6 +8,8 @@ use burn::nn::{
     Dropout, Embedding, Gelu, GroupNorm, LayerNorm, LeakyRelu, Linear, PRelu, Relu, RmsNorm, Sigmoid, SwiGlu,
     Tanh,
 };
+use std::any::Any;
+
 use burn::tensor::{Int, Tensor, backend::Backend};
 
 use crate::envoy::{DynEnvoy, ModuleEnvoy};
@@ -59,7 +61,31 @@ macro_rules! typed_leaves {
 }
 
 typed_leaves!(
-    Embedding: (Tensor<B, 2, Int>) -> Tensor<B, 3>,
     Conv1d: (Tensor<B, 3>) -> Tensor<B, 3>,
     Conv2d: (Tensor<B, 4>) -> Tensor<B, 4>,
 );
+
+impl<B: Backend> Inspectable for Embedding<B> {
+    type Envoy<'t> = ModuleEnvoy<'t, Embedding<B>>;
+
+    fn envoy(state: &TraceState, node: NodeId) -> Self::Envoy<'_> {
+        ModuleEnvoy::new(state, node)
+    }
+
+    /// Token ids outside `0..num_embeddings` (written by a body) would panic in the lookup.
+    fn check_inputs(&self, inputs: &dyn Any) -> Result<(), String> {
+        let Some((ids,)) = inputs.downcast_ref::<<Self as Signature>::Inputs>() else { return Ok(()) };
+        let vocabulary = self.weight.dims()[0];
+        let data = ids.to_data();
+        let outside = data.iter::<i64>().find(|&id| id < 0 || id as u64 >= vocabulary as u64);
+        match outside {
+            Some(id) => Err(format!("token id {id} is outside the vocabulary 0..{vocabulary}")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<B: Backend> Signature for Embedding<B> {
+    type Inputs = (Tensor<B, 2, Int>,);
+    type Output = Tensor<B, 3>;
+}

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::error::{Error, Result};
-use crate::state::{Access, Key, Kind, TraceState};
+use crate::state::{Access, Key, Kind, TraceState, WRITTEN};
 use crate::tree::NodeId;
 use crate::value::{Args, SiteValue};
 
@@ -75,8 +75,9 @@ impl<'t, V: SiteValue, L: Lens<V>> Site<'t, V, L> {
     /// Replaces the value with `value` when the site is reached; downstream computation sees it.
     ///
     /// # Errors
-    /// [`Error::ShapeMismatch`] when `value` has another shape than the value it replaces; the
-    /// errors of reading the site.
+    /// [`Error::ShapeMismatch`] when `value` has another shape than the value it replaces,
+    /// [`Error::TypeMismatch`] when its element type differs (an `f16` tensor for an `f32` site);
+    /// the errors of reading the site.
     pub fn replace(self, value: L::Target) -> Replace<'t, V, L> {
         Replace { site: self, value: Some(value) }
     }
@@ -157,22 +158,20 @@ impl<'t, V: SiteValue, L: Lens<V>> Site<'t, V, L> {
     }
 
     fn assign(&self, slot: &mut L::Target, value: L::Target) -> Result<()> {
-        slot.check_replacement(&value).map_err(|m| Error::ShapeMismatch {
-            site: self.state.describe(self.key),
-            expected: match self.state.current_rows() {
+        slot.check_replacement(&value).map_err(|m| {
+            m.into_error(self.state.describe(self.key), |expected| match self.state.current_rows() {
                 Some(rows) => format!(
-                    "{} ({} sees rows {}..{} of a batch of {})",
-                    m.expected,
+                    "{expected} ({} sees rows {}..{} of a batch of {})",
                     self.state.current_body(),
                     rows.start,
                     rows.start + rows.len,
                     rows.total
                 ),
-                None => m.expected,
-            },
-            found: m.found,
+                None => expected,
+            })
         })?;
         *slot = value;
+        self.state.raise(WRITTEN);
         Ok(())
     }
 

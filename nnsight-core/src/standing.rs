@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use crate::error::{Error, Result};
 use crate::site::{Lens, Site};
-use crate::state::{Key, Kind, STANDING, TraceState};
+use crate::state::{Key, Kind, STANDING, TraceState, WRITTEN};
 use crate::tree::NodeId;
 use crate::value::SiteValue;
 
@@ -79,11 +79,10 @@ impl<V: SiteValue, L: Lens<V> + 'static> Site<'_, V, L> {
                 None => target.clone(),
             };
             let edited = f(part.clone());
-            part.check_replacement(&edited).map_err(|m| Error::ShapeMismatch {
-                site: format!("{} (standing edit of {body})", state.describe(key)),
-                expected: m.expected,
-                found: m.found,
+            part.check_replacement(&edited).map_err(|m| {
+                m.into_error(format!("{} (standing edit of {body})", state.describe(key)), |e| e)
             })?;
+            state.raise(WRITTEN);
             match rows {
                 Some(rows) => target.splice_rows(rows, edited),
                 None => *target = edited,

@@ -51,6 +51,9 @@ pub(crate) const STOPPING: u8 = 8;
 pub(crate) const STANDING: u8 = 16;
 /// The forward pass is over: accesses still waiting will never be served.
 pub(crate) const ENDED: u8 = 32;
+/// A body has written a site in this trace: values that only the model made so far (token ids)
+/// may now come from a body, and the checks of module inputs run.
+pub(crate) const WRITTEN: u8 = 64;
 
 /// A replacement for a module's output, set by `skip`: the module is not run.
 pub(crate) struct Skipped {

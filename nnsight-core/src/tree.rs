@@ -59,6 +59,9 @@ pub(crate) struct Node {
     pub(crate) kind: NodeKind,
     pub(crate) first_child: u32,
     pub(crate) children: u32,
+    /// Where the module (or the `Vec` of a list) lives: a call site of another instance of the
+    /// same type — a model called by hand inside the traced forward — is not this node's.
+    pub(crate) address: usize,
     /// How many times the input site has fired in this trace.
     pub(crate) inputs_seen: Cell<u32>,
     /// How many times the output site has fired in this trace.
@@ -76,6 +79,7 @@ impl Tree {
     pub fn of<M: Inspectable + ?Sized>(model: &M) -> Tree {
         let mut builder = TreeBuilder { nodes: Vec::with_capacity(64), current: 0 };
         builder.nodes.push(Node::new(0, Name::Root, NodeKind::Module));
+        builder.nodes[0].address = address_of(model);
         model.register(&mut builder);
         Tree { nodes: builder.nodes }
     }
@@ -146,10 +150,16 @@ impl Node {
             kind,
             first_child: 0,
             children: 0,
+            address: 0,
             inputs_seen: Cell::new(0),
             outputs_seen: Cell::new(0),
         }
     }
+}
+
+/// The address of a module, as call sites compare it.
+pub(crate) fn address_of<M: ?Sized>(module: &M) -> usize {
+    (module as *const M).cast::<()>() as usize
 }
 
 /// Registers a model's modules as nodes; generated `Inspectable::register` code drives it.
@@ -176,6 +186,7 @@ impl TreeBuilder {
     /// Fills reserved node `id` with the module field `name`, and registers its children.
     pub fn module<M: Inspectable + ?Sized>(&mut self, id: u32, name: &'static str, module: &M) {
         self.fill(id, Name::Field(name), NodeKind::Module);
+        self.nodes[id as usize].address = address_of(module);
         self.descend(id, module);
     }
 
@@ -188,13 +199,17 @@ impl TreeBuilder {
     }
 
     /// Fills reserved node `id` with the list field `name`, one child per element.
-    pub fn list<M: Inspectable>(&mut self, id: u32, name: &'static str, modules: &[M]) {
+    // The `Vec` itself, not a slice: its address tells this list from another instance's.
+    #[allow(clippy::ptr_arg)]
+    pub fn list<M: Inspectable>(&mut self, id: u32, name: &'static str, modules: &Vec<M>) {
         self.fill(id, Name::Field(name), NodeKind::List);
+        self.nodes[id as usize].address = address_of(modules);
         let saved = std::mem::replace(&mut self.current, id);
         let first = self.reserve(modules.len() as u32);
         for (i, module) in modules.iter().enumerate() {
             let child = first + i as u32;
             self.fill(child, Name::Index(i as u32), NodeKind::Module);
+            self.nodes[child as usize].address = address_of(module);
             self.descend(child, module);
         }
         self.current = saved;

@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use burn::tensor::{BasicOps, Tensor, backend::Backend};
+use burn::tensor::{BasicOps, DType, Tensor, backend::Backend};
 
 use crate::error::Mismatch;
 
@@ -67,11 +67,14 @@ pub trait SiteValue: Clone + 'static {
 impl<B: Backend, const D: usize, K: BasicOps<B> + 'static> SiteValue for Tensor<B, D, K> {
     fn check_replacement(&self, replacement: &Self) -> Result<(), Mismatch> {
         let (expected, found) = (self.dims(), replacement.dims());
-        if expected == found {
-            Ok(())
-        } else {
-            Err(Mismatch { expected: format!("{expected:?}"), found: format!("{found:?}") })
+        if expected != found {
+            return Err(Mismatch::shape(format!("{expected:?}"), format!("{found:?}")));
         }
+        let (expected, found) = (self.dtype(), replacement.dtype());
+        if expected != found {
+            return Err(Mismatch::element_type(dtype_name(expected), dtype_name(found)));
+        }
+        Ok(())
     }
 
     fn narrow_rows(&self, rows: Rows) -> Self {
@@ -93,7 +96,7 @@ impl<T: SiteValue> SiteValue for Option<T> {
         match (self, replacement) {
             (Some(a), Some(b)) => a.check_replacement(b),
             (None, None) => Ok(()),
-            (a, b) => Err(Mismatch { expected: presence(a.is_some()), found: presence(b.is_some()) }),
+            (a, b) => Err(Mismatch::shape(presence(a.is_some()), presence(b.is_some()))),
         }
     }
 
@@ -116,10 +119,10 @@ fn presence(some: bool) -> String {
 impl<T: SiteValue> SiteValue for Vec<T> {
     fn check_replacement(&self, replacement: &Self) -> Result<(), Mismatch> {
         if self.len() != replacement.len() {
-            return Err(Mismatch {
-                expected: format!("{} elements", self.len()),
-                found: format!("{} elements", replacement.len()),
-            });
+            return Err(Mismatch::shape(
+                format!("{} elements", self.len()),
+                format!("{} elements", replacement.len()),
+            ));
         }
         for (i, (a, b)) in self.iter().zip(replacement).enumerate() {
             a.check_replacement(b).map_err(|m| in_element(i, m))?;
@@ -143,7 +146,28 @@ impl<T: SiteValue> SiteValue for Vec<T> {
 }
 
 fn in_element(index: usize, m: Mismatch) -> Mismatch {
-    Mismatch { expected: format!("{} at element {index}", m.expected), found: m.found }
+    Mismatch { expected: format!("{} at element {index}", m.expected), ..m }
+}
+
+/// The name of a tensor element type, as the error messages spell it.
+fn dtype_name(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F64 => "f64",
+        DType::F32 => "f32",
+        DType::Flex32 => "flex32",
+        DType::F16 => "f16",
+        DType::BF16 => "bf16",
+        DType::I64 => "i64",
+        DType::I32 => "i32",
+        DType::I16 => "i16",
+        DType::I8 => "i8",
+        DType::U64 => "u64",
+        DType::U32 => "u32",
+        DType::U16 => "u16",
+        DType::U8 => "u8",
+        DType::Bool(_) => "bool",
+        DType::QFloat(_) => "quantized float",
+    }
 }
 
 macro_rules! plain_values {

@@ -17,5 +17,6 @@ mod gradients;
 mod interleaving;
 mod invokes;
 mod llama_fidelity;
+mod misuse;
 mod smollm2;
 mod trace_macro;

@@ -82,7 +82,8 @@ impl<'m, B: Backend, M: Decoder<B>> Generator<'m, B, M> {
         let prompt_tokens = lm.tokenize(prompts)?;
         let longest = prompt_tokens.iter().map(Vec::len).max().unwrap_or(0);
         let context = lm.model().max_positions();
-        if longest + options.max_new_tokens > context {
+        // `checked_add`: a `max_new_tokens` near `usize::MAX` must not wrap past the check.
+        if longest.checked_add(options.max_new_tokens).is_none_or(|total| total > context) {
             return Err(Error::Input {
                 problem: format!(
                     "{longest} prompt tokens + {} new tokens exceed the model's context of {context}",

@@ -44,6 +44,10 @@ pub struct Gpt2Config {
     /// Id of the padding token, when the checkpoint names one.
     #[serde(default)]
     pub pad_token_id: Option<u32>,
+    /// The architecture transformers reads this config as (`gpt2`); another one (a Llama's
+    /// config.json in the wrong directory) is an error, not a GPT-2 with odd weights.
+    #[serde(default)]
+    pub model_type: Option<String>,
 }
 
 fn default_activation() -> String {
@@ -75,6 +79,7 @@ impl Gpt2Config {
             tie_word_embeddings: true,
             eos_token_id: Some(50256),
             pad_token_id: None,
+            model_type: Some("gpt2".to_owned()),
         }
     }
 
@@ -105,6 +110,11 @@ impl Gpt2Config {
 
     /// Checks that the numbers fit together and the activation is one GPT-2 uses.
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(model_type) = self.model_type.as_deref()
+            && model_type != "gpt2"
+        {
+            return Err(format!("model_type `{model_type}` is not GPT-2's (`gpt2`)"));
+        }
         let sizes = [
             ("vocab_size", self.vocab_size),
             ("n_positions", self.n_positions),
@@ -123,6 +133,16 @@ impl Gpt2Config {
                 "activation_function `{}` is not supported (gelu_new, gelu_pytorch_tanh, gelu are)",
                 self.activation_function
             ));
+        }
+        for (name, id) in [("eos_token_id", self.eos_token_id), ("pad_token_id", self.pad_token_id)] {
+            if let Some(id) = id
+                && id as usize >= self.vocab_size
+            {
+                return Err(format!(
+                    "`{name}` {id} is outside the vocabulary (vocab_size {})",
+                    self.vocab_size
+                ));
+            }
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ use burn::nn::{
 use burn::prelude::*;
 use burn::tensor::Distribution;
 
-use nnsight::Result;
+use nnsight::{Error, Result};
 
 use super::{Gpt2Attention, Gpt2Block, Gpt2Config, Gpt2LMHeadModel, Gpt2Mlp, Gpt2Model};
 use crate::hub::ModelFiles;
@@ -81,6 +81,16 @@ impl<B: Backend> Gpt2LMHeadModel<B> {
     pub fn from_files(files: &ModelFiles, device: &B::Device) -> Result<(Self, Gpt2Config)> {
         let config = Gpt2Config::from_file(&files.config)?;
         let weights = Weights::open(&files.weights)?;
+        if let Some(name) = weights.past_layers("h", config.n_layer) {
+            return Err(Error::Load {
+                source_name: files.config.display().to_string(),
+                problem: format!(
+                    "n_layer is {} but {} holds `{name}`: the config and the weights disagree",
+                    config.n_layer,
+                    weights.describe()
+                ),
+            });
+        }
         let prefix = if weights.contains("transformer.wte.weight") { "transformer." } else { "" };
         let source = Checkpoint::<B> { weights: &weights, prefix, device: device.clone() };
         let untied_head = (!config.tie_word_embeddings).then_some("lm_head.weight");

@@ -297,6 +297,13 @@ impl LlamaConfig {
         if self.sliding_window == Some(0) {
             return Err("`sliding_window` is 0".to_owned());
         }
+        let ids = self.eos_token_id.iter().map(|&id| ("eos_token_id", id));
+        if let Some((name, id)) = ids
+            .chain(self.pad_token_id.map(|id| ("pad_token_id", id)))
+            .find(|&(_, id)| id as usize >= self.vocab_size)
+        {
+            return Err(format!("`{name}` {id} is outside the vocabulary (vocab_size {})", self.vocab_size));
+        }
         self.rope_scaling()?;
         Ok(())
     }

@@ -131,6 +131,16 @@ impl<B: Backend> LlamaForCausalLM<B> {
     pub fn from_files(files: &ModelFiles, device: &B::Device) -> Result<(Self, LlamaConfig)> {
         let config = LlamaConfig::from_file(&files.config)?;
         let weights = Weights::open(&files.weights)?;
+        if let Some(name) = weights.past_layers("layers", config.num_hidden_layers) {
+            return Err(Error::Load {
+                source_name: files.config.display().to_string(),
+                problem: format!(
+                    "num_hidden_layers is {} but {} holds `{name}`: the config and the weights disagree",
+                    config.num_hidden_layers,
+                    weights.describe()
+                ),
+            });
+        }
         let unprefixed =
             !weights.contains("model.embed_tokens.weight") && weights.contains("embed_tokens.weight");
         let source = ByName::<_, B> {

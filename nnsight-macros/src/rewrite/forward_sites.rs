@@ -252,6 +252,13 @@ fn site(call: &ExprMethodCall, target: Target, is_borrowed: impl Fn(&Expr) -> bo
     let receiver = peel(&call.receiver);
     let span = call.method.span();
     let self_token = quote_spanned!(span=> self);
+    // `self.list[i]`: the index is evaluated once and named to the engine (zero-sized modules
+    // share one address, so only the index tells them apart).
+    let index = Ident::new("__nnsight_index", hygienic);
+    let named_index = match (receiver, &target) {
+        (Expr::Index(indexed), Target::Element(_)) => Some((&indexed.expr, &indexed.index)),
+        _ => None,
+    };
     let child = match &target {
         Target::Field(field) => {
             let slot = format_ident!("__nnsight_slot_{}", field, span = field.span());
@@ -259,10 +266,18 @@ fn site(call: &ExprMethodCall, target: Target, is_borrowed: impl Fn(&Expr) -> bo
         }
         Target::Element(field) => {
             let slot = format_ident!("__nnsight_slot_{}", field, span = field.span());
-            quote_spanned!(span=> ::nnsight::__private::Child::element(Self::#slot, &#self_token.#field, #module))
+            let index = match named_index {
+                Some(_) => quote!(::core::option::Option::Some(#index)),
+                None => quote!(::core::option::Option::None),
+            };
+            quote_spanned!(span=> ::nnsight::__private::Child::element(Self::#slot, &#self_token.#field, #index))
         }
     };
-    let borrow_module = match (receiver, &target) {
+    let borrow_module = match (receiver, named_index) {
+        (_, Some((list, position))) => quote! {
+            let #index: usize = #position;
+            let #module = &#list[#index];
+        },
         (Expr::Path(_), _) => quote!(let #module = &*#receiver;),
         _ => quote!(let #module = &#receiver;),
     };
@@ -284,6 +299,7 @@ fn site(call: &ExprMethodCall, target: Target, is_borrowed: impl Fn(&Expr) -> bo
         #(#lets)*
         ::nnsight::__private::site(
             #child,
+            #module,
             (#(#captured,)*),
             |(#(#captured,)*)| #module.#method #turbofish (#(#passed),*),
         )
