@@ -2,12 +2,25 @@
 //! as nnsight users write it — on a deeper random GPT-2 than the fixture, for prompts that differ
 //! at one position and prompts that differ everywhere.
 
+use std::sync::{Mutex, PoisonError};
+
 use burn::backend::Flex;
 use burn::prelude::*;
 use nnsight::prelude::*;
 use nnsight_models::gpt2::{Gpt2Config, Gpt2LMHeadModel, LogitDiff};
 
 type B = Flex;
+
+/// A random model of `config`, the same in every run: burn's CPU backend draws from one global
+/// generator, which the tests of this binary, running in parallel, would otherwise share (a
+/// draw whose patches barely move the metric failed the sanity check below now and then).
+fn seeded(config: Gpt2Config) -> Gpt2LMHeadModel<B> {
+    static DRAWS: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = DRAWS.lock().unwrap_or_else(PoisonError::into_inner);
+    let device = Default::default();
+    B::seed(&device, 2026);
+    config.init::<B>(&device)
+}
 
 fn ids(tokens: &[u32]) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>) {
     let device = Default::default();
@@ -68,7 +81,7 @@ fn assert_sweeps_agree(clean: &[u32], corrupted: &[u32]) {
         n_positions: 16,
         ..Gpt2Config::gpt2_small()
     };
-    let model = config.init::<B>(&Default::default());
+    let model = seeded(config);
     let metric = LogitDiff { answer: 5, distractor: 7 };
     let fast = model.residual_patching_sweep(clean, corrupted, metric).unwrap();
     let naive = naive_sweep(&model, clean, corrupted, metric);
@@ -108,15 +121,14 @@ fn prompts_differing_everywhere() {
 
 #[test]
 fn bad_prompts_are_errors() {
-    let model = Gpt2Config {
+    let model = seeded(Gpt2Config {
         n_layer: 1,
         n_embd: 8,
         n_head: 2,
         vocab_size: 10,
         n_positions: 4,
         ..Gpt2Config::gpt2_small()
-    }
-    .init::<B>(&Default::default());
+    });
     let metric = LogitDiff { answer: 1, distractor: 2 };
     let cases: [(&[u32], &[u32], LogitDiff, &str); 4] = [
         (&[1, 2], &[1], metric, "same number of tokens"),

@@ -83,7 +83,7 @@ pub fn layout(rows: &[Option<usize>]) -> Vec<Option<Rows>> {
     rows.iter()
         .map(|count| {
             let count = (*count)?;
-            let range = Rows { start, len: count, total };
+            let range = Rows { start, len: count, total, dim: 0 };
             start += count;
             narrowed.then_some(range)
         })
@@ -97,9 +97,9 @@ mod tests {
     #[test]
     fn invokes_own_consecutive_rows_and_empty_invokes_see_everything() {
         let rows = layout(&[Some(2), None, Some(1)]);
-        assert_eq!(rows[0], Some(Rows { start: 0, len: 2, total: 3 }));
+        assert_eq!(rows[0], Some(Rows { start: 0, len: 2, total: 3, dim: 0 }));
         assert_eq!(rows[1], None);
-        assert_eq!(rows[2], Some(Rows { start: 2, len: 1, total: 3 }));
+        assert_eq!(rows[2], Some(Rows { start: 2, len: 1, total: 3, dim: 0 }));
         // One invoke with input: nothing to narrow.
         assert_eq!(layout(&[Some(2), None]), vec![None, None]);
     }

@@ -15,7 +15,7 @@ use std::rc::Rc;
 use crate::error::{Error, Result};
 use crate::state::{CACHING, Key, Kind, TraceState};
 use crate::tree::{NodeId, Tree};
-use crate::value::{Rows, SiteValue};
+use crate::value::{Batching, Rows, SiteValue};
 
 /// What a cache records: every module or chosen ones; outputs, and inputs if asked.
 #[derive(Clone, Debug, Default)]
@@ -49,6 +49,8 @@ struct Entry {
     occurrence: u32,
     value: Box<dyn Any>,
     type_name: &'static str,
+    /// How the value carries the batch, as it did at the site.
+    batching: Batching,
 }
 
 /// The recording side of a cache, owned by the trace and the [`Cache`] handles.
@@ -76,6 +78,7 @@ impl CacheStore {
             occurrence: key.occurrence,
             value: Box::new(value.clone()),
             type_name: type_name::<T>(),
+            batching: tree.node(key.node).batching.get(),
         });
     }
 }
@@ -103,7 +106,11 @@ pub(crate) fn start(state: &TraceState, options: CacheOptions) -> Result<Cache> 
     Ok(Cache { store, rows: state.current_rows() })
 }
 
-/// Recorded activations of one trace; see the [module docs](self).
+/// Recorded activations of one trace (nnsight's `tracer.cache()`): the post-intervention outputs
+/// — optionally inputs — of the modules chosen by [`CacheOptions`], kept as handles (no copies).
+/// Look them up by path (`cache.output::<T>("transformer.h.3")`) or, inside the body, by envoy
+/// (`m.transformer.h[3].cached_output(&cache)`). A cache made by one invoke of a batched trace
+/// sees that invoke's rows.
 #[derive(Clone)]
 pub struct Cache {
     store: Rc<CacheStore>,
@@ -172,10 +179,15 @@ impl Cache {
             site: site.clone(),
             why: format!("it holds `{}`, not `{}`", entry.type_name, type_name::<T>()),
         })?;
-        Ok(match self.rows {
-            Some(rows) => value.narrow_rows(rows),
-            None => value.clone(),
-        })
+        match (self.rows, entry.batching) {
+            (Some(rows), Batching::Dim(dim)) => {
+                value.narrow_rows(rows.along(dim)).map_err(|problem| Error::NotCached {
+                    site,
+                    why: format!("this cache sees rows {:?} of the batch, and {problem}", rows.range()),
+                })
+            }
+            _ => Ok(value.clone()),
+        }
     }
 }
 

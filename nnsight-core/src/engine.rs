@@ -24,7 +24,7 @@ use crate::state::{
     CACHING, ENDED, HALTED, Key, Kind, SKIPPING, STANDING, STOPPING, Serving, TraceState, WRITTEN,
 };
 use crate::tree::{NodeId, NodeKind, address_of};
-use crate::value::SiteValue;
+use crate::value::{Batching, SiteValue};
 
 thread_local! {
     /// The engine of the trace running on this thread, or null.
@@ -36,6 +36,8 @@ thread_local! {
 pub struct Child {
     slot: u32,
     element: Option<Element>,
+    /// How the call's values carry the batch, as the calling `impl` block declares.
+    batching: Batching,
 }
 
 /// An element of a `Vec` of modules, as addresses (resolved only when tracing).
@@ -55,7 +57,13 @@ impl Child {
     /// The module field with slot `slot`.
     #[inline(always)]
     pub fn field(slot: u32) -> Child {
-        Child { slot, element: None }
+        Child { slot, element: None, batching: Batching::Inherited }
+    }
+
+    /// The same call, in an `impl` block that declares how its calls carry the batch.
+    #[inline(always)]
+    pub fn batched(self, batching: Batching) -> Child {
+        Child { batching, ..self }
     }
 
     /// An element of the `Vec` field `list`, which has slot `slot`: the element `index` when the
@@ -66,7 +74,7 @@ impl Child {
     pub fn element<M>(slot: u32, list: &Vec<M>, index: Option<usize>) -> Child {
         let element =
             Element { list: address_of(list), base: list.as_ptr() as usize, size: size_of::<M>(), index };
-        Child { slot, element: Some(element) }
+        Child { slot, element: Some(element), batching: Batching::Inherited }
     }
 }
 
@@ -269,6 +277,11 @@ impl<'s, 'b> Engine<'s, 'b> {
         let Some(node) = self.resolve(parent, child, address_of(module)) else {
             return call(args);
         };
+        let batching = match child.batching {
+            Batching::Inherited => self.state.tree.node(parent).batching.get(),
+            declared => declared,
+        };
+        self.state.tree.node(node).batching.set(batching);
         self.cursor.set(node);
         let output = self.call(node, args, |args| module.check_inputs(args), call);
         self.cursor.set(parent);

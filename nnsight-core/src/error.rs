@@ -153,6 +153,24 @@ pub enum Error {
         rows: String,
     },
 
+    /// A value that one invoke of several cannot see only its rows of: its batch dimension does
+    /// not hold the batch (e.g. heads merged into it), or it is shared by every row and the body
+    /// writes it.
+    #[error(
+        "`{site}` cannot be narrowed to the rows of {invoke}: {problem}; declare how the calls \
+         of the module's parent carry the batch (`#[inspect(batch_dim = N)]` or \
+         `#[inspect(unbatched)]` on its impl block), or access it from `invoke_all`, which sees \
+         the whole batch"
+    )]
+    NotBatched {
+        /// The site.
+        site: String,
+        /// The invoke that asked (`invoke 1`).
+        invoke: String,
+        /// Why its rows cannot be told.
+        problem: String,
+    },
+
     /// A tracked activation got no gradient from the backward pass.
     #[error(
         "no gradient reached `{site}`: the backward pass did not start from a value computed \

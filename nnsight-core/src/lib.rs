@@ -42,7 +42,7 @@ pub use site::{Edit, First, Lens, Reached, Read, Replace, Site, TryEdit, Whole};
 pub use state::{Kind, TraceState};
 pub use trace::{TraceExt, Tracer};
 pub use tree::{NodeId, Tree, TreeBuilder};
-pub use value::{Args, Rows, SiteValue};
+pub use value::{Args, Batching, Rows, SiteValue};
 
 /// What generated code names; not a public API.
 #[doc(hidden)]

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::error::{Error, Result};
-use crate::state::{Access, Key, Kind, TraceState, WRITTEN};
+use crate::state::{Access, Key, Kind, SHARED_WRITE, TraceState, View, WRITTEN};
 use crate::tree::NodeId;
 use crate::value::{Args, SiteValue};
 
@@ -142,16 +142,21 @@ impl<'t, V: SiteValue, L: Lens<V>> Site<'t, V, L> {
                     }));
                 };
                 let target = L::focus(value);
-                Poll::Ready(match self.state.current_rows() {
-                    None => op(target),
-                    Some(rows) => {
-                        let mut part = target.narrow_rows(rows);
-                        let result = op(&mut part);
-                        if writes && result.is_ok() {
-                            target.splice_rows(rows, part);
-                        }
-                        result
-                    }
+                let state = self.state;
+                let refuse = |problem: String| state.not_batched(self.key, state.current_body(), problem);
+                Poll::Ready(match state.view(state.current_rows(), self.key.node) {
+                    View::Whole => op(target),
+                    View::Shared if writes => Err(refuse(SHARED_WRITE.to_owned())),
+                    View::Shared => op(target),
+                    View::Rows(rows) => match target.narrow_rows(rows) {
+                        Err(problem) => Err(refuse(problem)),
+                        Ok(mut part) => match op(&mut part) {
+                            Ok(result) if writes => {
+                                target.splice_rows(rows, part).map(|()| result).map_err(refuse)
+                            }
+                            result => result,
+                        },
+                    },
                 })
             }
         }

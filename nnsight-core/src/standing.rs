@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use crate::error::{Error, Result};
 use crate::site::{Lens, Site};
-use crate::state::{Key, Kind, STANDING, TraceState, WRITTEN};
+use crate::state::{Key, Kind, SHARED_WRITE, STANDING, TraceState, View, WRITTEN};
 use crate::tree::NodeId;
 use crate::value::SiteValue;
 
@@ -74,18 +74,21 @@ impl<V: SiteValue, L: Lens<V> + 'static> Site<'_, V, L> {
                 });
             };
             let target = L::focus(value);
-            let part = match rows {
-                Some(rows) => target.narrow_rows(rows),
-                None => target.clone(),
+            let refuse = |problem: String| state.not_batched(key, body.clone(), problem);
+            let view = state.view(rows, key.node);
+            let part = match view {
+                View::Whole => target.clone(),
+                View::Shared => return Err(refuse(SHARED_WRITE.to_owned())),
+                View::Rows(rows) => target.narrow_rows(rows).map_err(refuse)?,
             };
             let edited = f(part.clone());
             part.check_replacement(&edited).map_err(|m| {
                 m.into_error(format!("{} (standing edit of {body})", state.describe(key)), |e| e)
             })?;
             state.raise(WRITTEN);
-            match rows {
-                Some(rows) => target.splice_rows(rows, edited),
-                None => *target = edited,
+            match view {
+                View::Rows(rows) => target.splice_rows(rows, edited).map_err(refuse)?,
+                _ => *target = edited,
             }
             Ok(())
         };

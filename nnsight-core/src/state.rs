@@ -11,7 +11,7 @@ use std::rc::Rc;
 use crate::cache::CacheStore;
 use crate::error::Error;
 use crate::tree::{NodeId, NodeKind, Tree};
-use crate::value::Rows;
+use crate::value::{Batching, Rows};
 
 /// Which side of a module call a site is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -81,6 +81,20 @@ pub(crate) enum Access {
     Fail(Error),
 }
 
+/// How a body sees a site's value.
+pub(crate) enum View {
+    /// All of it (the body sees the whole batch).
+    Whole,
+    /// Its rows of it.
+    Rows(Rows),
+    /// All of it, read-only: the value has no batch dimension, and the body sees some rows only.
+    Shared,
+}
+
+/// The text of [`View::Shared`]'s refusal to write.
+pub(crate) const SHARED_WRITE: &str = "its value has no batch dimension (the calling impl block is \
+    `#[inspect(unbatched)]`), so a write from one invoke would change every invoke's value";
+
 /// The per-trace state: the module tree with its visit counters, the requests of the bodies, and
 /// the value being served.
 pub struct TraceState {
@@ -139,6 +153,23 @@ impl TraceState {
     /// The rows the body being polled sees (`None`: the whole batch).
     pub(crate) fn current_rows(&self) -> Option<Rows> {
         self.rows[self.invoke.get()]
+    }
+
+    /// How a body that sees `rows` (`None`: the whole batch) sees the value of `node`.
+    pub(crate) fn view(&self, rows: Option<Rows>, node: NodeId) -> View {
+        let Some(rows) = rows else { return View::Whole };
+        match self.tree.node(node).batching.get() {
+            Batching::Dim(dim) => View::Rows(rows.along(dim)),
+            Batching::Unbatched => View::Shared,
+            // Resolved when the call is made; a node never called has no value to see.
+            Batching::Inherited => View::Rows(rows),
+        }
+    }
+
+    /// The error of a body (`body`, as [`current_body`](Self::current_body) names it) that cannot
+    /// see only its rows of `key`'s value.
+    pub(crate) fn not_batched(&self, key: Key, body: String, problem: String) -> Error {
+        Error::NotBatched { site: self.describe(key), invoke: body, problem }
     }
 
     /// How the body being polled is named in errors (`invoke 1`, `edit 0`).

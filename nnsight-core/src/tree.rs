@@ -8,6 +8,7 @@ use std::cell::Cell;
 use std::fmt::Write as _;
 
 use crate::inspectable::Inspectable;
+use crate::value::Batching;
 
 /// The id of a node in a trace's module tree.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
@@ -62,6 +63,9 @@ pub(crate) struct Node {
     /// Where the module (or the `Vec` of a list) lives: a call site of another instance of the
     /// same type — a model called by hand inside the traced forward — is not this node's.
     pub(crate) address: usize,
+    /// How the values of the module's latest call carry the batch (set at each call, from the
+    /// calling `impl` block's declaration or the caller's own).
+    pub(crate) batching: Cell<Batching>,
     /// How many times the input site has fired in this trace.
     pub(crate) inputs_seen: Cell<u32>,
     /// How many times the output site has fired in this trace.
@@ -151,6 +155,7 @@ impl Node {
             first_child: 0,
             children: 0,
             address: 0,
+            batching: Cell::new(Batching::Dim(0)),
             inputs_seen: Cell::new(0),
             outputs_seen: Cell::new(0),
         }

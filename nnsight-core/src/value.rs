@@ -7,11 +7,13 @@ use burn::tensor::{BasicOps, DType, Tensor, backend::Backend};
 
 use crate::error::Mismatch;
 
-/// The rows of a batched value that one invoke owns: `start..start + len` of `total`.
+/// The rows of a batched value that one invoke owns: `start..start + len` of `total`, along
+/// dimension `dim` of the value.
 ///
 /// A trace with two or more invokes that have inputs runs them as one batch; each invoke's body
-/// sees only its rows of every batched value (dimension 0 of a tensor whose first dimension is
-/// the batch size) and its writes are spliced back into those rows.
+/// sees only its rows of every batched value and its writes are spliced back into those rows.
+/// Invokes join their inputs along dimension 0; inside a forward whose `impl` block says
+/// `#[inspect(batch_dim = N)]`, the values of its calls are batched along dimension `N`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Rows {
     /// The first row.
@@ -20,6 +22,8 @@ pub struct Rows {
     pub len: usize,
     /// The number of rows of the whole batch.
     pub total: usize,
+    /// The dimension of the value that indexes the batch.
+    pub dim: usize,
 }
 
 impl Rows {
@@ -27,6 +31,25 @@ impl Rows {
     pub fn range(&self) -> Range<usize> {
         self.start..self.start + self.len
     }
+
+    /// The same rows along dimension `dim`.
+    pub fn along(self, dim: usize) -> Rows {
+        Rows { dim, ..self }
+    }
+}
+
+/// How the values of a module's calls carry the batch: declared on the `impl` block that makes
+/// the calls (`#[inspect(batch_dim = 1)]` for a time-major forward, `#[inspect(unbatched)]`),
+/// else as the caller's; dimension 0 at the root.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum Batching {
+    /// Batched along this dimension.
+    Dim(usize),
+    /// Not batched: every invoke sees the whole value, and one invoke of several cannot write it.
+    Unbatched,
+    /// As the calling module's (the root's: dimension 0).
+    #[default]
+    Inherited,
 }
 
 /// A value that can pass through a site: a module's output, or the tuple of its arguments.
@@ -50,17 +73,25 @@ pub trait SiteValue: Clone + 'static {
     }
 
     /// The part of the value that belongs to `rows` of the batch. The default (values without a
-    /// batch dimension) is the whole value.
-    fn narrow_rows(&self, rows: Rows) -> Self {
+    /// batch dimension: plain numbers, strings) is the whole value.
+    ///
+    /// # Errors
+    /// Why the value cannot be narrowed to the rows (a tensor whose dimension `rows.dim` is not
+    /// the batch), so that a body never sees other invokes' rows as its own.
+    fn narrow_rows(&self, rows: Rows) -> Result<Self, String> {
         let _ = rows;
-        self.clone()
+        Ok(self.clone())
     }
 
     /// Writes `part` (as returned by [`narrow_rows`](Self::narrow_rows), then changed) back into
     /// `rows`. The default replaces the whole value.
-    fn splice_rows(&mut self, rows: Rows, part: Self) {
+    ///
+    /// # Errors
+    /// Why `part` cannot be written back into the rows (a value shared by every row).
+    fn splice_rows(&mut self, rows: Rows, part: Self) -> Result<(), String> {
         let _ = rows;
         *self = part;
+        Ok(())
     }
 }
 
@@ -77,17 +108,36 @@ impl<B: Backend, const D: usize, K: BasicOps<B> + 'static> SiteValue for Tensor<
         Ok(())
     }
 
-    fn narrow_rows(&self, rows: Rows) -> Self {
-        if self.dims()[0] == rows.total { self.clone().narrow(0, rows.start, rows.len) } else { self.clone() }
+    fn narrow_rows(&self, rows: Rows) -> Result<Self, String> {
+        let dims = self.dims();
+        match dims.get(rows.dim) {
+            Some(&n) if n == rows.total => Ok(self.clone().narrow(rows.dim, rows.start, rows.len)),
+            // Broadcast over the batch: the same for every row.
+            Some(1) => Ok(self.clone()),
+            Some(&n) => Err(format!(
+                "its shape {dims:?} has {n} at dimension {}, where the batch has {} rows",
+                rows.dim, rows.total
+            )),
+            None => Err(format!("its shape {dims:?} has no dimension {} to hold the batch", rows.dim)),
+        }
     }
 
-    fn splice_rows(&mut self, rows: Rows, part: Self) {
-        if self.dims()[0] == rows.total {
-            let spliced = self.clone().slice_assign(std::slice::from_ref(&rows.range()), part);
-            *self = spliced;
-        } else {
-            *self = part;
+    fn splice_rows(&mut self, rows: Rows, part: Self) -> Result<(), String> {
+        let dims = self.dims();
+        if dims.get(rows.dim) != Some(&rows.total) {
+            return Err(match dims.get(rows.dim) {
+                Some(1) => format!(
+                    "it is shared by every row of the batch (dimension {} of {dims:?} is 1), so a write \
+                     from one invoke would change every invoke's value",
+                    rows.dim
+                ),
+                _ => self.narrow_rows(rows).err().unwrap_or_default(),
+            });
         }
+        let ranges: Vec<Range<usize>> =
+            (0..=rows.dim).map(|d| if d == rows.dim { rows.range() } else { 0..dims[d] }).collect();
+        *self = self.clone().slice_assign(ranges.as_slice(), part);
+        Ok(())
     }
 }
 
@@ -100,14 +150,17 @@ impl<T: SiteValue> SiteValue for Option<T> {
         }
     }
 
-    fn narrow_rows(&self, rows: Rows) -> Self {
-        self.as_ref().map(|v| v.narrow_rows(rows))
+    fn narrow_rows(&self, rows: Rows) -> Result<Self, String> {
+        self.as_ref().map(|v| v.narrow_rows(rows)).transpose()
     }
 
-    fn splice_rows(&mut self, rows: Rows, part: Self) {
+    fn splice_rows(&mut self, rows: Rows, part: Self) -> Result<(), String> {
         match (self.as_mut(), part) {
             (Some(value), Some(part)) => value.splice_rows(rows, part),
-            (_, part) => *self = part,
+            (_, part) => {
+                *self = part;
+                Ok(())
+            }
         }
     }
 }
@@ -130,23 +183,28 @@ impl<T: SiteValue> SiteValue for Vec<T> {
         Ok(())
     }
 
-    fn narrow_rows(&self, rows: Rows) -> Self {
-        self.iter().map(|v| v.narrow_rows(rows)).collect()
+    fn narrow_rows(&self, rows: Rows) -> Result<Self, String> {
+        self.iter().enumerate().map(|(i, v)| v.narrow_rows(rows).map_err(|e| at_element(i, e))).collect()
     }
 
-    fn splice_rows(&mut self, rows: Rows, part: Self) {
+    fn splice_rows(&mut self, rows: Rows, part: Self) -> Result<(), String> {
         if self.len() != part.len() {
             *self = part;
-            return;
+            return Ok(());
         }
-        for (value, part) in self.iter_mut().zip(part) {
-            value.splice_rows(rows, part);
+        for (i, (value, part)) in self.iter_mut().zip(part).enumerate() {
+            value.splice_rows(rows, part).map_err(|e| at_element(i, e))?;
         }
+        Ok(())
     }
 }
 
 fn in_element(index: usize, m: Mismatch) -> Mismatch {
     Mismatch { expected: format!("{} at element {index}", m.expected), ..m }
+}
+
+fn at_element(index: usize, problem: String) -> String {
+    format!("element {index}: {problem}")
 }
 
 /// The name of a tensor element type, as the error messages spell it.
@@ -195,12 +253,13 @@ macro_rules! tuples {
                 Ok(())
             }
 
-            fn narrow_rows(&self, rows: Rows) -> Self {
-                ($(self.$idx.narrow_rows(rows),)+)
+            fn narrow_rows(&self, rows: Rows) -> Result<Self, String> {
+                Ok(($(self.$idx.narrow_rows(rows).map_err(|e| at_element($idx, e))?,)+))
             }
 
-            fn splice_rows(&mut self, rows: Rows, part: Self) {
-                $(self.$idx.splice_rows(rows, part.$idx);)+
+            fn splice_rows(&mut self, rows: Rows, part: Self) -> Result<(), String> {
+                $(self.$idx.splice_rows(rows, part.$idx).map_err(|e| at_element($idx, e))?;)+
+                Ok(())
             }
         }
         impl<$($name: SiteValue),+> Args for ($($name,)+) {
@@ -225,6 +284,7 @@ tuples! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::TensorData;
     use burn_flex::Flex;
 
     #[test]
@@ -252,14 +312,41 @@ mod tests {
     fn batched_tensors_narrow_to_their_rows_and_splice_back() {
         let device = Default::default();
         let batch = Tensor::<Flex, 2>::from_data([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]], &device);
-        let rows = Rows { start: 1, len: 2, total: 3 };
-        let part = batch.narrow_rows(rows);
+        let rows = Rows { start: 1, len: 2, total: 3, dim: 0 };
+        let part = batch.narrow_rows(rows).unwrap();
         assert_eq!(part.to_data().to_vec::<f32>().unwrap(), [1.0, 1.0, 2.0, 2.0]);
         let mut spliced = batch.clone();
-        spliced.splice_rows(rows, part * 10.0);
+        spliced.splice_rows(rows, part * 10.0).unwrap();
         assert_eq!(spliced.to_data().to_vec::<f32>().unwrap(), [0.0, 0.0, 10.0, 10.0, 20.0, 20.0]);
-        // A tensor without the batch dimension is seen whole.
-        let weight = Tensor::<Flex, 1>::ones([2], &device);
-        assert_eq!(weight.narrow_rows(rows).dims(), [2]);
+        // A value broadcast over the batch is seen whole, and cannot be written by one invoke.
+        let mut shared = Tensor::<Flex, 2>::ones([1, 2], &device);
+        assert_eq!(shared.narrow_rows(rows).unwrap().dims(), [1, 2]);
+        assert!(shared.splice_rows(rows, Tensor::zeros([1, 2], &device)).unwrap_err().contains("shared"));
+        // A tensor whose dimension 0 is not the batch cannot be narrowed: never another's rows.
+        let merged = Tensor::<Flex, 2>::ones([6, 2], &device);
+        assert!(merged.narrow_rows(rows).unwrap_err().contains("[6, 2] has 6 at dimension 0"));
+    }
+
+    #[test]
+    fn time_major_tensors_narrow_along_their_batch_dimension() {
+        let device = Default::default();
+        // [seq 3, batch 3, 1]: seq == batch, the case dimension 0 would get wrong.
+        let values: Vec<f32> = (0..9).map(|v| v as f32).collect();
+        let time_major = Tensor::<Flex, 3>::from_data(TensorData::new(values, [3, 3, 1]), &device);
+        let rows = Rows { start: 2, len: 1, total: 3, dim: 1 };
+        let part = time_major.narrow_rows(rows).unwrap();
+        assert_eq!(part.to_data().to_vec::<f32>().unwrap(), [2.0, 5.0, 8.0]);
+        let mut spliced = time_major.clone();
+        spliced.splice_rows(rows, part.zeros_like()).unwrap();
+        assert_eq!(spliced.to_data().to_vec::<f32>().unwrap(), [0.0, 1.0, 0.0, 3.0, 4.0, 0.0, 6.0, 7.0, 0.0]);
+    }
+
+    #[test]
+    fn tuples_and_vectors_say_which_element_cannot_be_narrowed() {
+        let device = Default::default();
+        let rows = Rows { start: 0, len: 1, total: 2, dim: 0 };
+        let pair = (Tensor::<Flex, 1>::ones([2], &device), Tensor::<Flex, 1>::ones([5], &device));
+        assert!(pair.narrow_rows(rows).unwrap_err().starts_with("element 1:"));
+        assert_eq!(7usize.narrow_rows(rows), Ok(7));
     }
 }

@@ -36,6 +36,14 @@ pub fn derive_inspectable(input: TokenStream) -> TokenStream {
 ///
 /// It also implements `nnsight::Signature` (and `nnsight::Forward` when every argument is owned)
 /// from the block's `fn forward(&self, ..)`, which types the module's envoy.
+///
+/// Options say how the values of the block's calls carry the batch, for invokes (each of which
+/// sees only its rows): `#[inspect(batch_dim = 1)]` for a time-major forward (`[seq, batch, ..]`),
+/// `#[inspect(unbatched)]` for calls whose values hold no batch dimension (every invoke reads them
+/// whole; none of several may write them). Without an option the calls carry it as the caller's
+/// do (dimension 0 at the model's root), and a value whose batch dimension does not hold the
+/// batch (e.g. heads merged into it) is an error for a body that sees some rows, never another
+/// invoke's rows.
 #[proc_macro_attribute]
 pub fn inspect(args: TokenStream, item: TokenStream) -> TokenStream {
     let original: proc_macro2::TokenStream = item.clone().into();

@@ -416,3 +416,78 @@ fn a_zero_sized_module_called_through_a_loop_variable_is_an_error() {
     assert!(what.contains("`acts`") && what.contains("self.acts[i]"), "{what}");
     assert_identical(&model.forward(x), &plain);
 }
+
+/// A time-major forward: the block transposes `[batch, seq, d]` to `[seq, batch, d]` and calls
+/// its projection on that, declaring where the batch is.
+#[derive(Module, Debug, Inspectable)]
+pub(crate) struct TimeMajor<B: Backend> {
+    pub(crate) proj: Linear<B>,
+}
+
+#[inspect(batch_dim = 1)]
+impl<B: Backend> TimeMajor<B> {
+    pub(crate) fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.proj.forward(x.swap_dims(0, 1)).swap_dims(0, 1)
+    }
+}
+
+/// A forward that merges the batch into the rows of a matrix (`[batch * seq, d]`), undeclared.
+#[derive(Module, Debug, Inspectable)]
+pub(crate) struct Flattening<B: Backend> {
+    pub(crate) time: TimeMajor<B>,
+    pub(crate) proj: Linear<B>,
+}
+
+#[inspect]
+impl<B: Backend> Flattening<B> {
+    pub(crate) fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [batch, seq, d] = x.dims();
+        let h = self.time.forward(x);
+        self.proj.forward(h.reshape([batch * seq, d])).reshape([batch, seq, d])
+    }
+}
+
+#[test]
+fn invokes_see_their_rows_along_the_declared_batch_dimension_or_get_an_error() {
+    let device = Default::default();
+    let model = Flattening::<B> {
+        time: TimeMajor { proj: LinearConfig::new(4, 4).init(&device) },
+        proj: LinearConfig::new(4, 4).init(&device),
+    };
+    // Two invokes of one row each, two tokens: seq == batch, where dimension 0 would be wrong.
+    let (a, b) = (input([1, 2, 4], 7), input([1, 2, 4], 8));
+    let plain = model.forward(Tensor::cat(vec![a.clone(), b.clone()], 0));
+    let ((seen_a, out), seen_b) = model
+        .tracer()
+        .invoke(a.clone(), async |m| Ok((m.time.proj.output::<Tensor<B, 3>>().await?, m.output().await?)))
+        .invoke(b.clone(), async |m| {
+            let h: Tensor<B, 3> = m.time.proj.output().await?;
+            m.time.proj.output().replace(h.zeros_like()).await?;
+            Ok(h)
+        })
+        .run()
+        .unwrap();
+    // Each invoke's rows, time-major ([seq, 1, d]), equal the projection of its own input.
+    assert_identical(&seen_a, &model.time.proj.forward(a.clone().swap_dims(0, 1)));
+    assert_identical(&seen_b, &model.time.proj.forward(b.clone().swap_dims(0, 1)));
+    // Invoke 1's zeros landed in its column only: invoke 0's output is the plain one.
+    assert_identical(&out, &plain.clone().narrow(0, 0, 1));
+    // The merged `[batch * seq, d]` rows cannot be told apart: an error, not the whole batch.
+    let merged = model
+        .tracer()
+        .invoke(a.clone(), async |m| m.proj.output::<Tensor<B, 2>>().await)
+        .invoke(b.clone(), async |_| Ok(Tensor::<B, 2>::zeros([1, 1], &device)))
+        .run();
+    let Err(Error::NotBatched { site, invoke, problem }) = &merged else { panic!("{merged:?}") };
+    assert_eq!((site.as_str(), invoke.as_str()), ("proj.output.i0", "invoke 0"));
+    assert!(problem.contains("[4, 4] has 4 at dimension 0"), "{problem}");
+    // A body that sees the whole batch reads it.
+    let ((), whole) = model
+        .tracer()
+        .invoke(Tensor::cat(vec![a.clone(), b.clone()], 0), async |_| Ok(()))
+        .invoke_all(async |m| m.proj.output::<Tensor<B, 2>>().await)
+        .run()
+        .unwrap();
+    assert_eq!(whole.dims(), [4, 4]);
+    assert_identical(&model.forward(Tensor::cat(vec![input([1, 2, 4], 7), input([1, 2, 4], 8)], 0)), &plain);
+}

@@ -3,21 +3,19 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote};
-use syn::{FnArg, Ident, ImplItem, ImplItemFn, ItemImpl, ReturnType, Type};
+use syn::{FnArg, Ident, ImplItem, ImplItemFn, ItemImpl, LitInt, ReturnType, Type};
 
 use crate::rewrite::forward_sites::ForwardSites;
 
 pub(crate) fn expand(args: TokenStream, mut item: ItemImpl) -> syn::Result<TokenStream> {
-    if !args.is_empty() {
-        return Err(syn::Error::new_spanned(args, "`#[inspect]` takes no arguments"));
-    }
+    let batching = batching(args)?;
     if let Some((_, path, _)) = &item.trait_ {
         return Err(syn::Error::new_spanned(
             path,
             "`#[inspect]` goes on the module's inherent `impl` block (the one with `fn forward`)",
         ));
     }
-    let mut sites = ForwardSites::default();
+    let mut sites = ForwardSites::new(batching);
     for impl_item in &mut item.items {
         if let ImplItem::Fn(method) = impl_item {
             sites.visit_method(method);
@@ -34,6 +32,30 @@ pub(crate) fn expand(args: TokenStream, mut item: ItemImpl) -> syn::Result<Token
         _ => None,
     });
     Ok(quote!(#item #signature))
+}
+
+/// The options of `#[inspect(..)]`: how the calls of the block carry the batch
+/// (`batch_dim = N`, `unbatched`); `None` when the block says nothing (as its caller's).
+fn batching(args: TokenStream) -> syn::Result<Option<TokenStream>> {
+    let mut batching: Option<TokenStream> = None;
+    let parser = syn::meta::parser(|meta| {
+        let option = if meta.path.is_ident("batch_dim") {
+            let dim: LitInt = meta.value()?.parse()?;
+            let dim: usize = dim.base10_parse()?;
+            quote!(::nnsight::Batching::Dim(#dim))
+        } else if meta.path.is_ident("unbatched") {
+            quote!(::nnsight::Batching::Unbatched)
+        } else {
+            return Err(meta.error("unknown `#[inspect]` option; expected `batch_dim = N` or `unbatched`"));
+        };
+        if batching.is_some() {
+            return Err(meta.error("`#[inspect]` takes one of `batch_dim = N` and `unbatched`, once"));
+        }
+        batching = Some(option);
+        Ok(())
+    });
+    syn::parse::Parser::parse2(parser, args)?;
+    Ok(batching)
 }
 
 /// `Signature` (and, with only owned arguments, `Forward`) from `fn forward(&self, ..)`.

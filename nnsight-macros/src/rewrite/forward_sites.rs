@@ -28,6 +28,8 @@ pub(crate) struct ForwardSites {
     /// passed through to calls as they are, like arguments written `&expr`.
     borrowed: Vec<Ident>,
     pub(crate) errors: Vec<syn::Error>,
+    /// How the block's calls carry the batch (`#[inspect(batch_dim = N)]`), when it says.
+    pub(crate) batching: Option<TokenStream>,
 }
 
 /// Whether a method name is a forward call (`forward`, `forward_with_cache`, ...).
@@ -105,6 +107,12 @@ fn bound_names(pat: &Pat, out: &mut Vec<Ident>) {
 }
 
 impl ForwardSites {
+    /// A visitor for a block whose calls carry the batch as `batching` says (`None`: as the
+    /// caller's).
+    pub(crate) fn new(batching: Option<TokenStream>) -> Self {
+        ForwardSites { batching, ..ForwardSites::default() }
+    }
+
     /// Rewrites the body of `method`.
     pub(crate) fn visit_method(&mut self, method: &mut syn::ImplItemFn) {
         self.borrowed = method
@@ -235,7 +243,7 @@ impl VisitMut for ForwardSites {
             Expr::MethodCall(call) if is_forward(&call.method) => {
                 visit_mut::visit_expr_method_call_mut(self, call);
                 if let Some(target) = self.target(&call.receiver) {
-                    *expr = site(call, target, |arg| self.is_borrowed(arg));
+                    *expr = site(call, target, self.batching.as_ref(), |arg| self.is_borrowed(arg));
                 }
             }
             _ => visit_mut::visit_expr_mut(self, expr),
@@ -246,7 +254,12 @@ impl VisitMut for ForwardSites {
 }
 
 /// The site expression for the call `call` on the module `target`.
-fn site(call: &ExprMethodCall, target: Target, is_borrowed: impl Fn(&Expr) -> bool) -> Expr {
+fn site(
+    call: &ExprMethodCall,
+    target: Target,
+    batching: Option<&TokenStream>,
+    is_borrowed: impl Fn(&Expr) -> bool,
+) -> Expr {
     let hygienic = Span::mixed_site();
     let module = Ident::new("__nnsight_module", hygienic);
     let receiver = peel(&call.receiver);
@@ -272,6 +285,10 @@ fn site(call: &ExprMethodCall, target: Target, is_borrowed: impl Fn(&Expr) -> bo
             };
             quote_spanned!(span=> ::nnsight::__private::Child::element(Self::#slot, &#self_token.#field, #index))
         }
+    };
+    let child = match batching {
+        Some(batching) => quote!(#child.batched(#batching)),
+        None => child,
     };
     let borrow_module = match (receiver, named_index) {
         (_, Some((list, position))) => quote! {
