@@ -9,8 +9,8 @@ use tokenizers::Tokenizer;
 use nnsight::{Edited, Error, Forward, Inspectable, Result, TraceExt};
 
 use crate::hub::ModelFiles;
-use crate::matmul::KeptBlocks;
 use crate::prompts::{Batch, Prompts};
+use nnsight_kernels::matmul::KeptBlocks;
 
 /// A causal language model: `forward(input_ids, attention_mask) -> logits [batch, tokens, vocab]`.
 pub trait CausalLm<B: Backend>:
@@ -51,7 +51,7 @@ pub struct LanguageModel<B: Backend, M> {
     pad_id: u32,
     eos_ids: Vec<u32>,
     device: B::Device,
-    /// GGUF blocks kept for the model's projections (see [`crate::matmul`]); released on drop.
+    /// GGUF blocks kept for the model's projections (see [`nnsight_kernels::matmul`]); released on drop.
     kept: KeptBlocks,
 }
 

@@ -10,13 +10,16 @@
 //! - [`packaged`]: model files shipped inside PyPI packages (fetched with pip);
 //! - [`generation`]: text generation with a KV cache, traceable step by step;
 //! - [`patching`]: residual-stream activation patching sweeps computed from the causal structure;
-//! - [`matmul`]: the projections' matrix products (a multi-threaded few-rows kernel on the CPU);
-//! - [`activation`]: GPT-2's GELU and Llama's SiLU as one vectorized pass on the CPU;
 //! - [`causal`], [`kv_cache`], [`lm_head`]: pieces shared by causal language models.
+//!
+//! The hot products and activations the models call live in `nnsight-kernels` (re-exported as
+//! [`matmul`] and [`activation`]).
 
-pub mod activation;
+// Kernels, and their `unsafe`, live in `nnsight-kernels`; here only the two memory maps of model
+// files (safetensors, GGUF) need it.
+#![deny(unsafe_code)]
+
 pub mod causal;
-mod flex;
 pub mod generation;
 pub mod gguf;
 pub mod gpt2;
@@ -26,11 +29,12 @@ mod language_model;
 pub mod llama;
 pub mod lm_head;
 mod lm_invokes;
-pub mod matmul;
 pub mod packaged;
 pub mod patching;
 mod prompts;
 pub mod weights;
+
+pub use nnsight_kernels::{activation, matmul};
 
 pub use language_model::{CausalLm, EditedLm, LanguageModel, LmTracer, Pretrained};
 pub use lm_invokes::LmInvokes;

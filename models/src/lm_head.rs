@@ -4,7 +4,7 @@ use burn::module::Param;
 use burn::prelude::*;
 use nnsight::prelude::*;
 
-use crate::matmul::matmul_last_transposed;
+use nnsight_kernels::matmul::matmul_last_transposed;
 
 /// The language-model head (`lm_head`): logits = hidden · weightᵀ, with the weight in Hugging
 /// Face's layout `[vocab, hidden]`, so a head tied to the token embedding shares its storage.

@@ -39,6 +39,7 @@ impl Weights {
             let file = File::open(path).map_err(|e| load_error(format!("cannot open it: {e}")))?;
             // SAFETY: the map is read-only; a checkpoint changed on disk while we read it is
             // outside what we can guard against, as for every memory-mapped loader.
+            #[allow(unsafe_code)] // the crate's one exception besides the GGUF map
             let map = unsafe { Mmap::map(&file) }.map_err(|e| load_error(format!("cannot map it: {e}")))?;
             let (header_len, metadata) = SafeTensors::read_metadata(&map)
                 .map_err(|e| load_error(format!("not a safetensors file: {e}")))?;

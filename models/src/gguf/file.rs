@@ -16,10 +16,10 @@ use memmap2::Mmap;
 
 use nnsight::{Error, Result};
 
-use super::dequant;
-use super::ggml_type::GgmlType;
 use super::reader::Reader;
 use super::value::{Value, ValueType};
+use nnsight_kernels::quantized::GgmlType;
+use nnsight_kernels::quantized::dequantize;
 
 const MAGIC: &[u8; 4] = b"GGUF";
 const DEFAULT_ALIGNMENT: usize = 32;
@@ -130,6 +130,7 @@ impl GgufFile {
         let file = File::open(&path).map_err(|e| load_error(format!("cannot open it: {e}")))?;
         // SAFETY: the map is read-only; a file changed on disk while we read it is outside what
         // we can guard against, as for every memory-mapped loader.
+        #[allow(unsafe_code)] // the crate's one exception besides the safetensors map
         let map = unsafe { Mmap::map(&file) }.map_err(|e| load_error(format!("cannot map it: {e}")))?;
         let parsed = parse(&map).map_err(load_error)?;
         Ok(GgufFile {
@@ -335,7 +336,7 @@ impl GgufFile {
         }
         let bytes = self.tensor_bytes(name)?;
         let mut values = vec![0.0; info.n_elements];
-        if !dequant::dequantize(ty, bytes, &mut values) {
+        if !dequantize(ty, bytes, &mut values) {
             return Err(self.load_error(format!(
                 "tensor `{name}` ({ty}, {} values) has {} bytes of data, which does not match",
                 info.n_elements,

@@ -31,17 +31,13 @@
 //! # Ok::<(), nnsight::Error>(())
 //! ```
 
-mod dequant;
 mod file;
-mod ggml_type;
 mod names;
 mod reader;
 mod tokenizer;
 mod value;
 
-#[cfg(test)]
-pub(crate) use dequant::dequantize_block;
 pub use file::{GgufFile, TensorInfo};
-pub use ggml_type::GgmlType;
 pub use names::{gguf_name, hf_name, unpermute_qk};
+pub use nnsight_kernels::quantized::GgmlType;
 pub use value::{Value, ValueType};

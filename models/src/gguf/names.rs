@@ -11,7 +11,7 @@
 use nnsight::{Error, Result};
 
 use super::file::GgufFile;
-use super::ggml_type::GgmlType;
+use nnsight_kernels::quantized::GgmlType;
 
 /// A 2-D GGUF tensor of a 32-value block type, as its blocks ([`GgufFile::hf_tensor_blocks`]).
 #[derive(Debug)]

@@ -5,9 +5,9 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use nnsight::prelude::*;
 
-use crate::activation::FastGelu;
 use crate::kv_cache::LayerCache;
-use crate::matmul::FastLinear;
+use nnsight_kernels::activation::FastGelu;
+use nnsight_kernels::matmul::FastLinear;
 
 /// A transformer block (`transformer.h[i]`). Its output is the residual stream after the block.
 #[derive(Module, Debug, Inspectable)]

@@ -5,7 +5,7 @@ use burn::prelude::*;
 
 use nnsight::Result;
 
-use crate::matmul::FastLinear;
+use nnsight_kernels::matmul::FastLinear;
 
 use super::{Gpt2Attention, Gpt2LMHeadModel};
 use crate::patching::{

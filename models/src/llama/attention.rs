@@ -8,7 +8,7 @@ use nnsight::prelude::*;
 
 use super::rope::apply_rotary_pos_emb;
 use crate::kv_cache::LayerCache;
-use crate::matmul::FastLinear;
+use nnsight_kernels::matmul::FastLinear;
 
 /// Self-attention (`self_attn`), as Hugging Face's `LlamaAttention` with its eager implementation.
 ///

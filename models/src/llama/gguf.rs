@@ -11,7 +11,7 @@ use serde_json::json;
 use super::{LlamaConfig, LlamaForCausalLM};
 use crate::gguf::{GgufFile, gguf_name};
 use crate::language_model::LanguageModel;
-use crate::matmul::{BlockMatrix, KeptBlocks, Stored, keep_for};
+use nnsight_kernels::matmul::{BlockMatrix, KeptBlocks, Stored, keep_for};
 
 impl LlamaConfig {
     /// The configuration that the metadata of a `general.architecture = llama` GGUF file
@@ -88,7 +88,7 @@ impl<B: Backend> LanguageModel<B, LlamaForCausalLM<B>> {
     /// On the `Flex` backend it also keeps the quantized blocks of its Q4_0 / Q4_1 / Q8_0
     /// projections and head, and products with few rows (decoding steps, short prompts) read
     /// those instead of the `f32` weights — the same values, several times fewer bytes
-    /// ([`LanguageModel::kept_blocks`] counts them; see [`crate::matmul`]).
+    /// ([`LanguageModel::kept_blocks`] counts them; see [`nnsight_kernels::matmul`]).
     ///
     /// # Errors
     /// As [`LlamaForCausalLM::from_gguf`] and [`GgufFile::tokenizer`].
@@ -110,7 +110,7 @@ impl<B: Backend> LanguageModel<B, LlamaForCausalLM<B>> {
 }
 
 /// Keeps the GGUF blocks of every projection and of the head (Q4_0, Q4_1, Q8_0 tensors), so that
-/// products with few rows stream them instead of the `f32` weights ([`crate::matmul`]).
+/// products with few rows stream them instead of the `f32` weights ([`nnsight_kernels::matmul`]).
 fn keep_blocks<B: Backend>(model: &LlamaForCausalLM<B>, file: &GgufFile) -> Result<KeptBlocks> {
     let mut kept = KeptBlocks::default();
     let mut keep = |name: &str, weight: Tensor<B, 2>, stored: Stored| -> Result<()> {

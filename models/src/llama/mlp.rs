@@ -6,8 +6,8 @@ use burn::nn::Linear;
 use burn::prelude::*;
 use nnsight::prelude::*;
 
-use crate::activation::silu;
-use crate::matmul::FastLinear;
+use nnsight_kernels::activation::silu;
+use nnsight_kernels::matmul::FastLinear;
 
 /// The MLP (`mlp`), as Hugging Face's `LlamaMLP`.
 #[derive(Module, Debug, Inspectable)]

@@ -6,11 +6,11 @@ use nnsight::Result;
 
 use super::rope::rotate_rows;
 use super::{LlamaForCausalLM, rotate_half};
-use crate::matmul::FastLinear;
 use crate::patching::{
     Group, Heads, LogitDiff, PatchingSweep, check_sweep_input, flat, future_mask, groups_attention_flex,
     kept_residual, kept_rows, prompt_pair, store_rows, sweep, with_past,
 };
+use nnsight_kernels::matmul::FastLinear;
 
 /// The rotary `(cos, sin)` of positions `0..tokens`, `[1, tokens, head_dim]` each.
 type Rotation<B> = (Tensor<B, 3>, Tensor<B, 3>);

@@ -5,7 +5,7 @@ use burn::prelude::*;
 use nnsight::prelude::*;
 
 use super::config::{LlamaConfig, RopeScaling};
-use crate::flex::{from_values, with_values};
+use nnsight_kernels::flex::{from_values, with_values};
 
 /// The rotation of each position (`model.rotary_emb`, as Hugging Face's `LlamaRotaryEmbedding`):
 /// its output is the `(cos, sin)` pair `[batch, tokens, head_dim]` every layer applies to its

@@ -6,7 +6,7 @@
 use burn::prelude::*;
 use rayon::prelude::*;
 
-use crate::flex::{from_values, with_values};
+use nnsight_kernels::flex::{from_values, with_values};
 
 /// [`groups_attention`] on the projections' outputs `[1, rows, columns]` (queries, keys and
 /// values each with their first column: the three may be one tensor) when the backend is `Flex`:

@@ -10,7 +10,7 @@
 use std::ops::Range;
 
 use super::{BLOCK, BlockMatrix};
-use crate::gguf::GgmlType;
+use crate::quantized::GgmlType;
 
 /// Lanes of the per-block sums.
 const LANES: usize = 8;

@@ -37,13 +37,9 @@ pub(super) fn rows_times<B: Backend>(
     from_values(y, [m, n])
 }
 
-/// Keeps `blocks` for `weight` (see [`super::blocks`]) when the backend is `Flex`; the key that
+/// Keeps `blocks` for `weight` (see the [module docs](crate::matmul)) when the backend is `Flex`; the key that
 /// releases them.
-pub(crate) fn keep_for<B: Backend>(
-    weight: &Tensor<B, 2>,
-    stored: Stored,
-    blocks: BlockMatrix,
-) -> Option<usize> {
+pub fn keep_for<B: Backend>(weight: &Tensor<B, 2>, stored: Stored, blocks: BlockMatrix) -> Option<usize> {
     if !is_flex::<B>() {
         return None;
     }
@@ -54,8 +50,8 @@ pub(crate) fn keep_for<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gguf::GgmlType;
     use crate::matmul::KeptBlocks;
+    use crate::quantized::GgmlType;
     use burn::backend::Flex;
 
     /// A `[32, 2]` weight (stored `[in, out]`, columns of 1s and 2s) and Q8_0 blocks of the same

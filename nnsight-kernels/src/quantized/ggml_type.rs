@@ -8,7 +8,7 @@ use std::fmt;
 /// Quantized types store values in blocks of [`block_size`](Self::block_size) values taking
 /// [`type_size`](Self::type_size) bytes. Every type llama.cpp defines is named here, so that
 /// errors can name it; [`can_dequantize`](Self::can_dequantize) says which ones
-/// [`GgufFile::tensor_f32`](super::GgufFile::tensor_f32) reads.
+/// `nnsight_models::gguf::GgufFile::tensor_f32` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[allow(non_camel_case_types)] // llama.cpp's names: `Q4_0` reads better than `Q40`
 #[non_exhaustive]
@@ -226,7 +226,7 @@ impl GgmlType {
         self.layout().map(|(_, bytes)| bytes)
     }
 
-    /// Whether [`GgufFile::tensor_f32`](super::GgufFile::tensor_f32) can read tensors of this type:
+    /// Whether `nnsight_models::gguf::GgufFile::tensor_f32` can read tensors of this type:
     /// F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K and Q6_K.
     pub fn can_dequantize(self) -> bool {
         use GgmlType::*;
@@ -234,7 +234,7 @@ impl GgmlType {
     }
 
     /// The names of the types [`can_dequantize`](Self::can_dequantize) accepts, for messages.
-    pub(crate) const DEQUANTIZABLE: &'static str = "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K";
+    pub const DEQUANTIZABLE: &'static str = "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K";
 
     /// (values per block, bytes per block), as `GGML_QUANT_SIZES` in llama.cpp's gguf-py.
     fn layout(self) -> Option<(usize, usize)> {

@@ -9,7 +9,7 @@ use burn::tensor::{TensorData, TensorPrimitive};
 use burn_flex::FlexTensor;
 
 /// Whether `B` is the default CPU backend, whose kernels this crate can replace.
-pub(crate) fn is_flex<B: Backend>() -> bool {
+pub fn is_flex<B: Backend>() -> bool {
     TypeId::of::<B>() == TypeId::of::<Flex>()
 }
 
@@ -20,10 +20,7 @@ pub(crate) fn flex<B: Backend>(tensor: &TensorPrimitive<B>) -> Option<&FlexTenso
 }
 
 /// A tensor of `values` (row-major, `shape`) when `B` is `Flex`.
-pub(crate) fn from_values<B: Backend, const D: usize>(
-    values: Vec<f32>,
-    shape: [usize; D],
-) -> Option<Tensor<B, D>> {
+pub fn from_values<B: Backend, const D: usize>(values: Vec<f32>, shape: [usize; D]) -> Option<Tensor<B, D>> {
     let mut tensor = Some(FlexTensor::from_data(TensorData::new(values, shape)));
     // When `B` is `Flex`, its float primitive is `FlexTensor`.
     let tensor = (&mut tensor as &mut dyn Any).downcast_mut::<Option<B::FloatTensorPrimitive>>()?.take()?;
@@ -32,7 +29,7 @@ pub(crate) fn from_values<B: Backend, const D: usize>(
 
 /// `f` of the values of `x` as one row-major slice; `None` when `B` is not `Flex` or `x` is not a
 /// contiguous `f32` tensor.
-pub(crate) fn with_values<B: Backend, const D: usize, R>(
+pub fn with_values<B: Backend, const D: usize, R>(
     x: &Tensor<B, D>,
     f: impl FnOnce(&[f32]) -> R,
 ) -> Option<R> {
@@ -45,7 +42,7 @@ pub(crate) fn with_values<B: Backend, const D: usize, R>(
 
 /// `f` applied to the values of `x` as one slice, as a tensor of `x`'s shape; `None` when `B` is
 /// not `Flex` or `x` is not a contiguous `f32` tensor.
-pub(crate) fn map_values<B: Backend, const D: usize>(
+pub fn map_values<B: Backend, const D: usize>(
     x: &Tensor<B, D>,
     f: impl FnOnce(&[f32]) -> Vec<f32>,
 ) -> Option<Tensor<B, D>> {

@@ -19,10 +19,11 @@ mod row_dots;
 use half::f16;
 use row_dots::Rows;
 
-pub(crate) use kept::{KeptBlocks, Stored, keep, kept};
+pub use kept::{KeptBlocks, Stored};
+pub(crate) use kept::{keep, kept};
 
 use super::kernel::{run_tasks, scatter, tile_width};
-use crate::gguf::GgmlType;
+use crate::quantized::GgmlType;
 
 /// Values per block, for every block type here.
 const BLOCK: usize = 32;
@@ -30,7 +31,7 @@ const BLOCK: usize = 32;
 /// A matrix `[rows, cols]` (a weight stored `[out, in]`) as GGUF blocks along its rows, unpacked
 /// for the kernel: each block's scale (and minimum) as `f32`, its quants as bytes.
 #[derive(Debug)]
-pub(crate) struct BlockMatrix {
+pub struct BlockMatrix {
     ty: GgmlType,
     rows: usize,
     cols: usize,
@@ -45,7 +46,7 @@ pub(crate) struct BlockMatrix {
 impl BlockMatrix {
     /// The matrix of `rows` × `cols` values of type `ty` in `bytes` (GGUF blocks); `None` for a
     /// type this kernel does not read, or sizes that do not match.
-    pub(crate) fn new(ty: GgmlType, rows: usize, cols: usize, bytes: Vec<u8>) -> Option<Self> {
+    pub fn new(ty: GgmlType, rows: usize, cols: usize, bytes: Vec<u8>) -> Option<Self> {
         let block_bytes = block_bytes(ty)?;
         let fits = cols.is_multiple_of(BLOCK) && bytes.len() == rows * cols / BLOCK * block_bytes;
         if !fits {
@@ -110,7 +111,7 @@ pub(crate) fn rows_times_blocks(x: &[f32], m: usize, q: &BlockMatrix) -> Vec<f32
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gguf::dequantize_block;
+    use crate::quantized::dequantize_block;
 
     /// Random-looking blocks of type `ty` for an `[n, k]` matrix, and their dequantized values.
     fn blocks(ty: GgmlType, n: usize, k: usize) -> (BlockMatrix, Vec<f32>) {

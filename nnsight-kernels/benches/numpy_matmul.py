@@ -1,10 +1,10 @@
-"""The products of `cargo bench -p nnsight-models --bench matmul` timed with numpy's BLAS.
+"""The products of `cargo bench -p nnsight-kernels --bench matmul` timed with numpy's BLAS.
 
 numpy's wheels ship OpenBLAS, the kind of tuned BLAS PyTorch-class tools run their CPU products
 on; this gives the reference column of BENCHMARKS.md ("Many-rows products against OpenBLAS").
 Same shapes (SmolLM2-135M's projections, 60 and 540 rows), float32, 2 threads by default.
 
-    python3 tools/benchmarks/numpy_matmul.py [threads]
+    python3 nnsight-kernels/benches/numpy_matmul.py [threads]
 
 Prints the median and best of 20 timed runs of each product, in GFLOP/s (2·m·k·n per product).
 """

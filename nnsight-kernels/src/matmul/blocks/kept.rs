@@ -16,7 +16,7 @@ use super::BlockMatrix;
 /// Where a kept weight is used: a `Linear` weight is stored `[in, out]` (the blocks' transpose),
 /// a language-model head `[out, in]` (as the blocks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Stored {
+pub enum Stored {
     /// `[in, out]`: the product is `x · w`.
     InOut,
     /// `[out, in]`: the product is `x · wᵀ`.
@@ -63,22 +63,27 @@ pub(crate) fn kept(weight: &FlexTensor, stored: Stored) -> Option<Arc<BlockMatri
 }
 
 /// The GGUF blocks kept for a model's weights: products with few rows read those weights from
-/// their blocks (see [`nnsight_models::matmul`](crate::matmul)), as long as the weight is the one
+/// their blocks (see [`crate::matmul`]), as long as the weight is the one
 /// loaded (a weight changed since is read from its `f32` values). Dropping it releases them.
 #[derive(Debug, Default)]
-pub(crate) struct KeptBlocks {
+pub struct KeptBlocks {
     keys: Vec<usize>,
 }
 
 impl KeptBlocks {
-    /// Adds a key returned by [`keep`].
-    pub(crate) fn push(&mut self, key: usize) {
+    /// Adds a key returned by [`keep_for`](crate::matmul::keep_for).
+    pub fn push(&mut self, key: usize) {
         self.keys.push(key);
     }
 
     /// Number of weights kept.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.keys.len()
+    }
+
+    /// Whether no weight is kept.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
     }
 }
 

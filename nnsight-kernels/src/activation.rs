@@ -37,7 +37,7 @@ impl FastGelu for Gelu {
 
 /// SiLU, `x · sigmoid(x)`, of every element of `x`: one vectorized pass on the CPU backend, burn's
 /// `silu` on others.
-pub(crate) fn silu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+pub fn silu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     map_values(&x, |values| each_value(values, silu_avx2, silu_of))
         .unwrap_or_else(|| burn::tensor::activation::silu(x))
 }

@@ -14,11 +14,11 @@ use super::ggml_type::{GgmlType, QK_K};
 /// enough that scheduling costs nothing next to the work.
 const VALUES_PER_TASK: usize = 1 << 14;
 
-/// Dequantizes `bytes`, holding `out.len()` values of type `ty`, into `out`.
+/// Dequantizes `bytes`, holding `out.len()` values of type `ty`, into `out`, in parallel.
 ///
 /// Returns `false` (and leaves `out` unspecified) when `ty` is not one of the types above, or
 /// `bytes` is not exactly the size of `out.len()` values of that type.
-pub(super) fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> bool {
+pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> bool {
     match ty {
         GgmlType::F32 => blocks::<4, 1>(bytes, out, |b, y| y[0] = f32::from_le_bytes(*b)),
         GgmlType::F16 => blocks::<2, 1>(bytes, out, |b, y| y[0] = f16::from_le_bytes(*b).to_f32()),

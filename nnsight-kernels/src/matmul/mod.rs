@@ -12,7 +12,7 @@
 //! unchanged.
 //!
 //! A model loaded from a GGUF file keeps the blocks of its Q4_0, Q4_1 and Q8_0 projections (see
-//! [`LanguageModel::kept_blocks`](crate::LanguageModel::kept_blocks)); those few-rows products
+//! `nnsight_models::LanguageModel::kept_blocks`); those few-rows products
 //! read the blocks (0.56–1.06 bytes per weight instead of 4) and compute from the quants
 //! directly, `x · (d·q + m) = d·(x · q) + m·Σx` per block of 32 — the same weights, so the same
 //! result up to float rounding. A decoding step reads every weight once and is bound by memory
@@ -32,8 +32,8 @@ mod tiled;
 
 use burn::prelude::*;
 
-pub(crate) use blocks::{BlockMatrix, KeptBlocks, Stored};
-pub(crate) use flex::keep_for;
+pub use blocks::{BlockMatrix, KeptBlocks, Stored};
+pub use flex::keep_for;
 pub use linear::FastLinear;
 
 /// `x · w` over the last dimension of `x`: `x` `[.., k]`, `w` `[k, n]` → `[.., n]`, as one 2-D

@@ -4,7 +4,7 @@
 //! 36–1,000 rows), on the default CPU backend.
 //!
 //! Throughput is in floating-point operations (criterion's "elem/s" are FLOP/s, `2 · m · k · n`
-//! per product). `tools/benchmarks/numpy_matmul.py` times the same products with numpy's BLAS
+//! per product). `benches/numpy_matmul.py` (beside this file) times the same products with numpy's BLAS
 //! (OpenBLAS, 2 threads), the library PyTorch-class tools run them on; both are recorded in
 //! BENCHMARKS.md. Under `cargo test --benches` each product runs once.
 #![allow(missing_docs)] // criterion's macros generate undocumented functions
@@ -15,7 +15,7 @@ use burn::backend::Flex;
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use nnsight_models::matmul::matmul_last;
+use nnsight_kernels::matmul::matmul_last;
 
 type B = Flex;
 
