@@ -8,7 +8,9 @@
 //! - `one_trace_121_invokes`: the sweep as one trace of 121 invokes — the clean prompt and one
 //!   invoke per patch, run as one batched forward pass (nnsight's fastest way);
 //! - `fast/...`: `Gpt2LMHeadModel::residual_patching_sweep`, for prompts differing at one position
-//!   (the usual case: IOI-style name swaps) and at every position (nothing to skip).
+//!   (the usual case: IOI-style name swaps; at position 5, so positions 0–4 are skipped), at
+//!   positions 1–2 (the prompt pair of the nnsight reference measurement: almost nothing can be
+//!   skipped) and at every position (nothing to skip).
 //!
 //! Before measuring, the fast and the invokes sweeps are checked against the naive one (≤ 1e-4 at
 //! every entry).
@@ -124,9 +126,13 @@ fn bench(c: &mut Criterion) {
     let clean: Vec<u32> = clean.into_iter().map(|t| t % config.vocab_size as u32).collect();
     let mut one_differs = clean.clone();
     one_differs[5] = (one_differs[5] + 1) % config.vocab_size as u32;
+    let mut reference_pair = clean.clone();
+    for p in [1, 2] {
+        reference_pair[p] = (reference_pair[p] + 1) % config.vocab_size as u32;
+    }
     let all_differ: Vec<u32> = clean.iter().map(|t| (t * 7 + 3) % config.vocab_size as u32).collect();
 
-    for corrupted in [&one_differs, &all_differ] {
+    for corrupted in [&one_differs, &reference_pair, &all_differ] {
         let fast = model.residual_patching_sweep(&clean, corrupted, METRIC).unwrap();
         let naive = naive_sweep(&model, &clean, corrupted);
         let worst = fast.values().iter().zip(&naive).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
@@ -145,6 +151,9 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("fast/one_position_differs", |b| {
         b.iter(|| black_box(model.residual_patching_sweep(&clean, &one_differs, METRIC).unwrap()))
+    });
+    group.bench_function("fast/positions_1_2_differ", |b| {
+        b.iter(|| black_box(model.residual_patching_sweep(&clean, &reference_pair, METRIC).unwrap()))
     });
     group.bench_function("fast/every_position_differs", |b| {
         b.iter(|| black_box(model.residual_patching_sweep(&clean, &all_differ, METRIC).unwrap()))

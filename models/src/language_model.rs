@@ -10,7 +10,6 @@ use nnsight::{Edited, Error, Forward, Inspectable, Result, TraceExt};
 
 use crate::hub::ModelFiles;
 use crate::prompts::{Batch, Prompts};
-use nnsight_kernels::matmul::KeptBlocks;
 
 /// A causal language model: `forward(input_ids, attention_mask) -> logits [batch, tokens, vocab]`.
 pub trait CausalLm<B: Backend>:
@@ -20,6 +19,11 @@ pub trait CausalLm<B: Backend>:
     fn vocab_size(&self) -> usize;
     /// Longest sequence the model accepts.
     fn max_positions(&self) -> usize;
+
+    /// How many of the model's weights its modules also keep as GGUF blocks (0 by default).
+    fn weights_in_blocks(&self) -> usize {
+        0
+    }
 }
 
 /// A model that loads from Hugging Face files.
@@ -51,8 +55,6 @@ pub struct LanguageModel<B: Backend, M> {
     pad_id: u32,
     eos_ids: Vec<u32>,
     device: B::Device,
-    /// GGUF blocks kept for the model's projections (see [`nnsight_kernels::matmul`]); released on drop.
-    kept: KeptBlocks,
 }
 
 impl<B: Backend, M> fmt::Debug for LanguageModel<B, M> {
@@ -105,13 +107,7 @@ fn eos_ids(files: &ModelFiles) -> Result<Vec<u32>> {
 impl<B: Backend, M: CausalLm<B>> LanguageModel<B, M> {
     /// Wraps a model already built; `pad_id` is the token id used for (left) padding.
     pub fn new(model: M, tokenizer: Tokenizer, pad_id: u32, device: B::Device) -> Self {
-        LanguageModel { model, tokenizer, pad_id, eos_ids: Vec::new(), device, kept: KeptBlocks::default() }
-    }
-
-    /// The same model reading its projections from `kept` GGUF blocks where it can.
-    pub(crate) fn with_kept_blocks(mut self, kept: KeptBlocks) -> Self {
-        self.kept = kept;
-        self
+        LanguageModel { model, tokenizer, pad_id, eos_ids: Vec::new(), device }
     }
 
     /// How many of the model's weights are read from their GGUF blocks in products with few rows
@@ -119,7 +115,7 @@ impl<B: Backend, M: CausalLm<B>> LanguageModel<B, M> {
     /// Q4_0 / Q4_1 / Q8_0 tensors on the `Flex` backend. The blocks hold the same values as the
     /// `f32` weights; a weight changed after loading is read from its `f32` values again.
     pub fn kept_blocks(&self) -> usize {
-        self.kept.len()
+        self.model.weights_in_blocks()
     }
 
     /// The same model with `ids` as its end-of-sequence tokens (where generation stops).

@@ -10,7 +10,8 @@
 //! - [`packaged`]: model files shipped inside PyPI packages (fetched with pip);
 //! - [`generation`]: text generation with a KV cache, traceable step by step;
 //! - [`patching`]: residual-stream activation patching sweeps computed from the causal structure;
-//! - [`causal`], [`kv_cache`], [`lm_head`]: pieces shared by causal language models.
+//! - [`causal`], [`kv_cache`], [`lm_head`], [`projection`]: pieces shared by causal language
+//!   models.
 //!
 //! The hot products and activations the models call live in `nnsight-kernels` (re-exported as
 //! [`matmul`] and [`activation`]).
@@ -31,6 +32,7 @@ pub mod lm_head;
 mod lm_invokes;
 pub mod packaged;
 pub mod patching;
+pub mod projection;
 mod prompts;
 pub mod weights;
 

@@ -1,6 +1,5 @@
 //! Grouped-query causal self-attention with rotary position embeddings.
 
-use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use nnsight::HookPoint;
@@ -8,7 +7,7 @@ use nnsight::prelude::*;
 
 use super::rope::apply_rotary_pos_emb;
 use crate::kv_cache::LayerCache;
-use nnsight_kernels::matmul::FastLinear;
+use crate::projection::Projection;
 
 /// Self-attention (`self_attn`), as Hugging Face's `LlamaAttention` with its eager implementation.
 ///
@@ -18,13 +17,13 @@ use nnsight_kernels::matmul::FastLinear;
 #[derive(Module, Debug, Inspectable)]
 pub struct LlamaAttention<B: Backend> {
     /// Query projection, `hidden → num_heads · head_dim`.
-    pub q_proj: Linear<B>,
+    pub q_proj: Projection<B>,
     /// Key projection, `hidden → num_key_value_heads · head_dim`.
-    pub k_proj: Linear<B>,
+    pub k_proj: Projection<B>,
     /// Value projection, `hidden → num_key_value_heads · head_dim`.
-    pub v_proj: Linear<B>,
+    pub v_proj: Projection<B>,
     /// Output projection, `num_heads · head_dim → hidden`.
-    pub o_proj: Linear<B>,
+    pub o_proj: Projection<B>,
     /// The attention probabilities `[batch, heads, queries, keys]` (after softmax) pass here:
     /// read or replace them as `self_attn.attn_probs`.
     pub attn_probs: HookPoint,
@@ -53,16 +52,16 @@ impl<B: Backend> LlamaAttention<B> {
     ) -> Tensor<B, 3> {
         let [batch, tokens, _] = x.dims();
         let (cos, sin) = position_embeddings;
-        let q = self.split_heads(self.q_proj.forward_fast(x.clone()), self.num_heads);
-        let k = self.split_heads(self.k_proj.forward_fast(x.clone()), self.num_key_value_heads);
-        let v = self.split_heads(self.v_proj.forward_fast(x), self.num_key_value_heads);
+        let q = self.split_heads(self.q_proj.forward(x.clone()), self.num_heads);
+        let k = self.split_heads(self.k_proj.forward(x.clone()), self.num_key_value_heads);
+        let v = self.split_heads(self.v_proj.forward(x), self.num_key_value_heads);
         let q = apply_rotary_pos_emb(q, cos, sin);
         let k = apply_rotary_pos_emb(k, cos, sin);
         let (k, v) = cache.append(k, v);
         let probs = self.attn_probs.forward(self.probabilities(q, k, masked));
         let mixed =
             self.mix(probs, v).swap_dims(1, 2).reshape([batch, tokens, self.num_heads * self.head_dim]);
-        self.o_proj.forward_fast(mixed)
+        self.o_proj.forward(mixed)
     }
 }
 

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::{LlamaConfig, LlamaForCausalLM};
 use crate::gguf::{GgufFile, gguf_name};
 use crate::language_model::LanguageModel;
-use nnsight_kernels::matmul::{BlockMatrix, KeptBlocks, Stored, keep_for};
+use nnsight_kernels::matmul::{BlockMatrix, Stored, WeightBlocks};
 
 impl LlamaConfig {
     /// The configuration that the metadata of a `general.architecture = llama` GGUF file
@@ -102,44 +102,44 @@ impl<B: Backend> LanguageModel<B, LlamaForCausalLM<B>> {
                 file.path().display()
             ),
         })?;
-        let kept = keep_blocks(&model, &file)?;
-        Ok(LanguageModel::new(model, tokenizer, pad, device.clone())
-            .with_eos(config.eos_token_id.clone())
-            .with_kept_blocks(kept))
+        let mut model = model;
+        keep_blocks(&mut model, &file)?;
+        Ok(LanguageModel::new(model, tokenizer, pad, device.clone()).with_eos(config.eos_token_id.clone()))
     }
 }
 
-/// Keeps the GGUF blocks of every projection and of the head (Q4_0, Q4_1, Q8_0 tensors), so that
+/// Gives every projection and the head their GGUF blocks (Q4_0, Q4_1, Q8_0 tensors), so that
 /// products with few rows stream them instead of the `f32` weights ([`nnsight_kernels::matmul`]).
-fn keep_blocks<B: Backend>(model: &LlamaForCausalLM<B>, file: &GgufFile) -> Result<KeptBlocks> {
-    let mut kept = KeptBlocks::default();
-    let mut keep = |name: &str, weight: Tensor<B, 2>, stored: Stored| -> Result<()> {
-        if let Some(t) = file.hf_tensor_blocks(name)?
-            && let Some(key) =
-                BlockMatrix::new(t.ty, t.rows, t.cols, t.bytes).and_then(|b| keep_for(&weight, stored, b))
-        {
-            kept.push(key);
-        }
-        Ok(())
+fn keep_blocks<B: Backend>(model: &mut LlamaForCausalLM<B>, file: &GgufFile) -> Result<()> {
+    let blocks = |name: &str, weight: Tensor<B, 2>, stored: Stored| -> Result<Option<WeightBlocks>> {
+        Ok(file.hf_tensor_blocks(name)?.and_then(|t| {
+            BlockMatrix::new(t.ty, t.rows, t.cols, t.bytes)
+                .and_then(|b| WeightBlocks::new(&weight, stored, b))
+        }))
     };
-    for (i, layer) in model.model.layers.iter().enumerate() {
-        let (attn, mlp) = (&layer.self_attn, &layer.mlp);
+    for (i, layer) in model.model.layers.iter_mut().enumerate() {
+        let (attn, mlp) = (&mut layer.self_attn, &mut layer.mlp);
         let projections = [
-            ("self_attn.q_proj", &attn.q_proj),
-            ("self_attn.k_proj", &attn.k_proj),
-            ("self_attn.v_proj", &attn.v_proj),
-            ("self_attn.o_proj", &attn.o_proj),
-            ("mlp.gate_proj", &mlp.gate_proj),
-            ("mlp.up_proj", &mlp.up_proj),
-            ("mlp.down_proj", &mlp.down_proj),
+            ("self_attn.q_proj", &mut attn.q_proj),
+            ("self_attn.k_proj", &mut attn.k_proj),
+            ("self_attn.v_proj", &mut attn.v_proj),
+            ("self_attn.o_proj", &mut attn.o_proj),
+            ("mlp.gate_proj", &mut mlp.gate_proj),
+            ("mlp.up_proj", &mut mlp.up_proj),
+            ("mlp.down_proj", &mut mlp.down_proj),
         ];
-        for (name, linear) in projections {
-            keep(&format!("model.layers.{i}.{name}.weight"), linear.weight.val(), Stored::InOut)?;
+        for (name, projection) in projections {
+            let name = format!("model.layers.{i}.{name}.weight");
+            if let Some(b) = blocks(&name, projection.weight.val(), Stored::InOut)? {
+                projection.keep_blocks(b);
+            }
         }
     }
     // A tied head is the token embedding.
     let untied = gguf_name("lm_head.weight").is_some_and(|name| file.tensor_info(&name).is_some());
     let head = if untied { "lm_head.weight" } else { "model.embed_tokens.weight" };
-    keep(head, model.lm_head.weight.val(), Stored::OutIn)?;
-    Ok(kept)
+    if let Some(b) = blocks(head, model.lm_head.weight.val(), Stored::OutIn)? {
+        model.lm_head.keep_blocks(b);
+    }
+    Ok(())
 }

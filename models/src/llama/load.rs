@@ -2,7 +2,7 @@
 //! tensors by Hugging Face name (e.g. dequantized from another format), or from random weights.
 
 use burn::module::Param;
-use burn::nn::{Embedding, EmbeddingConfig, Linear, RmsNorm, RmsNormConfig};
+use burn::nn::{Embedding, EmbeddingConfig, RmsNorm, RmsNormConfig};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use nnsight::HookPoint;
@@ -16,6 +16,7 @@ use super::{
 use crate::hub::ModelFiles;
 use crate::language_model::Pretrained;
 use crate::lm_head::LmHead;
+use crate::projection::Projection;
 use crate::weights::Weights;
 
 /// Where the tensors come from: tensors by name, or a random initialisation.
@@ -263,14 +264,10 @@ fn linear<B: Backend, S: TensorSource<B>>(
     d_in: usize,
     d_out: usize,
     bias: bool,
-) -> Result<Linear<B>> {
-    let weight = Param::from_tensor(source.linear_weight(&format!("{name}.weight"), d_in, d_out)?);
-    let bias = if bias {
-        Some(Param::from_tensor(source.get(&format!("{name}.bias"), [d_out], Kind::Bias)?))
-    } else {
-        None
-    };
-    Ok(Linear { weight, bias })
+) -> Result<Projection<B>> {
+    let weight = source.linear_weight(&format!("{name}.weight"), d_in, d_out)?;
+    let bias = if bias { Some(source.get(&format!("{name}.bias"), [d_out], Kind::Bias)?) } else { None };
+    Ok(Projection::new(weight, bias))
 }
 
 fn rms_norm<B: Backend, S: TensorSource<B>>(

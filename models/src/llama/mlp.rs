@@ -2,22 +2,21 @@
 
 use std::marker::PhantomData;
 
-use burn::nn::Linear;
 use burn::prelude::*;
 use nnsight::prelude::*;
 
+use crate::projection::Projection;
 use nnsight_kernels::activation::silu;
-use nnsight_kernels::matmul::FastLinear;
 
 /// The MLP (`mlp`), as Hugging Face's `LlamaMLP`.
 #[derive(Module, Debug, Inspectable)]
 pub struct LlamaMlp<B: Backend> {
     /// Gate projection, `hidden → intermediate`.
-    pub gate_proj: Linear<B>,
+    pub gate_proj: Projection<B>,
     /// Up projection, `hidden → intermediate`.
-    pub up_proj: Linear<B>,
+    pub up_proj: Projection<B>,
     /// Down projection, `intermediate → hidden`.
-    pub down_proj: Linear<B>,
+    pub down_proj: Projection<B>,
     /// SiLU on the gate (its output is the gate's activation, before the product with `up_proj`).
     pub act_fn: Silu<B>,
 }
@@ -26,8 +25,8 @@ pub struct LlamaMlp<B: Backend> {
 impl<B: Backend> LlamaMlp<B> {
     /// Runs the MLP on the normalised residual stream `[batch, tokens, hidden]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let gate = self.act_fn.forward(self.gate_proj.forward_fast(x.clone()));
-        self.down_proj.forward_fast(gate * self.up_proj.forward_fast(x))
+        let gate = self.act_fn.forward(self.gate_proj.forward(x.clone()));
+        self.down_proj.forward(gate * self.up_proj.forward(x))
     }
 }
 

@@ -143,4 +143,20 @@ impl<B: Backend> CausalLm<B> for LlamaForCausalLM<B> {
     fn max_positions(&self) -> usize {
         self.model.rotary_emb.max_position_embeddings
     }
+
+    fn weights_in_blocks(&self) -> usize {
+        let projections = self.model.layers.iter().flat_map(|layer| {
+            let (attn, mlp) = (&layer.self_attn, &layer.mlp);
+            [
+                &attn.q_proj,
+                &attn.k_proj,
+                &attn.v_proj,
+                &attn.o_proj,
+                &mlp.gate_proj,
+                &mlp.up_proj,
+                &mlp.down_proj,
+            ]
+        });
+        projections.filter(|p| p.has_blocks()).count() + usize::from(self.lm_head.has_blocks())
+    }
 }

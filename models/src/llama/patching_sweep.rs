@@ -10,7 +10,6 @@ use crate::patching::{
     Group, Heads, LogitDiff, PatchingSweep, check_sweep_input, flat, future_mask, groups_attention_flex,
     kept_residual, kept_rows, prompt_pair, store_rows, sweep, with_past,
 };
-use nnsight_kernels::matmul::FastLinear;
 
 /// The rotary `(cos, sin)` of positions `0..tokens`, `[1, tokens, head_dim]` each.
 type Rotation<B> = (Tensor<B, 3>, Tensor<B, 3>);
@@ -65,9 +64,9 @@ impl<B: Backend> LlamaForCausalLM<B> {
             active.iter().map(|g| g.rows.as_ref().expect("active").dims()).collect();
         let residual = Tensor::cat(active.iter().map(|g| flat(g.rows.clone().expect("active"))).collect(), 1);
         let normed = decoder.input_layernorm.forward(residual.clone());
-        let q = attn.q_proj.forward_fast(normed.clone());
-        let k = attn.k_proj.forward_fast(normed.clone());
-        let v = attn.v_proj.forward_fast(normed);
+        let q = attn.q_proj.forward(normed.clone());
+        let k = attn.k_proj.forward(normed.clone());
+        let v = attn.v_proj.forward(normed);
 
         // Rotary embedding of every row at once: the angles of each row's position.
         let positions: Vec<usize> = active
@@ -95,7 +94,7 @@ impl<B: Backend> LlamaForCausalLM<B> {
         };
         let mixed = groups_attention_flex((&q, 0), (&k, 0), (&v, 0), &groups, tokens, heads, last_layer)
             .unwrap_or_else(|| self.groups_attention(layer, (q, k, v), &groups, tokens, last_layer));
-        let x = kept_residual(residual, &shapes, last_layer) + attn.o_proj.forward_fast(mixed);
+        let x = kept_residual(residual, &shapes, last_layer) + attn.o_proj.forward(mixed);
         let x = x.clone() + decoder.mlp.forward(decoder.post_attention_layernorm.forward(x));
         store_rows(active, &shapes, x, last_layer);
     }

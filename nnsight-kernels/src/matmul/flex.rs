@@ -1,21 +1,24 @@
 //! The products on burn-flex tensors: taken when the backend is `Flex` and both operands are
 //! contiguous `f32`; `None` otherwise. Products with at most [`MAX_ROWS`] rows run on the
-//! few-rows kernel, reading a weight's GGUF blocks when they are kept for it
-//! ([`super::blocks`]); larger ones on `gemm` with threads ([`super::many_rows`]).
+//! few-rows kernel, reading a weight's GGUF blocks when its module has them and the weight is the
+//! one they were made for ([`WeightBlocks`]); larger ones on the tiled kernel or `gemm` with
+//! threads ([`super::many_rows`]).
 
 use burn::prelude::*;
 
 use crate::flex::{flex, from_values, is_flex};
 
-use super::blocks::{BlockMatrix, Stored, keep, kept, rows_times_blocks};
+use super::blocks::{Stored, WeightBlocks, rows_times_blocks};
 use super::kernel::{MAX_ROWS, rows_times as kernel_rows_times, rows_times_transposed};
 use super::many_rows;
 
-/// `x · w` (or `x · wᵀ` when `transposed`, `w` then `[n, k]`) for `x` `[m, k]`.
+/// `x · w` (or `x · wᵀ` when `transposed`, `w` then `[n, k]`) for `x` `[m, k]`, from `blocks`
+/// where they stand for `w`.
 pub(super) fn rows_times<B: Backend>(
     x: &Tensor<B, 2>,
     w: &Tensor<B, 2>,
     transposed: bool,
+    blocks: Option<&WeightBlocks>,
 ) -> Option<Tensor<B, 2>> {
     let [m, k] = x.dims();
     if !is_flex::<B>() {
@@ -27,8 +30,8 @@ pub(super) fn rows_times<B: Backend>(
     let stored = if transposed { Stored::OutIn } else { Stored::InOut };
     let y = if m > MAX_ROWS {
         many_rows::rows_times(xs, m, w.as_slice::<f32>()?, k, n, transposed)
-    } else if let Some(blocks) = kept(w, stored) {
-        rows_times_blocks(xs, m, &blocks)
+    } else if let Some(blocks) = blocks.and_then(|b| b.of(w, stored)) {
+        rows_times_blocks(xs, m, blocks)
     } else if transposed {
         rows_times_transposed(xs, m, w.as_slice::<f32>()?, k, n)
     } else {
@@ -37,20 +40,10 @@ pub(super) fn rows_times<B: Backend>(
     from_values(y, [m, n])
 }
 
-/// Keeps `blocks` for `weight` (see the [module docs](crate::matmul)) when the backend is `Flex`; the key that
-/// releases them.
-pub fn keep_for<B: Backend>(weight: &Tensor<B, 2>, stored: Stored, blocks: BlockMatrix) -> Option<usize> {
-    if !is_flex::<B>() {
-        return None;
-    }
-    let weight = weight.clone().into_primitive();
-    keep(flex::<B>(&weight)?, stored, blocks)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::matmul::KeptBlocks;
+    use crate::matmul::BlockMatrix;
     use crate::quantized::GgmlType;
     use burn::backend::Flex;
 
@@ -67,48 +60,47 @@ mod tests {
         (weight, BlockMatrix::new(GgmlType::Q8_0, 2, 32, bytes).unwrap())
     }
 
-    fn found(weight: &Tensor<Flex, 2>, stored: Stored) -> bool {
+    fn found(blocks: &WeightBlocks, weight: &Tensor<Flex, 2>, stored: Stored) -> bool {
         let weight = weight.clone().into_primitive();
-        kept(flex::<Flex>(&weight).unwrap(), stored).is_some()
+        blocks.of(flex::<Flex>(&weight).unwrap(), stored).is_some()
     }
 
     #[test]
-    fn blocks_are_used_for_the_kept_weight_only_until_it_changes_or_is_released() {
+    fn blocks_are_used_for_their_weight_only_until_it_changes() {
         let (weight, blocks) = weight_and_blocks();
-        let mut guard = KeptBlocks::default();
-        guard.push(keep_for(&weight, Stored::InOut, blocks).expect("shapes match"));
-        assert!(found(&weight, Stored::InOut));
-        assert!(found(&weight.clone(), Stored::InOut), "a clone shares the storage");
-        assert!(!found(&weight, Stored::OutIn), "kept for the other layout");
-        assert!(!found(&weight.clone().transpose(), Stored::InOut), "another layout of the storage");
+        let blocks = WeightBlocks::new(&weight, Stored::InOut, blocks).expect("shapes match");
+        assert!(found(&blocks, &weight, Stored::InOut));
+        assert!(found(&blocks, &weight.clone(), Stored::InOut), "a clone shares the storage");
+        assert!(!found(&blocks, &weight, Stored::OutIn), "made for the other layout");
+        assert!(!found(&blocks, &weight.clone().transpose(), Stored::InOut), "another layout of the storage");
 
-        // Changed weights (new values, or an edit burn could have made in place) are not kept.
-        assert!(!found(&(weight.clone() * 2.0), Stored::InOut));
+        // Changed weights (new values, or an edit burn could have made in place) are not theirs.
+        assert!(!found(&blocks, &(weight.clone() * 2.0), Stored::InOut));
         let edited = weight.clone().slice_assign([0..1, 0..2], Tensor::zeros([1, 2], &Default::default()));
-        assert!(!found(&edited, Stored::InOut));
+        assert!(!found(&blocks, &edited, Stored::InOut));
         assert_eq!(
             weight.clone().into_data().to_vec::<f32>().unwrap()[..2],
             [1.0, 2.0],
-            "the kept weight is unchanged"
+            "the weight the blocks stand for is unchanged"
         );
 
-        // Products read the blocks of the kept weight, and the values of a changed one.
+        // Products read the blocks of their weight, and the values of a changed one.
         let x = Tensor::<Flex, 2>::ones([3, 32], &Default::default());
-        let product = |w: &Tensor<Flex, 2>| {
-            let y = rows_times(&x, w, false).expect("a few-rows product on Flex");
+        let product = |w: &Tensor<Flex, 2>, blocks: Option<&WeightBlocks>| {
+            let y = rows_times(&x, w, false, blocks).expect("a few-rows product on Flex");
             y.into_data().to_vec::<f32>().unwrap()
         };
-        assert_eq!(product(&weight), [96.0, 128.0].repeat(3));
-        assert_eq!(product(&(weight.clone() * 2.0)), [64.0, 128.0].repeat(3));
-
-        drop(guard);
-        assert!(!found(&weight, Stored::InOut), "released with the guard");
-        assert_eq!(product(&weight), [32.0, 64.0].repeat(3));
+        assert_eq!(product(&weight, Some(&blocks)), [96.0, 128.0].repeat(3));
+        assert_eq!(product(&(weight.clone() * 2.0), Some(&blocks)), [64.0, 128.0].repeat(3));
+        assert_eq!(product(&weight, None), [32.0, 64.0].repeat(3));
     }
 
     #[test]
-    fn blocks_of_the_wrong_shape_are_not_kept() {
+    fn blocks_of_the_wrong_shape_or_backend_are_refused() {
         let (weight, blocks) = weight_and_blocks();
-        assert!(keep_for(&weight, Stored::OutIn, blocks).is_none());
+        assert!(WeightBlocks::new(&weight, Stored::OutIn, blocks).is_none());
+        let (_, blocks) = weight_and_blocks();
+        let other = Tensor::<burn::backend::Autodiff<Flex>, 2>::ones([32, 2], &Default::default());
+        assert!(WeightBlocks::new(&other, Stored::InOut, blocks).is_none());
     }
 }

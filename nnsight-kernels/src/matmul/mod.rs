@@ -11,9 +11,9 @@
 //! weight is stored transposed. Other backends, autodiff included, take burn's `matmul`
 //! unchanged.
 //!
-//! A model loaded from a GGUF file keeps the blocks of its Q4_0, Q4_1 and Q8_0 projections (see
-//! `nnsight_models::LanguageModel::kept_blocks`); those few-rows products
-//! read the blocks (0.56–1.06 bytes per weight instead of 4) and compute from the quants
+//! A model loaded from a GGUF file keeps the blocks of its Q4_0, Q4_1 and Q8_0 projections in the
+//! projections themselves ([`WeightBlocks`], passed to [`matmul_last_with`]); those few-rows
+//! products read the blocks (0.56–1.06 bytes per weight instead of 4) and compute from the quants
 //! directly, `x · (d·q + m) = d·(x · q) + m·Σx` per block of 32 — the same weights, so the same
 //! result up to float rounding. A decoding step reads every weight once and is bound by memory
 //! bandwidth, so this makes it several times faster. A weight changed after loading is read from
@@ -32,27 +32,46 @@ mod tiled;
 
 use burn::prelude::*;
 
-pub use blocks::{BlockMatrix, KeptBlocks, Stored};
-pub use flex::keep_for;
+pub use blocks::{BlockMatrix, Stored, WeightBlocks};
 pub use linear::FastLinear;
 
 /// `x · w` over the last dimension of `x`: `x` `[.., k]`, `w` `[k, n]` → `[.., n]`, as one 2-D
 /// product.
 pub fn matmul_last<B: Backend, const D: usize>(x: Tensor<B, D>, w: Tensor<B, 2>) -> Tensor<B, D> {
+    matmul_last_with(x, w, None)
+}
+
+/// [`matmul_last`], reading `w` from `blocks` in few-rows products while they stand for it (its
+/// GGUF blocks, stored [`Stored::InOut`]).
+pub fn matmul_last_with<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    w: Tensor<B, 2>,
+    blocks: Option<&WeightBlocks>,
+) -> Tensor<B, D> {
     let (rows, shape) = flatten(&x);
     let [k, n] = w.dims();
     let x = x.reshape([rows, k]);
-    let y = flex::rows_times(&x, &w, false).unwrap_or_else(|| x.matmul(w));
+    let y = flex::rows_times(&x, &w, false, blocks).unwrap_or_else(|| x.matmul(w));
     y.reshape(with_last(shape, n))
 }
 
 /// `x · wᵀ` over the last dimension of `x`: `x` `[.., k]`, `w` `[n, k]` → `[.., n]`, as one 2-D
 /// product (no copy of the transposed weight).
 pub fn matmul_last_transposed<B: Backend, const D: usize>(x: Tensor<B, D>, w: Tensor<B, 2>) -> Tensor<B, D> {
+    matmul_last_transposed_with(x, w, None)
+}
+
+/// [`matmul_last_transposed`], reading `w` from `blocks` in few-rows products while they stand
+/// for it (stored [`Stored::OutIn`]).
+pub fn matmul_last_transposed_with<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    w: Tensor<B, 2>,
+    blocks: Option<&WeightBlocks>,
+) -> Tensor<B, D> {
     let (rows, shape) = flatten(&x);
     let [n, k] = w.dims();
     let x = x.reshape([rows, k]);
-    let y = flex::rows_times(&x, &w, true).unwrap_or_else(|| x.matmul(w.transpose()));
+    let y = flex::rows_times(&x, &w, true, blocks).unwrap_or_else(|| x.matmul(w.transpose()));
     y.reshape(with_last(shape, n))
 }
 

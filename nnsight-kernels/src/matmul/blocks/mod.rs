@@ -10,17 +10,16 @@
 //! (float rounding, ≈ 1e-7 relative). Every output element is summed in the same order whatever
 //! the number of rows, so a row's result does not depend on the other rows.
 //!
-//! Which weights have blocks is kept in a table ([`kept`](self::kept)), so that a weight changed
-//! after loading is read from its `f32` values again.
+//! The module that uses a weight owns its blocks ([`WeightBlocks`]), which a weight changed after
+//! loading no longer matches: it is read from its `f32` values again.
 
-mod kept;
 mod row_dots;
+mod weight_blocks;
 
 use half::f16;
 use row_dots::Rows;
 
-pub use kept::{KeptBlocks, Stored};
-pub(crate) use kept::{keep, kept};
+pub use weight_blocks::{Stored, WeightBlocks};
 
 use super::kernel::{run_tasks, scatter, tile_width};
 use crate::quantized::GgmlType;
