@@ -27,7 +27,7 @@ use std::time::Instant;
 use burn::backend::Flex;
 use burn::prelude::*;
 use nnsight::Error;
-use nnsight_models::gpt2::LogitDiff;
+use nnsight_models::patching::LogitDiff;
 use support::{Gpt2, label};
 
 const CLEAN: &str = "When Mary and John went to the store, John gave a drink to";

@@ -24,7 +24,7 @@ use nnsight::Shared;
 use nnsight_models::LanguageModel;
 use nnsight_models::generation::GenerateOptions;
 use nnsight_models::llama::{LlamaForCausalLM, LlamaForCausalLMEnvoy};
-use nnsight_models::packaged::PackagedFile;
+use nnsight_support::packaged::PackagedFile;
 
 type B = Flex;
 type SmolLm = LanguageModel<B, LlamaForCausalLM<B>>;

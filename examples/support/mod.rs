@@ -16,9 +16,6 @@ pub(crate) type Gpt2On<B> = LanguageModel<B, Gpt2LMHeadModel<B>>;
 /// The model loaded when none is named.
 const DEFAULT_MODEL: &str = "openai-community/gpt2";
 
-/// A tiny random GPT-2 (2 layers, 512 tokens) with a real tokenizer, made for the tests.
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/tiny-gpt2");
-
 /// Loads the model named by the first command-line argument (a Hub id or a directory); when that
 /// fails, says why and loads the fixture instead. Returns the model and what was loaded.
 #[allow(dead_code)]
@@ -36,7 +33,10 @@ pub(crate) fn load_model_on<B: Backend>() -> nnsight::Result<(Gpt2On<B>, String)
             println!("could not load {id}: {error}");
             println!("running on the bundled tiny GPT-2 fixture instead (random weights: the numbers");
             println!("show the workflow, not what GPT-2 knows)\n");
-            Ok((Gpt2On::<B>::from_pretrained(FIXTURE, &device)?, "tiny-gpt2 (test fixture)".to_owned()))
+            // A tiny random GPT-2 (2 layers, 512 tokens) with a real tokenizer, made for the tests.
+            let fixture = nnsight_support::fixture_dir("tiny-gpt2");
+            let fixture = fixture.to_str().expect("the workspace path is UTF-8");
+            Ok((Gpt2On::<B>::from_pretrained(fixture, &device)?, "tiny-gpt2 (test fixture)".to_owned()))
         }
     }
 }

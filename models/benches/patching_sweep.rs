@@ -25,7 +25,8 @@ use burn::prelude::*;
 use criterion::{Criterion, criterion_group, criterion_main};
 use nnsight::Shared;
 use nnsight::prelude::*;
-use nnsight_models::gpt2::{Gpt2Config, Gpt2LMHeadModel, Gpt2LMHeadModelEnvoy, LogitDiff};
+use nnsight_models::gpt2::{Gpt2Config, Gpt2LMHeadModel, Gpt2LMHeadModelEnvoy};
+use nnsight_models::patching::LogitDiff;
 
 type B = Flex;
 

@@ -25,8 +25,8 @@ use nnsight::prelude::*;
 use nnsight_models::LanguageModel;
 use nnsight_models::generation::GenerateOptions;
 use nnsight_models::llama::LlamaForCausalLM;
-use nnsight_models::packaged::PackagedFile;
 use nnsight_models::patching::{LogitDiff, PatchingSweep};
+use nnsight_support::packaged::PackagedFile;
 
 type B = Flex;
 type SmolLm = LanguageModel<B, LlamaForCausalLM<B>>;

@@ -9,7 +9,7 @@ use tokenizers::Tokenizer;
 use nnsight::{Edited, Error, Forward, Inspectable, Result, TraceExt};
 
 use crate::hub::ModelFiles;
-use crate::prompts::{Batch, Prompts};
+use crate::prompts::{Batch, Prompts, check_prompts};
 
 /// A causal language model: `forward(input_ids, attention_mask) -> logits [batch, tokens, vocab]`.
 pub trait CausalLm<B: Backend>:
@@ -201,29 +201,7 @@ impl<B: Backend, M: CausalLm<B>> LanguageModel<B, M> {
     /// every id is in the vocabulary and no prompt is longer than the model's context.
     pub fn batch(&self, prompts: impl Into<Prompts>) -> Result<Batch<B>> {
         let tokens = self.tokenize(prompts.into())?;
-        if tokens.is_empty() {
-            return Err(Error::Input { problem: "no prompt was given".to_owned() });
-        }
-        let vocab = self.model.vocab_size();
-        let context = self.model.max_positions();
-        for (i, prompt) in tokens.iter().enumerate() {
-            if prompt.is_empty() {
-                return Err(Error::Input { problem: format!("prompt {i} is empty (it has no tokens)") });
-            }
-            if let Some(id) = prompt.iter().find(|&&id| id as usize >= vocab) {
-                return Err(Error::Input {
-                    problem: format!("token id {id} in prompt {i} is outside the vocabulary (size {vocab})"),
-                });
-            }
-            if prompt.len() > context {
-                return Err(Error::Input {
-                    problem: format!(
-                        "prompt {i} has {} tokens, the model's context is {context}",
-                        prompt.len()
-                    ),
-                });
-            }
-        }
+        check_prompts(&tokens, self.model.vocab_size(), self.model.max_positions())?;
         Ok(Batch::left_padded(tokens, self.pad_id, &self.device))
     }
 
@@ -231,78 +209,6 @@ impl<B: Backend, M: CausalLm<B>> LanguageModel<B, M> {
     pub fn forward(&self, prompts: impl Into<Prompts>) -> Result<Tensor<B, 3>> {
         let batch = self.batch(prompts)?;
         Ok(self.model.forward_inputs((batch.input_ids, batch.attention_mask)))
-    }
-
-    /// A trace made of invokes: several prompts, each with its own body, left-padded into one
-    /// batch and run as one forward pass. See [`LmInvokes`](crate::LmInvokes).
-    ///
-    /// ```no_run
-    /// # use burn::backend::Flex;
-    /// # use burn::prelude::*;
-    /// # use nnsight_models::{LanguageModel, gpt2::Gpt2LMHeadModel};
-    /// # fn main() -> nnsight::Result<()> {
-    /// # let lm = LanguageModel::<Flex, Gpt2LMHeadModel<Flex>>::from_pretrained("openai-community/gpt2", &Default::default())?;
-    /// let cat = nnsight::Shared::new("layer 6 output of the cat prompt");
-    /// let ((), logits) = lm
-    ///     .tracer()
-    ///     .invoke("The cat sat on the", async |m| cat.set(m.transformer.h[6].output().await?))
-    ///     .invoke("The dog ran through the", async |m| {
-    ///         m.transformer.h[6].output().replace_with(|| cat.get()).await?;
-    ///         m.output().await
-    ///     })
-    ///     .run()?;
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn tracer(&self) -> crate::LmInvokes<'_, B, M, ()> {
-        crate::LmInvokes::new(self)
-    }
-
-    /// Generates a continuation of each of `prompts` (left-padded into one batch) with a KV
-    /// cache; no trace.
-    ///
-    /// # Errors
-    /// [`Error::Input`] for prompts or options the model cannot take.
-    pub fn generate(
-        &self,
-        prompts: impl Into<Prompts>,
-        options: crate::generation::GenerateOptions,
-    ) -> Result<crate::generation::Generation>
-    where
-        M: crate::generation::Decoder<B>,
-    {
-        let ((), generation) = self.generator(prompts, options).run(async |_| Ok(()))?;
-        Ok(generation)
-    }
-
-    /// A generation with a trace body interleaved (see [`Generator::run`](crate::generation::Generator::run)):
-    /// every decoding step is a new visit of every site.
-    ///
-    /// ```no_run
-    /// # use burn::backend::Flex;
-    /// # use burn::prelude::*;
-    /// # use nnsight_models::{LanguageModel, gpt2::Gpt2LMHeadModel, generation::GenerateOptions};
-    /// # fn main() -> nnsight::Result<()> {
-    /// # let lm = LanguageModel::<Flex, Gpt2LMHeadModel<Flex>>::from_pretrained("openai-community/gpt2", &Default::default())?;
-    /// # let steering = Tensor::<Flex, 1>::zeros([768], &Default::default());
-    /// // Add a steering vector to layer 6's output at every step.
-    /// let ((), steered) = lm.generator("The weather today is", GenerateOptions::greedy(20)).run(async |m| {
-    ///     let v = steering.clone().reshape([1, 1, 768]);
-    ///     m.transformer.h[6].output().every(move |h| h.clone() + v.clone())
-    /// })?;
-    /// println!("{}", steered.texts[0]);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn generator(
-        &self,
-        prompts: impl Into<Prompts>,
-        options: crate::generation::GenerateOptions,
-    ) -> crate::generation::Generator<'_, B, M>
-    where
-        M: crate::generation::Decoder<B>,
-    {
-        crate::generation::Generator::new(self, prompts.into(), options)
     }
 
     /// A trace of the model on `prompts`; run it with [`LmTracer::run`] (or use `trace!`).
@@ -403,8 +309,8 @@ impl<'m, B: Backend, M: CausalLm<B>> EditedLm<'m, B, M> {
         }
     }
 
-    /// A trace made of invokes, the edits applied first (see [`LanguageModel::tracer`]).
-    pub fn tracer(&self) -> crate::LmInvokes<'m, B, M, ()> {
-        crate::LmInvokes::new(self.lm).edited(&self.edited)
+    /// The edits, for the invokes of [`EditedLm::tracer`].
+    pub(crate) fn edited(&self) -> &Edited<'m, M> {
+        &self.edited
     }
 }

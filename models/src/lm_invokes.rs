@@ -7,7 +7,7 @@ use std::marker::PhantomData;
 use burn::prelude::*;
 use nnsight::{Error, Groups, Invokes, Many, One, Push, Result, layout};
 
-use crate::language_model::{CausalLm, LanguageModel};
+use crate::language_model::{CausalLm, EditedLm, LanguageModel};
 use crate::prompts::Prompts;
 
 /// A trace of a [`LanguageModel`] made of invokes, waiting for [`run`](Self::run); built by
@@ -25,6 +25,40 @@ pub struct LmInvokes<'m, B: Backend, M: CausalLm<B>, G> {
 impl<B: Backend, M: CausalLm<B>, G> fmt::Debug for LmInvokes<'_, B, M, G> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.inner.fmt(f)
+    }
+}
+
+impl<B: Backend, M: CausalLm<B>> LanguageModel<B, M> {
+    /// A trace made of invokes: several prompts, each with its own body, left-padded into one
+    /// batch and run as one forward pass. See [`LmInvokes`](LmInvokes).
+    ///
+    /// ```no_run
+    /// # use burn::backend::Flex;
+    /// # use burn::prelude::*;
+    /// # use nnsight_models::{LanguageModel, gpt2::Gpt2LMHeadModel};
+    /// # fn main() -> nnsight::Result<()> {
+    /// # let lm = LanguageModel::<Flex, Gpt2LMHeadModel<Flex>>::from_pretrained("openai-community/gpt2", &Default::default())?;
+    /// let cat = nnsight::Shared::new("layer 6 output of the cat prompt");
+    /// let ((), logits) = lm
+    ///     .tracer()
+    ///     .invoke("The cat sat on the", async |m| cat.set(m.transformer.h[6].output().await?))
+    ///     .invoke("The dog ran through the", async |m| {
+    ///         m.transformer.h[6].output().replace_with(|| cat.get()).await?;
+    ///         m.output().await
+    ///     })
+    ///     .run()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn tracer(&self) -> LmInvokes<'_, B, M, ()> {
+        LmInvokes::new(self)
+    }
+}
+
+impl<'m, B: Backend, M: CausalLm<B>> EditedLm<'m, B, M> {
+    /// A trace made of invokes, the edits applied first (see [`LanguageModel::tracer`]).
+    pub fn tracer(&self) -> LmInvokes<'m, B, M, ()> {
+        LmInvokes::new(self.unedited()).edited(self.edited())
     }
 }
 

@@ -2,6 +2,7 @@
 //! of them.
 
 use burn::prelude::*;
+use nnsight::{Error, Result};
 
 /// One prompt or several, as text or as token ids.
 ///
@@ -67,6 +68,34 @@ impl From<Vec<Vec<u32>>> for Prompts {
     fn from(ids: Vec<Vec<u32>>) -> Self {
         Prompts::Ids(ids)
     }
+}
+
+/// Checks prompts of token ids against a model: at least one prompt, none empty, every id below
+/// `vocab`, none longer than `context`.
+///
+/// # Errors
+/// [`Error::Input`] naming the prompt and what is wrong with it.
+pub(crate) fn check_prompts(prompts: &[impl AsRef<[u32]>], vocab: usize, context: usize) -> Result<()> {
+    let input = |problem: String| Err(Error::Input { problem });
+    if prompts.is_empty() {
+        return input("no prompt was given".to_owned());
+    }
+    for (i, prompt) in prompts.iter().enumerate() {
+        let prompt = prompt.as_ref();
+        if prompt.is_empty() {
+            return input(format!("prompt {i} is empty (it has no tokens)"));
+        }
+        if let Some(id) = prompt.iter().find(|&&id| id as usize >= vocab) {
+            return input(format!("token id {id} in prompt {i} is outside the vocabulary (size {vocab})"));
+        }
+        if prompt.len() > context {
+            return input(format!(
+                "prompt {i} has {} tokens, the model's context is {context}",
+                prompt.len()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Prompts as model input: token ids left-padded to a common length, and the attention mask.

@@ -1,17 +1,18 @@
 //! GGUF reading against references computed by other implementations: llama.cpp's gguf-py
 //! (dequantization, metadata) and Hugging Face transformers' GGUF loader (q/k un-permutation,
-//! tokenizer). Fixtures: `tests/fixtures/gguf/`, written by `tools/fixtures/make_gguf_fixtures.py`.
+//! tokenizer). Fixtures: `fixtures/gguf/`, written by `tools/fixtures/make_gguf_fixtures.py`.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use nnsight::Error;
-use nnsight_models::gguf::{GgmlType, GgufFile, Value, gguf_name, hf_name, unpermute_qk};
+use nnsight_models::gguf::{GgmlType, GgufFile, Value};
+use nnsight_models::llama::{gguf_name, hf_name, unpermute_qk};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value as Json;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/gguf").join(name)
+    nnsight_support::fixture_dir("gguf").join(name)
 }
 
 fn json(name: &str) -> Json {

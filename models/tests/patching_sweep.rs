@@ -7,7 +7,8 @@ use std::sync::{Mutex, PoisonError};
 use burn::backend::Flex;
 use burn::prelude::*;
 use nnsight::prelude::*;
-use nnsight_models::gpt2::{Gpt2Config, Gpt2LMHeadModel, LogitDiff};
+use nnsight_models::gpt2::{Gpt2Config, Gpt2LMHeadModel};
+use nnsight_models::patching::LogitDiff;
 
 type B = Flex;
 

@@ -93,6 +93,14 @@ pub enum Error {
         problem: String,
     },
 
+    /// A model configuration whose values do not fit together or name something unsupported (read
+    /// from a file, this is an [`Error::Load`] naming the file; see [`Error::in_source`]).
+    #[error("invalid model configuration: {problem}")]
+    Config {
+        /// What is wrong, naming the field.
+        problem: String,
+    },
+
     /// A weight the model needs is not in the checkpoint.
     #[error("weight `{name}` is missing from {file}")]
     MissingWeight {
@@ -205,6 +213,21 @@ impl Error {
     /// ```
     pub fn custom(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Error::Custom(error.into())
+    }
+
+    /// A configuration error as the load error of the file (or other source) that holds the
+    /// configuration; other errors unchanged.
+    ///
+    /// # Examples
+    /// ```
+    /// let err = nnsight::Error::Config { problem: "`n_head` is 0".into() }.in_source("config.json");
+    /// assert_eq!(err.to_string(), "cannot load the model from `config.json`: `n_head` is 0");
+    /// ```
+    pub fn in_source(self, source: impl fmt::Display) -> Self {
+        match self {
+            Error::Config { problem } => Error::Load { source_name: source.to_string(), problem },
+            other => other,
+        }
     }
 }
 

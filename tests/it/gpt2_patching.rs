@@ -240,7 +240,7 @@ fn naive_sweep_by_traces_matches_transformers_and_the_hand_computation() {
 
 #[test]
 fn residual_patching_sweep_matches_the_naive_sweep() {
-    use nnsight_models::gpt2::LogitDiff;
+    use nnsight_models::patching::LogitDiff;
 
     let x = Experiment::new();
     let metric = LogitDiff { answer: x.answer, distractor: x.distractor };
@@ -273,7 +273,7 @@ fn residual_patching_sweep_matches_the_naive_sweep() {
 fn residual_patching_sweep_on_another_backend_gives_the_same_matrix() {
     use burn::backend::Autodiff;
     use nnsight_models::LanguageModel;
-    use nnsight_models::gpt2::LogitDiff;
+    use nnsight_models::patching::LogitDiff;
 
     let x = Experiment::new();
     let metric = LogitDiff { answer: x.answer, distractor: x.distractor };
@@ -292,7 +292,7 @@ fn residual_patching_sweep_on_another_backend_gives_the_same_matrix() {
 
 #[test]
 fn residual_patching_sweep_rejects_prompts_of_different_lengths() {
-    use nnsight_models::gpt2::LogitDiff;
+    use nnsight_models::patching::LogitDiff;
 
     let x = Experiment::new();
     let metric = LogitDiff { answer: x.answer, distractor: x.distractor };

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use nnsight_models::LanguageModel;
 use nnsight_models::generation::GenerateOptions;
 use nnsight_models::llama::LlamaForCausalLM;
-use nnsight_models::packaged::PackagedFile;
+use nnsight_support::packaged::PackagedFile;
 use safetensors::SafeTensors;
 use support::B;
 use support::fixture::fixture_dir;

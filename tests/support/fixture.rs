@@ -1,7 +1,6 @@
 //! The tiny GPT-2 fixture made by `tools/fixtures/make_fixtures.py` and its expected outputs.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use burn::prelude::*;
 use nnsight_models::LanguageModel;
@@ -13,10 +12,7 @@ use super::B;
 /// The tiny GPT-2 wrapped as users wrap GPT-2.
 pub type TinyGpt2 = LanguageModel<B, Gpt2LMHeadModel<B>>;
 
-/// A fixture directory under `tests/fixtures/`.
-pub fn fixture_dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
-}
+pub use nnsight_support::fixture_dir;
 
 /// The tiny GPT-2, loaded through the loader users use.
 pub fn tiny_gpt2() -> TinyGpt2 {

@@ -40,6 +40,42 @@ pub struct Token {
 /// A streaming callback.
 type OnToken<'m> = Box<dyn FnMut(&Token) + 'm>;
 
+/// Generation entry points of a language model whose architecture can decode step by step.
+impl<B: Backend, M: Decoder<B>> LanguageModel<B, M> {
+    /// Generates a continuation of each of `prompts` (left-padded into one batch) with a KV
+    /// cache; no trace.
+    ///
+    /// # Errors
+    /// [`Error::Input`] for prompts or options the model cannot take.
+    pub fn generate(&self, prompts: impl Into<Prompts>, options: GenerateOptions) -> Result<Generation> {
+        let ((), generation) = self.generator(prompts, options).run(async |_| Ok(()))?;
+        Ok(generation)
+    }
+
+    /// A generation with a trace body interleaved (see [`Generator::run`]):
+    /// every decoding step is a new visit of every site.
+    ///
+    /// ```no_run
+    /// # use burn::backend::Flex;
+    /// # use burn::prelude::*;
+    /// # use nnsight_models::{LanguageModel, gpt2::Gpt2LMHeadModel, generation::GenerateOptions};
+    /// # fn main() -> nnsight::Result<()> {
+    /// # let lm = LanguageModel::<Flex, Gpt2LMHeadModel<Flex>>::from_pretrained("openai-community/gpt2", &Default::default())?;
+    /// # let steering = Tensor::<Flex, 1>::zeros([768], &Default::default());
+    /// // Add a steering vector to layer 6's output at every step.
+    /// let ((), steered) = lm.generator("The weather today is", GenerateOptions::greedy(20)).run(async |m| {
+    ///     let v = steering.clone().reshape([1, 1, 768]);
+    ///     m.transformer.h[6].output().every(move |h| h.clone() + v.clone())
+    /// })?;
+    /// println!("{}", steered.texts[0]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn generator(&self, prompts: impl Into<Prompts>, options: GenerateOptions) -> Generator<'_, B, M> {
+        Generator::new(self, prompts.into(), options)
+    }
+}
+
 /// A generation waiting to run: [`run`](Self::run) with a trace body, or
 /// [`LanguageModel::generate`] without.
 #[must_use = "a generation runs only when `run` is called"]

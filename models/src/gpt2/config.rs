@@ -89,7 +89,7 @@ impl Gpt2Config {
         let text = std::fs::read_to_string(path).map_err(|e| load_error(format!("cannot read it: {e}")))?;
         let config: Gpt2Config =
             serde_json::from_str(&text).map_err(|e| load_error(format!("not a GPT-2 config.json: {e}")))?;
-        config.validate().map_err(load_error)?;
+        config.validate().map_err(|e| e.in_source(path.display()))?;
         Ok(config)
     }
 
@@ -109,7 +109,14 @@ impl Gpt2Config {
     }
 
     /// Checks that the numbers fit together and the activation is one GPT-2 uses.
-    pub fn validate(&self) -> Result<(), String> {
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the field.
+    pub fn validate(&self) -> Result<()> {
+        self.problems().map_err(|problem| Error::Config { problem })
+    }
+
+    fn problems(&self) -> Result<(), String> {
         if let Some(model_type) = self.model_type.as_deref()
             && model_type != "gpt2"
         {

@@ -5,9 +5,7 @@ mod block;
 mod config;
 mod load;
 mod model;
-mod patching_sweep;
 
-pub use crate::patching::{LogitDiff, PatchingSweep};
 pub use block::{Gpt2Attention, Gpt2AttentionEnvoy, Gpt2Block, Gpt2BlockEnvoy, Gpt2Mlp, Gpt2MlpEnvoy};
 pub use config::Gpt2Config;
 pub use model::{Gpt2LMHeadModel, Gpt2LMHeadModelEnvoy, Gpt2Model, Gpt2ModelEnvoy};

@@ -163,17 +163,16 @@ impl LlamaConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let load_error = |problem: String| Error::Load { source_name: path.display().to_string(), problem };
         let text = std::fs::read_to_string(path).map_err(|e| load_error(format!("cannot read it: {e}")))?;
-        let config = Self::from_json(&text).map_err(load_error)?;
-        Ok(config)
+        Self::from_json(&text).map_err(|e| e.in_source(path.display()))
     }
 
     /// Parses and checks the text of a `config.json`; the error says what is wrong.
     ///
     /// # Errors
-    /// A message when the text is not a Llama config or fails [`validate`](Self::validate).
-    pub fn from_json(text: &str) -> Result<Self, String> {
-        let config: LlamaConfig =
-            serde_json::from_str(text).map_err(|e| format!("not a Llama config.json: {e}"))?;
+    /// [`Error::Config`] when the text is not a Llama config or fails [`validate`](Self::validate).
+    pub fn from_json(text: &str) -> Result<Self> {
+        let config: LlamaConfig = serde_json::from_str(text)
+            .map_err(|e| Error::Config { problem: format!("not a Llama config.json: {e}") })?;
         config.validate()?;
         Ok(config)
     }
@@ -207,8 +206,12 @@ impl LlamaConfig {
     /// falls back to `max_position_embeddings`).
     ///
     /// # Errors
-    /// A message for an unsupported `rope_type` or a missing or invalid parameter.
-    pub fn rope_scaling(&self) -> Result<RopeScaling, String> {
+    /// [`Error::Config`] for an unsupported `rope_type` or a missing or invalid parameter.
+    pub fn rope_scaling(&self) -> Result<RopeScaling> {
+        self.rope_scaling_or_problem().map_err(|problem| Error::Config { problem })
+    }
+
+    fn rope_scaling_or_problem(&self) -> Result<RopeScaling, String> {
         let Some(params) = self.rope_parameters() else { return Ok(RopeScaling::Default) };
         let required = |name: &str, value: Option<f64>| {
             let value = value.ok_or_else(|| format!("rope_type `{}` needs `{name}`", rope_type(params)))?;
@@ -248,8 +251,12 @@ impl LlamaConfig {
     /// exactly (SiLU MLP, supported rotary scaling, `llama`/`mistral` model type).
     ///
     /// # Errors
-    /// A message naming the offending field.
-    pub fn validate(&self) -> Result<(), String> {
+    /// [`Error::Config`] naming the offending field.
+    pub fn validate(&self) -> Result<()> {
+        self.problems().map_err(|problem| Error::Config { problem })
+    }
+
+    fn problems(&self) -> Result<(), String> {
         if let Some(model_type) = self.model_type.as_deref()
             && !matches!(model_type, "llama" | "mistral")
         {
@@ -304,7 +311,7 @@ impl LlamaConfig {
         {
             return Err(format!("`{name}` {id} is outside the vocabulary (vocab_size {})", self.vocab_size));
         }
-        self.rope_scaling()?;
+        self.rope_scaling_or_problem()?;
         Ok(())
     }
 }
@@ -407,7 +414,8 @@ mod tests {
         ];
         for (text, expected) in cases {
             let error = LlamaConfig::from_json(&text).expect_err(expected);
-            assert!(error.contains(expected), "`{error}` does not say `{expected}`");
+            assert!(matches!(error, Error::Config { .. }), "{error:?}");
+            assert!(error.to_string().contains(expected), "`{error}` does not say `{expected}`");
         }
     }
 }

@@ -8,8 +8,9 @@ use burn::prelude::*;
 use nnsight::{Error, Result};
 use serde_json::json;
 
+use super::gguf_names::gguf_name;
 use super::{LlamaConfig, LlamaForCausalLM};
-use crate::gguf::{GgufFile, gguf_name};
+use crate::gguf::GgufFile;
 use crate::language_model::LanguageModel;
 use nnsight_kernels::matmul::{BlockMatrix, Stored, WeightBlocks};
 
@@ -60,9 +61,7 @@ impl LlamaConfig {
             "eos_token_id": eos,
             "pad_token_id": file.get_u32("tokenizer.ggml.padding_token_id")?,
         });
-        let config = LlamaConfig::from_json(&config.to_string()).map_err(bad)?;
-        config.validate().map_err(bad)?;
-        Ok(config)
+        LlamaConfig::from_json(&config.to_string()).map_err(|e| e.in_source(file.path().display()))
     }
 }
 

@@ -172,9 +172,7 @@ impl<B: Backend> LlamaForCausalLM<B> {
     where
         F: Fn(&str, &[usize]) -> Result<Vec<f32>>,
     {
-        config
-            .validate()
-            .map_err(|problem| Error::Load { source_name: "a Llama config".to_owned(), problem })?;
+        config.validate().map_err(|e| e.in_source("a Llama config"))?;
         let origin = "the tensors given to LlamaForCausalLM::from_tensors".to_owned();
         let read = |name: &str, shape: &[usize]| {
             let values = tensors(name, shape)?;
@@ -207,8 +205,7 @@ fn build<B: Backend, S: TensorSource<B>>(
     };
     let layers =
         (0..config.num_hidden_layers).map(|i| layer(config, source, i)).collect::<Result<Vec<_>>>()?;
-    let rotary_emb = LlamaRotaryEmbedding::new(config, device)
-        .map_err(|problem| Error::Load { source_name: "a Llama config".to_owned(), problem })?;
+    let rotary_emb = LlamaRotaryEmbedding::new(config, device).map_err(|e| e.in_source("a Llama config"))?;
     Ok(LlamaForCausalLM {
         model: LlamaModel {
             embed_tokens,

@@ -35,8 +35,8 @@ impl<B: Backend> LlamaRotaryEmbedding<B> {
     /// The rotary embedding of `config` (its `rope_theta`, `head_dim` and scaling) on `device`.
     ///
     /// # Errors
-    /// A message when the config's rotary scaling is not supported.
-    pub fn new(config: &LlamaConfig, device: &B::Device) -> Result<Self, String> {
+    /// [`Error::Config`](nnsight::Error::Config) when the config's rotary scaling is not supported.
+    pub fn new(config: &LlamaConfig, device: &B::Device) -> nnsight::Result<Self> {
         let inv_freq = config.inv_freq()?;
         let len = inv_freq.len();
         Ok(LlamaRotaryEmbedding {
@@ -52,8 +52,9 @@ impl LlamaConfig {
     /// `_compute_linear_scaling_rope_parameters`, `_compute_llama3_parameters`).
     ///
     /// # Errors
-    /// A message when the rotary scaling is not supported (see [`LlamaConfig::rope_scaling`]).
-    pub fn inv_freq(&self) -> Result<Vec<f32>, String> {
+    /// [`Error::Config`](nnsight::Error::Config) when the rotary scaling is not supported (see
+    /// [`LlamaConfig::rope_scaling`]).
+    pub fn inv_freq(&self) -> nnsight::Result<Vec<f32>> {
         let dim = self.head_dim();
         let base = self.rope_theta();
         // `1 / base ** (arange(0, dim, 2).float() / dim)`: the exponent in f32, the power rounded to f32.

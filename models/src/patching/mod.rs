@@ -8,6 +8,8 @@
 //! the corrupted run.
 
 mod attention;
+mod gpt2;
+mod llama;
 
 use std::fmt;
 
@@ -15,6 +17,7 @@ use burn::prelude::*;
 use nnsight::{Error, Result};
 
 use crate::lm_head::LmHead;
+use crate::prompts::check_prompts;
 
 pub(crate) use attention::{Heads, groups_attention_flex};
 
@@ -96,9 +99,6 @@ pub(crate) fn check_sweep_input(
     context: usize,
 ) -> Result<()> {
     let input = |problem: String| Error::Input { problem };
-    if clean.is_empty() {
-        return Err(input("the clean prompt is empty".to_owned()));
-    }
     if clean.len() != corrupted.len() {
         return Err(input(format!(
             "clean and corrupted prompts must have the same number of tokens, they have {} and {}",
@@ -106,12 +106,9 @@ pub(crate) fn check_sweep_input(
             corrupted.len()
         )));
     }
-    let all = clean.iter().chain(corrupted).chain([&metric.answer, &metric.distractor]);
-    if let Some(id) = all.into_iter().find(|&&id| id as usize >= vocab) {
-        return Err(input(format!("token id {id} is outside the vocabulary (size {vocab})")));
-    }
-    if clean.len() > context {
-        return Err(input(format!("the prompts have {} tokens, the context is {context}", clean.len())));
+    check_prompts(&[clean, corrupted], vocab, context)?;
+    if let Some(id) = [metric.answer, metric.distractor].into_iter().find(|&id| id as usize >= vocab) {
+        return Err(input(format!("the metric's token id {id} is outside the vocabulary (size {vocab})")));
     }
     Ok(())
 }
@@ -134,7 +131,7 @@ pub(crate) fn prompt_pair<B: Backend>(
 ///
 /// The reference runs are a group too: position 0, two "patches" (the clean and the corrupted
 /// prompt) that attend to nothing before them.
-pub(crate) struct Group<B: Backend> {
+pub(crate) struct PositionGroup<B: Backend> {
     /// The patched position.
     pub(crate) position: usize,
     /// The patched layer of each patch, in row order.
@@ -147,7 +144,7 @@ pub(crate) struct Group<B: Backend> {
 /// to their position groups: the corrupted layer output from the patched position on, with that
 /// position's row from the clean run. Patches that change nothing are left out.
 fn join_patches<B: Backend>(
-    groups: &mut [Group<B>],
+    groups: &mut [PositionGroup<B>],
     clean_output: &Tensor<B, 3>,
     corrupted_output: &Tensor<B, 3>,
     layer: usize,
@@ -196,12 +193,12 @@ pub(crate) fn sweep<B: Backend>(
     metric: LogitDiff,
     head: &LmHead<B>,
     final_norm: impl Fn(Tensor<B, 2>) -> Tensor<B, 2>,
-    mut advance: impl FnMut(Vec<&mut Group<B>>, usize, bool),
+    mut advance: impl FnMut(Vec<&mut PositionGroup<B>>, usize, bool),
 ) -> PatchingSweep {
     let tokens = embedded.dims()[1];
-    let mut reference = Group { position: 0, layers: Vec::new(), rows: Some(embedded) };
-    let mut groups: Vec<Group<B>> =
-        (0..tokens).map(|position| Group { position, layers: Vec::new(), rows: None }).collect();
+    let mut reference = PositionGroup { position: 0, layers: Vec::new(), rows: Some(embedded) };
+    let mut groups: Vec<PositionGroup<B>> =
+        (0..tokens).map(|position| PositionGroup { position, layers: Vec::new(), rows: None }).collect();
     for layer in 0..layers {
         if layer > 0 {
             let outputs = reference.rows.as_ref().expect("the reference runs go through every layer");
@@ -217,7 +214,7 @@ pub(crate) fn sweep<B: Backend>(
     let weight = head.weight.val();
     let row = |id: u32| weight.clone().narrow(0, id as usize, 1);
     let direction = (row(metric.answer) - row(metric.distractor)).transpose();
-    let finished: Vec<&Group<B>> =
+    let finished: Vec<&PositionGroup<B>> =
         std::iter::once(&reference).chain(groups.iter().filter(|g| g.rows.is_some())).collect();
     let rows: Vec<Tensor<B, 2>> =
         finished.iter().map(|g| g.rows.clone().expect("finished").squeeze_dim(1)).collect();
@@ -290,7 +287,7 @@ pub(crate) fn kept_residual<B: Backend>(
 /// Hands a layer's output `x` (`[1, rows, width]`, the active groups' kept rows in order) back
 /// to the groups (`shapes`: their rows before the layer).
 pub(crate) fn store_rows<B: Backend>(
-    active: Vec<&mut Group<B>>,
+    active: Vec<&mut PositionGroup<B>>,
     shapes: &[[usize; 3]],
     x: Tensor<B, 3>,
     last_layer: bool,

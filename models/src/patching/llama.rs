@@ -4,12 +4,11 @@
 use burn::prelude::*;
 use nnsight::Result;
 
-use super::rope::rotate_rows;
-use super::{LlamaForCausalLM, rotate_half};
-use crate::patching::{
-    Group, Heads, LogitDiff, PatchingSweep, check_sweep_input, flat, future_mask, groups_attention_flex,
-    kept_residual, kept_rows, prompt_pair, store_rows, sweep, with_past,
+use super::{
+    Heads, LogitDiff, PatchingSweep, PositionGroup, check_sweep_input, flat, future_mask,
+    groups_attention_flex, kept_residual, kept_rows, prompt_pair, store_rows, sweep, with_past,
 };
+use crate::llama::{LlamaForCausalLM, rotate_half, rotate_rows};
 
 /// The rotary `(cos, sin)` of positions `0..tokens`, `[1, tokens, head_dim]` each.
 type Rotation<B> = (Tensor<B, 3>, Tensor<B, 3>);
@@ -56,7 +55,13 @@ impl<B: Backend> LlamaForCausalLM<B> {
 
     /// Runs layer `layer` on the rows of the `active` groups (the reference runs first). In the
     /// last layer only each patch's last position goes on after attention.
-    fn advance(&self, active: Vec<&mut Group<B>>, rotation: &Rotation<B>, layer: usize, last_layer: bool) {
+    fn advance(
+        &self,
+        active: Vec<&mut PositionGroup<B>>,
+        rotation: &Rotation<B>,
+        layer: usize,
+        last_layer: bool,
+    ) {
         let decoder = &self.model.layers[layer];
         let attn = &decoder.self_attn;
         let tokens = active[0].rows.as_ref().expect("active").dims()[1];

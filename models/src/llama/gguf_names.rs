@@ -10,7 +10,7 @@
 
 use nnsight::{Error, Result};
 
-use super::file::GgufFile;
+use crate::gguf::GgufFile;
 use nnsight_kernels::quantized::GgmlType;
 
 /// A 2-D GGUF tensor of a 32-value block type, as its blocks ([`GgufFile::hf_tensor_blocks`]).
@@ -54,7 +54,7 @@ const PARAMS: [&str; 2] = ["weight", "bias"];
 /// # Examples
 ///
 /// ```
-/// use nnsight_models::gguf::hf_name;
+/// use nnsight_models::llama::hf_name;
 ///
 /// assert_eq!(hf_name("blk.0.ffn_norm.weight").as_deref(), Some("model.layers.0.post_attention_layernorm.weight"));
 /// assert_eq!(hf_name("rope_freqs.weight"), None);
@@ -75,7 +75,7 @@ pub fn hf_name(gguf_name: &str) -> Option<String> {
 /// # Examples
 ///
 /// ```
-/// use nnsight_models::gguf::gguf_name;
+/// use nnsight_models::llama::gguf_name;
 ///
 /// assert_eq!(gguf_name("model.layers.12.self_attn.o_proj.weight").as_deref(), Some("blk.12.attn_output.weight"));
 /// assert_eq!(gguf_name("model.norm.weight").as_deref(), Some("output_norm.weight"));
@@ -113,7 +113,7 @@ fn layer_index(text: &str) -> Option<usize> {
 /// # Examples
 ///
 /// ```
-/// use nnsight_models::gguf::unpermute_qk;
+/// use nnsight_models::llama::unpermute_qk;
 ///
 /// // one head of dimension 4, one column: llama.cpp stores rows [0, 2, 1, 3]
 /// assert_eq!(unpermute_qk(&[0.0, 2.0, 1.0, 3.0], 4, 1), Some(vec![0.0, 1.0, 2.0, 3.0]));

