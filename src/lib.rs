@@ -49,7 +49,7 @@
 //! ```
 //!
 //! ## Map
-//! - [`Inspectable`] (derive) and [`inspect`] (attribute) instrument a model;
+//! - [`Inspectable`] (derive) and [`inspect`](macro@inspect) (attribute) instrument a model;
 //! - [`TraceExt::trace`] + [`Tracer::run`] is the explicit API, [`trace!`] its nnsight-shaped sugar;
 //! - envoys ([`ModuleEnvoy`], [`DynEnvoy`], [`ListEnvoy`]) mirror the module tree and hand out
 //!   [`Site`]s: await to read, [`Site::replace`] / [`Site::edit`] to change;
@@ -59,12 +59,15 @@
 //! - in a body: [`Site::track_grad`] (gradients, with an autodiff backend), [`ModuleEnvoy::skip`],
 //!   [`ModuleEnvoy::stop`], [`ModuleEnvoy::cache`] ([`Cache`]);
 //! - [`TraceExt::edit`] stores an intervention applied on every trace of the returned [`Edited`];
-//! - [`HookPoint`] names an intermediate value; [`Error`] says what went wrong and where.
+//! - [`HookPoint`] names an intermediate value; [`Error`] says what went wrong and where;
+//! - the rest sits in modules: [`site`] (the futures of accesses), [`invoke`] (glue for wrappers
+//!   that batch their own inputs), [`inspect`](mod@inspect) (what a hand-written `Inspectable`
+//!   impl needs).
 //!
 //! ## Features
 //! | feature | what it adds |
 //! |---|---|
-//! | `cuda` | burn's CUDA backend (`burn::backend::Cuda`); builds without a CUDA toolkit |
+//! | `cuda` | burn's CUDA backend (`burn::backend::Cuda`) with its fusion and autotune; builds without a CUDA toolkit |
 
 pub use nnsight_core::*;
 

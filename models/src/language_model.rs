@@ -6,7 +6,8 @@ use std::marker::PhantomData;
 use burn::prelude::*;
 use tokenizers::Tokenizer;
 
-use nnsight::{Edited, Error, Forward, Inspectable, Result, TraceExt};
+use nnsight::inspect::Forward;
+use nnsight::{Edited, Error, Inspectable, Result, TraceExt};
 
 use crate::hub::ModelFiles;
 use crate::prompts::{Batch, Prompts, check_prompts};

@@ -5,7 +5,8 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use burn::prelude::*;
-use nnsight::{Error, Groups, Invokes, Many, One, Push, Result, layout};
+use nnsight::invoke::{Groups, Many, One, Push, Root, layout, no_input};
+use nnsight::{Error, Invokes, Result};
 
 use crate::language_model::{CausalLm, EditedLm, LanguageModel};
 use crate::prompts::Prompts;
@@ -80,7 +81,7 @@ impl<'m, B: Backend, M: CausalLm<B>> LmInvokes<'m, B, M, ()> {
                 tokens.extend(ids);
             }
             if tokens.is_empty() {
-                return Err(nnsight::no_input());
+                return Err(no_input());
             }
             let batch = lm.batch(Prompts::Ids(tokens))?;
             Ok(((batch.input_ids, batch.attention_mask), layout(&rows)))
@@ -143,14 +144,14 @@ impl<'m, B: Backend, M: CausalLm<B>, G> LmInvokes<'m, B, M, G> {
     }
 
     /// Runs the bodies interleaved with `run`, which gets the batch (`input_ids`,
-    /// `attention_mask`) and calls the model through [`nnsight::Root::call`] as often as it needs
+    /// `attention_mask`) and calls the model through [`Root::call`](nnsight::invoke::Root::call) as often as it needs
     /// (see `nnsight::Invokes::run_loop`); generation is built on it.
     ///
     /// # Errors
     /// As [`run`](Self::run).
     pub fn run_loop<T>(
         self,
-        run: impl FnOnce((Tensor<B, 2, Int>, Tensor<B, 2, Int>), &nnsight::Root<'_, '_, '_>) -> T,
+        run: impl FnOnce((Tensor<B, 2, Int>, Tensor<B, 2, Int>), &Root<'_, '_, '_>) -> T,
     ) -> Result<(G::Output, Option<T>)>
     where
         G: Groups<M>,

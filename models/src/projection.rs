@@ -10,7 +10,8 @@
 use burn::module::Param;
 use burn::nn::Linear;
 use burn::prelude::*;
-use nnsight::{DynEnvoy, Inspectable, NodeId, TraceState};
+use nnsight::inspect::{NodeId, TraceState};
+use nnsight::{DynEnvoy, Inspectable};
 
 use nnsight_kernels::matmul::{WeightBlocks, matmul_last_with};
 

@@ -8,7 +8,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::error::{Error, Result};
-use crate::state::{Access, Key, Kind, SKIPPING, STOPPING, Skipped, TraceState};
+use crate::skipped::Skipped;
+use crate::state::{Access, Key, Kind, SKIPPING, STOPPING, TraceState};
 use crate::tree::NodeId;
 use crate::value::SiteValue;
 

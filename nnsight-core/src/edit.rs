@@ -11,7 +11,7 @@ use std::rc::Rc;
 use crate::engine::BodyFuture;
 use crate::error::Result;
 use crate::inspectable::{Forward, Inspectable, IntoInputs};
-use crate::invoke::Invokes;
+use crate::invokes::Invokes;
 use crate::trace::Tracer;
 
 /// A stored intervention: an async closure over the envoy, run again on every trace.

@@ -115,12 +115,21 @@ pub fn site<M: Inspectable + ?Sized, A: SiteValue, O: SiteValue>(
 
 /// A trace body, type-erased: polled by the engine, its result kept for the trace to collect.
 pub trait Body {
-    /// Polls the body; `true` once it has finished.
-    fn poll_body(&mut self, cx: &mut Context<'_>) -> bool;
-    /// Whether the body has finished with an error.
-    fn failed(&self) -> bool;
+    /// Polls the body: where it stands now.
+    fn poll_body(&mut self, cx: &mut Context<'_>) -> Step;
     /// The body's error, if it finished with one (taken: asked once).
     fn take_error(&mut self) -> Option<Error>;
+}
+
+/// Where a body stands after the engine polled it: the hand-off between a body and the engine.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Step {
+    /// It waits for a site (the one in its pending slot) or for a value another invoke shares.
+    Waiting,
+    /// It has returned its value.
+    Finished,
+    /// It has returned an error: the trace fails, and the rest of the pass runs bare.
+    Failed,
 }
 
 /// The future of one body, boxed: bodies of one trace have different types.
@@ -150,17 +159,17 @@ impl<'a, R> Task<'a, R> {
 }
 
 impl<R> Body for Task<'_, R> {
-    fn poll_body(&mut self, cx: &mut Context<'_>) -> bool {
+    fn poll_body(&mut self, cx: &mut Context<'_>) -> Step {
         if self.result.is_none()
             && let Poll::Ready(result) = self.future.as_mut().poll(cx)
         {
             self.result = Some(result);
         }
-        self.result.is_some()
-    }
-
-    fn failed(&self) -> bool {
-        matches!(self.result, Some(Err(_)))
+        match self.result {
+            None => Step::Waiting,
+            Some(Ok(_)) => Step::Finished,
+            Some(Err(_)) => Step::Failed,
+        }
     }
 
     fn take_error(&mut self) -> Option<Error> {
@@ -472,18 +481,19 @@ impl<'s, 'b> Engine<'s, 'b> {
             return;
         };
         self.state.invoke.set(invoke);
-        let finished = {
+        let step = {
             let _outside = Suspension::new();
             body.poll_body(&mut Context::from_waker(Waker::noop()))
         };
-        if finished {
-            self.live.set(self.live.get().saturating_sub(1));
-        }
-        if body.failed() {
-            self.live.set(0);
-            self.state.raise(HALTED);
-            if self.failed.get().is_none() {
-                self.failed.set(Some(invoke));
+        match step {
+            Step::Waiting => {}
+            Step::Finished => self.live.set(self.live.get().saturating_sub(1)),
+            Step::Failed => {
+                self.live.set(0);
+                self.state.raise(HALTED);
+                if self.failed.get().is_none() {
+                    self.failed.set(Some(invoke));
+                }
             }
         }
     }

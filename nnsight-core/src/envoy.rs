@@ -10,11 +10,11 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Index;
 
+use crate::access::{First, Site};
 use crate::cache::{self, Cache, CacheOptions};
 use crate::control::{self, Skip};
 use crate::error::Result;
 use crate::inspectable::Signature;
-use crate::site::{First, Site};
 use crate::state::{Kind, TraceState};
 use crate::tree::NodeId;
 use crate::value::{Args, SiteValue};

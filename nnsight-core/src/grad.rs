@@ -14,8 +14,8 @@ use std::task::{Context, Poll};
 use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
 
+use crate::access::{Lens, Site};
 use crate::error::{Error, Result};
-use crate::site::{Lens, Site};
 use crate::value::SiteValue;
 
 /// An activation whose gradient the backward pass will compute: its value, and the gradient once

@@ -5,6 +5,8 @@
 //! bounds. Each body is boxed into a task (its future already was), so bodies of different types
 //! run side by side while their results keep their types.
 
+use std::marker::PhantomData;
+
 use crate::edit::EditBody;
 use crate::engine::{Body, Task};
 use crate::error::{Error, Result};
@@ -130,8 +132,98 @@ fn failure(state: &TraceState, failed: Option<usize>, bodies: &mut [&mut dyn Bod
     failed.and_then(|i| bodies[i].take_error())
 }
 
+/// The started bodies of one group, waiting to be driven and then collected.
+pub(crate) struct Started<'e, M: Inspectable, G: Group<M>> {
+    tasks: Vec<Task<'e, G::Item>>,
+    _group: PhantomData<fn() -> (M, G)>,
+}
+
+impl<'e, M: Inspectable, G: Group<M>> Started<'e, M, G> {
+    fn new(group: G, envoy: &'e M::Envoy<'_>) -> Self
+    where
+        G: 'e,
+    {
+        Started { tasks: group.start(envoy), _group: PhantomData }
+    }
+}
+
+/// The started groups of a trace, as a tuple: their bodies in order, and their results.
+#[doc(hidden)]
+pub(crate) trait StartedGroups {
+    /// The tuple of the groups' outputs.
+    type Output;
+    /// Every body, in invoke order.
+    fn bodies(&mut self) -> Vec<&mut dyn Body>;
+    /// The groups' results; `first` is the index of the first group's first body.
+    fn finish(self, state: &TraceState, first: usize) -> Result<Self::Output>;
+}
+
+/// Drives the edits' and the groups' bodies (edits first), then collects their results: the
+/// engine's error or the first failed body's, else every edit's and then every group's result.
+fn run_started<S: StartedGroups>(
+    mut edits: Vec<Task<'_, ()>>,
+    mut groups: S,
+    state: &TraceState,
+    drive: Drive<'_>,
+) -> Result<S::Output> {
+    let failed = drive(all_bodies(&mut edits, &mut groups));
+    if let Some(error) = failure(state, failed, &mut all_bodies(&mut edits, &mut groups)) {
+        return Err(error);
+    }
+    let count = edits.len();
+    for (i, task) in edits.into_iter().enumerate() {
+        task.into_result(state, i)?;
+    }
+    groups.finish(state, count)
+}
+
+/// The edits' bodies, then the groups'.
+fn all_bodies<'a, S: StartedGroups>(
+    edits: &'a mut [Task<'_, ()>],
+    groups: &'a mut S,
+) -> Vec<&'a mut dyn Body> {
+    let mut bodies: Vec<&mut dyn Body> = edits.iter_mut().map(|t| t as &mut dyn Body).collect();
+    bodies.extend(groups.bodies());
+    bodies
+}
+
+impl StartedGroups for () {
+    type Output = ();
+
+    fn bodies(&mut self) -> Vec<&mut dyn Body> {
+        Vec::new()
+    }
+
+    fn finish(self, _: &TraceState, _: usize) -> Result<()> {
+        Ok(())
+    }
+}
+
+// The tuple impls only hand the parts to `run_started` and `Group`'s own methods.
 macro_rules! groups {
-    ($(($($g:ident $t:ident $i:tt),*))*) => {$(
+    (@started $(($($g:ident $i:tt),+))*) => {$(
+        impl<'e, M: Inspectable, $($g: Group<M>),+> StartedGroups for ($(Started<'e, M, $g>,)+) {
+            type Output = ($($g::Output,)+);
+
+            fn bodies(&mut self) -> Vec<&mut dyn Body> {
+                let mut bodies: Vec<&mut dyn Body> = Vec::new();
+                $(bodies.extend(self.$i.tasks.iter_mut().map(|t| t as &mut dyn Body));)+
+                bodies
+            }
+
+            #[allow(unused_assignments)]
+            fn finish(self, state: &TraceState, first: usize) -> Result<Self::Output> {
+                let mut first = first;
+                Ok(($({
+                    let count = self.$i.tasks.len();
+                    let output = $g::finish(self.$i.tasks, state, first)?;
+                    first += count;
+                    output
+                },)+))
+            }
+        }
+    )*};
+    ($(($($g:ident $i:tt),*))*) => {$(
         impl<M: Inspectable, $($g: Group<M>),*> Groups<M> for ($($g,)*) {
             type Output = ($($g::Output,)*);
 
@@ -139,7 +231,7 @@ macro_rules! groups {
                 0 $(+ self.$i.len())*
             }
 
-            #[allow(unused_mut, unused_variables, unused_assignments)]
+            #[allow(unused_variables)]
             fn run<'e, 't>(
                 self,
                 envoy: &'e M::Envoy<'t>,
@@ -150,44 +242,34 @@ macro_rules! groups {
             where
                 Self: 'e,
             {
-                let mut edit_tasks: Vec<Task<'e, ()>> =
-                    edits.iter().map(|edit| Task::new(edit.start(envoy))).collect();
-                $(let mut $t = self.$i.start(envoy);)*
-                let mut bodies: Vec<&mut dyn Body> = Vec::new();
-                bodies.extend(edit_tasks.iter_mut().map(|t| t as &mut dyn Body));
-                $(bodies.extend($t.iter_mut().map(|t| t as &mut dyn Body));)*
-                let failed = drive(bodies);
-                let mut bodies: Vec<&mut dyn Body> = Vec::new();
-                bodies.extend(edit_tasks.iter_mut().map(|t| t as &mut dyn Body));
-                $(bodies.extend($t.iter_mut().map(|t| t as &mut dyn Body));)*
-                if let Some(error) = failure(state, failed, &mut bodies) {
-                    return Err(error);
-                }
-                drop(bodies);
-                for (i, task) in edit_tasks.into_iter().enumerate() {
-                    task.into_result(state, i)?;
-                }
-                let mut first = edits.len();
-                $(
-                    let count = $t.len();
-                    let $t = $g::finish($t, state, first)?;
-                    first += count;
-                )*
-                Ok(($($t,)*))
+                let edit_tasks = edits.iter().map(|edit| Task::new(edit.start(envoy))).collect();
+                let started = ($(Started::<M, $g>::new(self.$i, envoy),)*);
+                run_started(edit_tasks, started, state, drive)
             }
         }
     )*};
 }
 groups! {
     ()
-    (G0 t0 0)
-    (G0 t0 0, G1 t1 1)
-    (G0 t0 0, G1 t1 1, G2 t2 2)
-    (G0 t0 0, G1 t1 1, G2 t2 2, G3 t3 3)
-    (G0 t0 0, G1 t1 1, G2 t2 2, G3 t3 3, G4 t4 4)
-    (G0 t0 0, G1 t1 1, G2 t2 2, G3 t3 3, G4 t4 4, G5 t5 5)
-    (G0 t0 0, G1 t1 1, G2 t2 2, G3 t3 3, G4 t4 4, G5 t5 5, G6 t6 6)
-    (G0 t0 0, G1 t1 1, G2 t2 2, G3 t3 3, G4 t4 4, G5 t5 5, G6 t6 6, G7 t7 7)
+    (G0 0)
+    (G0 0, G1 1)
+    (G0 0, G1 1, G2 2)
+    (G0 0, G1 1, G2 2, G3 3)
+    (G0 0, G1 1, G2 2, G3 3, G4 4)
+    (G0 0, G1 1, G2 2, G3 3, G4 4, G5 5)
+    (G0 0, G1 1, G2 2, G3 3, G4 4, G5 5, G6 6)
+    (G0 0, G1 1, G2 2, G3 3, G4 4, G5 5, G6 6, G7 7)
+}
+groups! {
+    @started
+    (G0 0)
+    (G0 0, G1 1)
+    (G0 0, G1 1, G2 2)
+    (G0 0, G1 1, G2 2, G3 3)
+    (G0 0, G1 1, G2 2, G3 3, G4 4)
+    (G0 0, G1 1, G2 2, G3 3, G4 4, G5 5)
+    (G0 0, G1 1, G2 2, G3 3, G4 4, G5 5, G6 6)
+    (G0 0, G1 1, G2 2, G3 3, G4 4, G5 5, G6 6, G7 7)
 }
 
 macro_rules! push {

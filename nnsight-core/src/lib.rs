@@ -4,6 +4,7 @@
 // Generated code names `::nnsight::..`; inside this crate that is the crate itself.
 extern crate self as nnsight;
 
+mod access;
 mod batch;
 mod cache;
 mod control;
@@ -11,42 +12,70 @@ mod edit;
 mod engine;
 mod envoy;
 mod error;
+mod ghost;
 mod grad;
 mod group;
 mod hook_point;
 mod inspectable;
-mod invoke;
+mod invokes;
 mod leaves;
 mod shared;
-mod site;
+mod skipped;
 mod standing;
 mod state;
 mod trace;
 mod tree;
 mod value;
+mod visit;
 
-pub use batch::{Concat, layout};
+// What users write.
+pub use access::Site;
 pub use cache::{Cache, CacheOptions};
-pub use control::Skip;
-pub use edit::{EditBody, Edited};
-pub use engine::Root;
+pub use edit::Edited;
 pub use envoy::{DynEnvoy, ListEnvoy, ModuleEnvoy};
-pub use error::{Error, Mismatch, Result};
-pub use grad::{TrackGrad, Tracked};
-pub use group::{Group, Groups, Many, One, Push};
+pub use error::{Error, Result};
 pub use hook_point::HookPoint;
-pub use inspectable::{Forward, Inspectable, IntoInputs, Signature};
-pub use invoke::{Batcher, Invokes, no_input};
+pub use inspectable::Inspectable;
+pub use invokes::Invokes;
 pub use shared::Shared;
-pub use site::{Edit, First, Lens, Reached, Read, Replace, Site, TryEdit, Whole};
-pub use state::{Kind, TraceState};
 pub use trace::{TraceExt, Tracer};
-pub use tree::{NodeId, Tree, TreeBuilder};
-pub use value::{Args, Batching, Rows, SiteValue};
+pub use value::SiteValue;
+
+/// The futures of site accesses (what `output()`, `.replace(..)`, `.skip(..)`, `.track_grad()`
+/// return, awaited in a body), and the side of a call a site is.
+pub mod site {
+    pub use crate::access::{Edit, First, Lens, Reached, Read, Replace, Site, TryEdit, Whole};
+    pub use crate::control::Skip;
+    pub use crate::grad::{TrackGrad, Tracked};
+    pub use crate::visit::Kind;
+}
+
+/// The glue of invokes, for wrappers that batch their own inputs (a language model pads its
+/// prompts): the batcher, the groups of bodies, the rows each invoke owns, the root call of a
+/// driven loop, and stored edits.
+pub mod invoke {
+    pub use crate::batch::{Concat, layout};
+    pub use crate::edit::{EditBody, Edited};
+    pub use crate::engine::Root;
+    pub use crate::group::{Group, Groups, Many, One, Push};
+    pub use crate::invokes::{Batcher, Invokes, no_input};
+    pub use crate::value::Rows;
+}
+
+/// What a hand-written [`Inspectable`] impl (or a [`SiteValue`] of a model's own type) needs:
+/// the module tree and its builder, the trace state envoys are built on, the signature traits,
+/// argument tuples, how values carry the batch, and replacement mismatches.
+pub mod inspect {
+    pub use crate::error::Mismatch;
+    pub use crate::inspectable::{Forward, Inspectable, IntoInputs, Signature};
+    pub use crate::state::TraceState;
+    pub use crate::tree::{NodeId, Tree, TreeBuilder};
+    pub use crate::value::{Args, Batching, SiteValue};
+}
 
 /// What generated code names; not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::engine::{Body, BodyFuture, Child, Task, site};
+    pub use crate::engine::{Body, BodyFuture, Child, Step, Task, site};
     pub use crate::group::Drive;
 }

@@ -5,8 +5,8 @@
 use std::any::{Any, type_name};
 use std::ops::Range;
 
+use crate::access::{Lens, Site};
 use crate::error::{Error, Result};
-use crate::site::{Lens, Site};
 use crate::state::{Key, Kind, SHARED_WRITE, STANDING, TraceState, View, WRITTEN};
 use crate::tree::NodeId;
 use crate::value::SiteValue;

@@ -10,25 +10,11 @@ use std::rc::Rc;
 
 use crate::cache::CacheStore;
 use crate::error::Error;
+use crate::ghost::Ghost;
+use crate::skipped::Skipped;
 use crate::tree::{NodeId, NodeKind, Tree};
 use crate::value::{Batching, Rows};
-
-/// Which side of a module call a site is.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Kind {
-    /// The arguments of the call.
-    Input,
-    /// The value the call returned.
-    Output,
-}
-
-/// One visit of one site: a node, a side, and the occurrence (0 for the first call).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) struct Key {
-    pub(crate) node: NodeId,
-    pub(crate) kind: Kind,
-    pub(crate) occurrence: u32,
-}
+pub(crate) use crate::visit::{Key, Kind};
 
 /// The value of the site being served right now, lent to the bodies waiting for it.
 #[derive(Clone, Copy)]
@@ -54,22 +40,6 @@ pub(crate) const ENDED: u8 = 32;
 /// A body has written a site in this trace: values that only the model made so far (token ids)
 /// may now come from a body, and the checks of module inputs run.
 pub(crate) const WRITTEN: u8 = 64;
-
-/// A replacement for a module's output, set by `skip`: the module is not run.
-pub(crate) struct Skipped {
-    /// The input visit at which the module is skipped.
-    pub(crate) key: Key,
-    pub(crate) value: Box<dyn Any>,
-    pub(crate) type_name: &'static str,
-}
-
-/// An envoy that stands for a module that does not exist: every access through it fails.
-#[derive(Debug)]
-pub(crate) struct Ghost {
-    pub(crate) list: NodeId,
-    pub(crate) index: usize,
-    pub(crate) len: usize,
-}
 
 /// What an access finds when its future is polled.
 pub(crate) enum Access {

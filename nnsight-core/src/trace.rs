@@ -8,7 +8,7 @@ use crate::edit::{EditList, Edited};
 use crate::error::Result;
 use crate::group::One;
 use crate::inspectable::{Forward, Inspectable, IntoInputs};
-use crate::invoke::{Invokes, drive};
+use crate::invokes::{Invokes, drive};
 
 /// Starts traces on a model; implemented for every [`Inspectable`] model with a [`Forward`].
 pub trait TraceExt: Inspectable + Forward + Sized {

@@ -4,7 +4,8 @@ use std::cell::RefCell;
 use std::fmt;
 
 use burn::prelude::*;
-use nnsight::{Error, Result, Root};
+use nnsight::invoke::Root;
+use nnsight::{Error, Result};
 
 use super::decoder::Decoder;
 use super::options::GenerateOptions;

@@ -46,21 +46,21 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
         let doc = format!("The envoy of the submodule `{fname}`.");
         let (envoy_ty, register, build) = match field.kind {
             FieldKind::Single(ty) => (
-                quote_spanned!(ty.span()=> <#ty as ::nnsight::Inspectable>::Envoy<#t>),
+                quote_spanned!(ty.span()=> <#ty as ::nnsight::inspect::Inspectable>::Envoy<#t>),
                 quote!(tree.module(first + #slot, stringify!(#fname), &self.#fname);),
-                quote_spanned!(ty.span()=> <#ty as ::nnsight::Inspectable>::envoy(state, state.child(node, #slot))),
+                quote_spanned!(ty.span()=> <#ty as ::nnsight::inspect::Inspectable>::envoy(state, state.child(node, #slot))),
             ),
             FieldKind::List(ty) => (
-                quote_spanned!(ty.span()=> ::nnsight::ListEnvoy<#t, <#ty as ::nnsight::Inspectable>::Envoy<#t>>),
+                quote_spanned!(ty.span()=> ::nnsight::ListEnvoy<#t, <#ty as ::nnsight::inspect::Inspectable>::Envoy<#t>>),
                 quote!(tree.list(first + #slot, stringify!(#fname), &self.#fname);),
                 quote_spanned!(ty.span()=> ::nnsight::ListEnvoy::new(
-                    state, state.child(node, #slot), <#ty as ::nnsight::Inspectable>::envoy
+                    state, state.child(node, #slot), <#ty as ::nnsight::inspect::Inspectable>::envoy
                 )),
             ),
             FieldKind::Optional(ty) => (
-                quote_spanned!(ty.span()=> <#ty as ::nnsight::Inspectable>::Envoy<#t>),
+                quote_spanned!(ty.span()=> <#ty as ::nnsight::inspect::Inspectable>::Envoy<#t>),
                 quote!(tree.optional(first + #slot, stringify!(#fname), ::core::option::Option::as_ref(&self.#fname));),
-                quote_spanned!(ty.span()=> <#ty as ::nnsight::Inspectable>::envoy(state, state.child(node, #slot))),
+                quote_spanned!(ty.span()=> <#ty as ::nnsight::inspect::Inspectable>::envoy(state, state.child(node, #slot))),
             ),
         };
         fields.push(quote!(#[doc = #doc] #fvis #fname: #envoy_ty,));
@@ -100,16 +100,16 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
             }
         }
 
-        impl #impl_generics ::nnsight::Inspectable for #name #ty_generics #where_clause {
+        impl #impl_generics ::nnsight::inspect::Inspectable for #name #ty_generics #where_clause {
             type Envoy<#t> = #envoy<#t, #envoy_args>;
 
-            fn register(&self, tree: &mut ::nnsight::TreeBuilder) {
+            fn register(&self, tree: &mut ::nnsight::inspect::TreeBuilder) {
                 let first = tree.reserve(#count);
                 let _ = first;
                 #(#registers)*
             }
 
-            fn envoy(state: &::nnsight::TraceState, node: ::nnsight::NodeId) -> Self::Envoy<'_> {
+            fn envoy(state: &::nnsight::inspect::TraceState, node: ::nnsight::inspect::NodeId) -> Self::Envoy<'_> {
                 #envoy {
                     __nnsight_sites: ::nnsight::ModuleEnvoy::new(state, node),
                     #(#builds)*

@@ -42,9 +42,9 @@ fn batching(args: TokenStream) -> syn::Result<Option<TokenStream>> {
         let option = if meta.path.is_ident("batch_dim") {
             let dim: LitInt = meta.value()?.parse()?;
             let dim: usize = dim.base10_parse()?;
-            quote!(::nnsight::Batching::Dim(#dim))
+            quote!(::nnsight::inspect::Batching::Dim(#dim))
         } else if meta.path.is_ident("unbatched") {
-            quote!(::nnsight::Batching::Unbatched)
+            quote!(::nnsight::inspect::Batching::Unbatched)
         } else {
             return Err(meta.error("unknown `#[inspect]` option; expected `batch_dim = N` or `unbatched`"));
         };
@@ -85,7 +85,7 @@ fn signature(item: &ItemImpl, forward: &ImplItemFn) -> Option<TokenStream> {
     let (impl_generics, _, where_clause) = item.generics.split_for_impl();
     let self_ty = &item.self_ty;
     let mut tokens = quote! {
-        impl #impl_generics ::nnsight::Signature for #self_ty #where_clause {
+        impl #impl_generics ::nnsight::inspect::Signature for #self_ty #where_clause {
             type Inputs = (#(#owned,)*);
             type Output = #output;
         }
@@ -94,7 +94,7 @@ fn signature(item: &ItemImpl, forward: &ImplItemFn) -> Option<TokenStream> {
         let names: Vec<Ident> =
             (0..owned.len()).map(|i| Ident::new(&format!("__nnsight_arg{i}"), Span::mixed_site())).collect();
         tokens.extend(quote! {
-            impl #impl_generics ::nnsight::Forward for #self_ty #where_clause {
+            impl #impl_generics ::nnsight::inspect::Forward for #self_ty #where_clause {
                 fn forward_inputs(&self, (#(#names,)*): Self::Inputs) -> Self::Output {
                     self.forward(#(#names),*)
                 }

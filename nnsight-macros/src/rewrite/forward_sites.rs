@@ -323,3 +323,117 @@ fn site(
     }};
     syn::parse2(tokens).expect("a site expression is a valid expression")
 }
+
+#[cfg(test)]
+mod tests {
+    use quote::ToTokens;
+    use syn::parse_quote;
+
+    use super::ForwardSites;
+
+    /// The method's body after rewriting, as text without spaces, and the errors.
+    fn rewrite(mut method: syn::ImplItemFn) -> (String, Vec<String>) {
+        let mut sites = ForwardSites::new(None);
+        sites.visit_method(&mut method);
+        let text = method.block.to_token_stream().to_string().replace(' ', "");
+        (text, sites.errors.iter().map(ToString::to_string).collect())
+    }
+
+    fn sites(text: &str) -> usize {
+        text.matches("::nnsight::__private::site(").count()
+    }
+
+    #[test]
+    fn fields_elements_and_aliases_become_sites() {
+        let (text, errors) = rewrite(parse_quote! {
+            fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+                let mut h = self.embed.forward(x);
+                for block in &self.blocks {
+                    h = block.forward(h);
+                }
+                for (i, layer) in self.layers.iter().enumerate() {
+                    h = layer.forward_cached(h, i);
+                }
+                if let Some(norm) = &self.norm {
+                    h = norm.forward(h);
+                }
+                let head = &self.head;
+                h = self.hooks[2].forward(h);
+                head.forward(h)
+            }
+        });
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(sites(&text), 6, "{text}");
+        assert!(text.contains("Child::field(Self::__nnsight_slot_embed)"), "{text}");
+        assert!(
+            text.contains(
+                "Child::element(Self::__nnsight_slot_blocks,&self.blocks,::core::option::Option::None)"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("Child::element(Self::__nnsight_slot_layers"), "{text}");
+        assert!(text.contains("Child::field(Self::__nnsight_slot_norm)"), "{text}");
+        assert!(text.contains("Child::field(Self::__nnsight_slot_head)"), "{text}");
+        // An indexed element names its index (zero-sized modules share one address).
+        assert!(
+            text.contains(
+                "Child::element(Self::__nnsight_slot_hooks,&self.hooks,::core::option::Option::Some("
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn shadowed_names_closures_nested_items_and_other_methods_are_left_alone() {
+        let (text, errors) = rewrite(parse_quote! {
+            fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+                let block = &self.block;
+                let block = Other::new();
+                let y = block.forward(x.clone());
+                let f = |t| t;
+                fn helper(m: &Linear<B>, x: Tensor<B, 2>) -> Tensor<B, 2> { m.forward(x) }
+                self.head.weight.val();
+                self.head.backward(f(y))
+            }
+        });
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(sites(&text), 0, "{text}");
+    }
+
+    #[test]
+    fn borrowed_arguments_are_passed_through_and_owned_ones_captured() {
+        let (text, _) = rewrite(parse_quote! {
+            fn forward(&self, x: Tensor<B, 3>, mask: &Tensor<B, 2>) -> Tensor<B, 3> {
+                self.attn.forward(x, mask, &self.rope)
+            }
+        });
+        assert_eq!(sites(&text), 1, "{text}");
+        // Only the first argument is a site input.
+        assert!(text.contains("(__nnsight_arg0,),|(__nnsight_arg0,)|"), "{text}");
+    }
+
+    #[test]
+    fn a_loop_binding_that_cannot_be_followed_is_an_error() {
+        let (_, errors) = rewrite(parse_quote! {
+            fn forward(&self, mut x: Tensor<B, 2>) -> Tensor<B, 2> {
+                for (_, (layer)) in self.layers.iter().enumerate() {
+                    x = layer.forward(x);
+                }
+                x
+            }
+        });
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].contains("cannot tell which name this loop binds"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_declared_batch_dimension_reaches_every_call() {
+        let mut method: syn::ImplItemFn = parse_quote! {
+            fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> { self.proj.forward(x) }
+        };
+        let mut sites = ForwardSites::new(Some(quote::quote!(::nnsight::inspect::Batching::Dim(1))));
+        sites.visit_method(&mut method);
+        let text = method.block.to_token_stream().to_string().replace(' ', "");
+        assert!(text.contains(".batched(::nnsight::inspect::Batching::Dim(1))"), "{text}");
+    }
+}

@@ -25,8 +25,10 @@ use crate::value::Rows;
 
 /// Joins the invokes' inputs (`None` for an invoke without input) into the model's arguments,
 /// and says which rows each invoke owns.
-pub type Batcher<'m, M, In> =
-    Box<dyn FnOnce(Vec<Option<In>>) -> Result<(<M as crate::Signature>::Inputs, Vec<Option<Rows>>)> + 'm>;
+pub type Batcher<'m, M, In> = Box<
+    dyn FnOnce(Vec<Option<In>>) -> Result<(<M as crate::inspectable::Signature>::Inputs, Vec<Option<Rows>>)>
+        + 'm,
+>;
 
 /// A trace made of invokes, waiting for [`run`](Self::run). Built by
 /// [`TraceExt::tracer`](crate::TraceExt::tracer) (inputs joined along dimension 0) or by a
