@@ -1,11 +1,8 @@
 //! Building a GPT-2 from a checkpoint (Hugging Face names and layouts) or from random weights.
 
 use burn::module::Param;
-use burn::nn::{
-    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Gelu, LayerNorm, LayerNormConfig, Linear,
-};
+use burn::nn::{Dropout, DropoutConfig, Gelu, LayerNorm, LayerNormConfig, Linear};
 use burn::prelude::*;
-use burn::tensor::Distribution;
 
 use nnsight::{Error, Result};
 
@@ -13,21 +10,9 @@ use super::{Gpt2Attention, Gpt2Block, Gpt2Config, Gpt2LMHeadModel, Gpt2Mlp, Gpt2
 use crate::hub::ModelFiles;
 use crate::language_model::Pretrained;
 use crate::lm_head::LmHead;
-use crate::weights::Weights;
+use crate::weights::{Kind, Random, Scope, TensorSource, Weights, embedding};
 
-/// Where the tensors come from: a checkpoint, or a random initialisation.
-trait TensorSource<B: Backend> {
-    fn get<const D: usize>(&self, name: &str, shape: [usize; D], kind: Kind) -> Result<Tensor<B, D>>;
-}
-
-/// What a tensor is, for random initialisation.
-#[derive(Clone, Copy)]
-enum Kind {
-    Weight,
-    NormScale,
-    Bias,
-}
-
+/// A checkpoint's tensors, with or without the `transformer.` prefix.
 struct Checkpoint<'w, B: Backend> {
     weights: &'w Weights,
     /// `"transformer."` when the checkpoint spells the body's names with that prefix (transformers'
@@ -46,24 +31,10 @@ impl<B: Backend> TensorSource<B> for Checkpoint<'_, B> {
     }
 }
 
-struct Random<B: Backend> {
-    device: B::Device,
-}
-
-impl<B: Backend> TensorSource<B> for Random<B> {
-    fn get<const D: usize>(&self, _: &str, shape: [usize; D], kind: Kind) -> Result<Tensor<B, D>> {
-        Ok(match kind {
-            Kind::Weight => Tensor::random(shape, Distribution::Normal(0.0, 0.02), &self.device),
-            Kind::NormScale => Tensor::ones(shape, &self.device),
-            Kind::Bias => Tensor::zeros(shape, &self.device),
-        })
-    }
-}
-
 impl Gpt2Config {
     /// A model of this shape with random weights (normal, std 0.02, as GPT-2's initialisation).
     pub fn init<B: Backend>(&self, device: &B::Device) -> Gpt2LMHeadModel<B> {
-        let source = Random::<B> { device: device.clone() };
+        let source = Random::<B> { std: 0.02, device: device.clone() };
         build(self, &source, None).expect("random initialisation cannot fail")
     }
 }
@@ -105,83 +76,77 @@ fn build<B: Backend, S: TensorSource<B>>(
     untied_head: Option<&str>,
 ) -> Result<Gpt2LMHeadModel<B>> {
     let d = config.n_embd;
-    let wte = embedding(source.get("transformer.wte.weight", [config.vocab_size, d], Kind::Weight)?);
+    let root = Scope::new(source);
+    let body = root.pp("transformer");
+    let wte = embedding(body.get("wte.weight", [config.vocab_size, d], Kind::Weight)?);
     let lm_head = match untied_head {
-        Some(name) => LmHead::new(source.get(name, [config.vocab_size, d], Kind::Weight)?),
+        Some(name) => LmHead::new(root.get(name, [config.vocab_size, d], Kind::Weight)?),
         None => LmHead::new(wte.weight.val()),
     };
-    let h = (0..config.n_layer).map(|i| block(config, source, i)).collect::<Result<Vec<_>>>()?;
+    let h = (0..config.n_layer).map(|i| block(config, &body.pp("h").pp(i), i)).collect::<Result<Vec<_>>>()?;
     Ok(Gpt2LMHeadModel {
         transformer: Gpt2Model {
             wte,
-            wpe: embedding(source.get("transformer.wpe.weight", [config.n_positions, d], Kind::Weight)?),
+            wpe: embedding(body.get("wpe.weight", [config.n_positions, d], Kind::Weight)?),
             drop: inference_dropout(),
             h,
-            ln_f: layer_norm(config, source, "transformer.ln_f")?,
+            ln_f: layer_norm(config, &body.pp("ln_f"))?,
         },
         lm_head,
     })
 }
 
-fn block<B: Backend, S: TensorSource<B>>(config: &Gpt2Config, source: &S, i: usize) -> Result<Gpt2Block<B>> {
+/// Block `i`, its tensors read in `vb` (`transformer.h.{i}`).
+fn block<B: Backend, S: TensorSource<B>>(
+    config: &Gpt2Config,
+    vb: &Scope<'_, S>,
+    i: usize,
+) -> Result<Gpt2Block<B>> {
     let d = config.n_embd;
-    let p = format!("transformer.h.{i}");
     let mut scale = if config.scale_attn_weights { 1.0 / (config.head_dim() as f64).sqrt() } else { 1.0 };
     if config.scale_attn_by_inverse_layer_idx {
         scale /= (i + 1) as f64;
     }
+    let (attn, mlp) = (vb.pp("attn"), vb.pp("mlp"));
     Ok(Gpt2Block {
-        ln_1: layer_norm(config, source, &format!("{p}.ln_1"))?,
+        ln_1: layer_norm(config, &vb.pp("ln_1"))?,
         attn: Gpt2Attention {
-            c_attn: conv1d(source, &format!("{p}.attn.c_attn"), d, 3 * d)?,
-            c_proj: conv1d(source, &format!("{p}.attn.c_proj"), d, d)?,
+            c_attn: conv1d(&attn.pp("c_attn"), d, 3 * d)?,
+            c_proj: conv1d(&attn.pp("c_proj"), d, d)?,
             attn_dropout: inference_dropout(),
             resid_dropout: inference_dropout(),
             n_head: config.n_head,
             scale,
         },
-        ln_2: layer_norm(config, source, &format!("{p}.ln_2"))?,
+        ln_2: layer_norm(config, &vb.pp("ln_2"))?,
         mlp: Gpt2Mlp {
-            c_fc: conv1d(source, &format!("{p}.mlp.c_fc"), d, config.inner_dim())?,
+            c_fc: conv1d(&mlp.pp("c_fc"), d, config.inner_dim())?,
             act: if config.approximate_gelu() { Gelu::new_approximate() } else { Gelu::new() },
-            c_proj: conv1d(source, &format!("{p}.mlp.c_proj"), config.inner_dim(), d)?,
+            c_proj: conv1d(&mlp.pp("c_proj"), config.inner_dim(), d)?,
             dropout: inference_dropout(),
         },
     })
 }
 
 /// HF's `Conv1D` stores its weight `[in, out]`, which is burn's `Linear` layout: no transpose.
-fn conv1d<B: Backend, S: TensorSource<B>>(
-    source: &S,
-    name: &str,
-    d_in: usize,
-    d_out: usize,
-) -> Result<Linear<B>> {
+fn conv1d<B: Backend, S: TensorSource<B>>(vb: &Scope<'_, S>, d_in: usize, d_out: usize) -> Result<Linear<B>> {
     Ok(Linear {
-        weight: Param::from_tensor(source.get(&format!("{name}.weight"), [d_in, d_out], Kind::Weight)?),
-        bias: Some(Param::from_tensor(source.get(&format!("{name}.bias"), [d_out], Kind::Bias)?)),
+        weight: Param::from_tensor(vb.get("weight", [d_in, d_out], Kind::Weight)?),
+        bias: Some(Param::from_tensor(vb.get("bias", [d_out], Kind::Bias)?)),
     })
 }
 
 fn layer_norm<B: Backend, S: TensorSource<B>>(
     config: &Gpt2Config,
-    source: &S,
-    name: &str,
+    vb: &Scope<'_, S>,
 ) -> Result<LayerNorm<B>> {
     let d = config.n_embd;
-    let gamma = source.get(&format!("{name}.weight"), [d], Kind::NormScale)?;
-    let beta = source.get(&format!("{name}.bias"), [d], Kind::Bias)?;
+    let gamma = vb.get("weight", [d], Kind::NormScale)?;
+    let beta = vb.get("bias", [d], Kind::Bias)?;
     let mut norm = LayerNormConfig::new(d).with_epsilon(config.layer_norm_epsilon).init(&gamma.device());
     norm.gamma = Param::from_tensor(gamma);
     norm.beta = Some(Param::from_tensor(beta));
     Ok(norm)
-}
-
-fn embedding<B: Backend>(weight: Tensor<B, 2>) -> Embedding<B> {
-    let [n, d] = weight.dims();
-    let mut embedding = EmbeddingConfig::new(n, d).init(&weight.device());
-    embedding.weight = Param::from_tensor(weight);
-    embedding
 }
 
 /// Dropout is the identity at inference; a probability of 0 keeps it so under `Autodiff` too.

@@ -2,9 +2,8 @@
 //! tensors by Hugging Face name (e.g. dequantized from another format), or from random weights.
 
 use burn::module::Param;
-use burn::nn::{Embedding, EmbeddingConfig, RmsNorm, RmsNormConfig};
+use burn::nn::{RmsNorm, RmsNormConfig};
 use burn::prelude::*;
-use burn::tensor::Distribution;
 use nnsight::HookPoint;
 
 use nnsight::{Error, Result};
@@ -17,24 +16,7 @@ use crate::hub::ModelFiles;
 use crate::language_model::Pretrained;
 use crate::lm_head::LmHead;
 use crate::projection::Projection;
-use crate::weights::Weights;
-
-/// Where the tensors come from: tensors by name, or a random initialisation.
-trait TensorSource<B: Backend> {
-    /// Tensor `name`, of `shape` in Hugging Face's layout.
-    fn get<const D: usize>(&self, name: &str, shape: [usize; D], kind: Kind) -> Result<Tensor<B, D>>;
-
-    /// The `nn.Linear` weight `name`, stored `[d_out, d_in]`, in burn's layout `[d_in, d_out]`.
-    fn linear_weight(&self, name: &str, d_in: usize, d_out: usize) -> Result<Tensor<B, 2>>;
-}
-
-/// What a tensor is, for random initialisation.
-#[derive(Clone, Copy)]
-enum Kind {
-    Weight,
-    NormScale,
-    Bias,
-}
+use crate::weights::{Kind, Random, Scope, TensorSource, Weights, embedding};
 
 /// Tensors read by Hugging Face name, as `f32` data of the asked shape.
 struct ByName<F, B: Backend> {
@@ -75,25 +57,6 @@ fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         }
     }
     out
-}
-
-struct Random<B: Backend> {
-    std: f64,
-    device: B::Device,
-}
-
-impl<B: Backend> TensorSource<B> for Random<B> {
-    fn get<const D: usize>(&self, _: &str, shape: [usize; D], kind: Kind) -> Result<Tensor<B, D>> {
-        Ok(match kind {
-            Kind::Weight => Tensor::random(shape, Distribution::Normal(0.0, self.std), &self.device),
-            Kind::NormScale => Tensor::ones(shape, &self.device),
-            Kind::Bias => Tensor::zeros(shape, &self.device),
-        })
-    }
-
-    fn linear_weight(&self, name: &str, d_in: usize, d_out: usize) -> Result<Tensor<B, 2>> {
-        self.get(name, [d_in, d_out], Kind::Weight)
-    }
 }
 
 impl LlamaConfig {
@@ -197,20 +160,23 @@ fn build<B: Backend, S: TensorSource<B>>(
     device: &B::Device,
 ) -> Result<LlamaForCausalLM<B>> {
     let (d, vocab) = (config.hidden_size, config.vocab_size);
-    let embed_tokens = embedding(source.get("model.embed_tokens.weight", [vocab, d], Kind::Weight)?);
+    let root = Scope::new(source);
+    let body = root.pp("model");
+    let embed_tokens = embedding(body.get("embed_tokens.weight", [vocab, d], Kind::Weight)?);
     let lm_head = if config.tie_word_embeddings {
         LmHead::new(embed_tokens.weight.val())
     } else {
-        LmHead::new(source.get("lm_head.weight", [vocab, d], Kind::Weight)?)
+        LmHead::new(root.get("lm_head.weight", [vocab, d], Kind::Weight)?)
     };
-    let layers =
-        (0..config.num_hidden_layers).map(|i| layer(config, source, i)).collect::<Result<Vec<_>>>()?;
+    let layers = (0..config.num_hidden_layers)
+        .map(|i| layer(config, &body.pp("layers").pp(i)))
+        .collect::<Result<Vec<_>>>()?;
     let rotary_emb = LlamaRotaryEmbedding::new(config, device).map_err(|e| e.in_source("a Llama config"))?;
     Ok(LlamaForCausalLM {
         model: LlamaModel {
             embed_tokens,
             layers,
-            norm: rms_norm(config, source, "model.norm")?,
+            norm: rms_norm(config, &body.pp("norm"))?,
             rotary_emb,
             sliding_window: config.sliding_window,
         },
@@ -218,21 +184,18 @@ fn build<B: Backend, S: TensorSource<B>>(
     })
 }
 
+/// A decoder layer, its tensors read in `vb` (`model.layers.{i}`).
 fn layer<B: Backend, S: TensorSource<B>>(
     config: &LlamaConfig,
-    source: &S,
-    i: usize,
+    vb: &Scope<'_, S>,
 ) -> Result<LlamaDecoderLayer<B>> {
-    let p = format!("model.layers.{i}");
     let (d, inner, head_dim) = (config.hidden_size, config.intermediate_size, config.head_dim());
     let (q_width, kv_width) = (config.num_attention_heads * head_dim, config.kv_heads() * head_dim);
-    let attn_linear = |name: &str, d_in, d_out| {
-        linear(source, &format!("{p}.self_attn.{name}"), d_in, d_out, config.attention_bias)
-    };
-    let mlp_linear =
-        |name: &str, d_in, d_out| linear(source, &format!("{p}.mlp.{name}"), d_in, d_out, config.mlp_bias);
+    let (attn, mlp) = (vb.pp("self_attn"), vb.pp("mlp"));
+    let attn_linear = |name: &str, d_in, d_out| linear(&attn.pp(name), d_in, d_out, config.attention_bias);
+    let mlp_linear = |name: &str, d_in, d_out| linear(&mlp.pp(name), d_in, d_out, config.mlp_bias);
     Ok(LlamaDecoderLayer {
-        input_layernorm: rms_norm(config, source, &format!("{p}.input_layernorm"))?,
+        input_layernorm: rms_norm(config, &vb.pp("input_layernorm"))?,
         self_attn: LlamaAttention {
             q_proj: attn_linear("q_proj", d, q_width)?,
             k_proj: attn_linear("k_proj", d, kv_width)?,
@@ -244,7 +207,7 @@ fn layer<B: Backend, S: TensorSource<B>>(
             head_dim,
             scaling: (head_dim as f64).powf(-0.5),
         },
-        post_attention_layernorm: rms_norm(config, source, &format!("{p}.post_attention_layernorm"))?,
+        post_attention_layernorm: rms_norm(config, &vb.pp("post_attention_layernorm"))?,
         mlp: LlamaMlp {
             gate_proj: mlp_linear("gate_proj", d, inner)?,
             up_proj: mlp_linear("up_proj", d, inner)?,
@@ -256,34 +219,22 @@ fn layer<B: Backend, S: TensorSource<B>>(
 
 /// An `nn.Linear` (weight `[out, in]` in the checkpoint, `[in, out]` in burn).
 fn linear<B: Backend, S: TensorSource<B>>(
-    source: &S,
-    name: &str,
+    vb: &Scope<'_, S>,
     d_in: usize,
     d_out: usize,
     bias: bool,
 ) -> Result<Projection<B>> {
-    let weight = source.linear_weight(&format!("{name}.weight"), d_in, d_out)?;
-    let bias = if bias { Some(source.get(&format!("{name}.bias"), [d_out], Kind::Bias)?) } else { None };
+    let weight = vb.linear_weight("weight", d_in, d_out)?;
+    let bias = if bias { Some(vb.get("bias", [d_out], Kind::Bias)?) } else { None };
     Ok(Projection::new(weight, bias))
 }
 
-fn rms_norm<B: Backend, S: TensorSource<B>>(
-    config: &LlamaConfig,
-    source: &S,
-    name: &str,
-) -> Result<RmsNorm<B>> {
+fn rms_norm<B: Backend, S: TensorSource<B>>(config: &LlamaConfig, vb: &Scope<'_, S>) -> Result<RmsNorm<B>> {
     let d = config.hidden_size;
-    let gamma = source.get(&format!("{name}.weight"), [d], Kind::NormScale)?;
+    let gamma = vb.get("weight", [d], Kind::NormScale)?;
     let mut norm = RmsNormConfig::new(d).with_epsilon(config.rms_norm_eps).init(&gamma.device());
     norm.gamma = Param::from_tensor(gamma);
     Ok(norm)
-}
-
-fn embedding<B: Backend>(weight: Tensor<B, 2>) -> Embedding<B> {
-    let [n, d] = weight.dims();
-    let mut embedding = EmbeddingConfig::new(n, d).init(&weight.device());
-    embedding.weight = Param::from_tensor(weight);
-    embedding
 }
 
 impl<B: Backend> Pretrained<B> for LlamaForCausalLM<B> {

@@ -1,0 +1,10 @@
+//! Where a model's tensors come from, for every family's loader: safetensors checkpoints
+//! ([`Weights`]), and the pieces loaders share (`source`: a source of tensors by name — a
+//! checkpoint or a random initialisation — seen under a scoped name prefix, as candle's
+//! `VarBuilder::pp`), so that a new family does not copy them again.
+
+mod safetensors;
+mod source;
+
+pub use safetensors::Weights;
+pub(crate) use source::{Kind, Random, Scope, TensorSource, embedding};
