@@ -24,7 +24,15 @@ mod rewrite;
 #[proc_macro_derive(Inspectable, attributes(inspect))]
 pub fn derive_inspectable(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as syn::DeriveInput);
-    expand::derive::expand(&input).unwrap_or_else(syn::Error::into_compile_error).into()
+    match expand::derive::expand(&input) {
+        Ok(tokens) => tokens.into(),
+        // The error, and a stand-in impl so that code using the model does not fail again.
+        Err(error) => {
+            let error = error.into_compile_error();
+            let fallback = expand::fallback::derive(&input);
+            quote::quote!(#error #fallback).into()
+        }
+    }
 }
 
 /// Instruments the methods of a module's `impl` block: every `self.field.forward*(..)` call (and
