@@ -201,7 +201,8 @@ impl StartedGroups for () {
 
 // The tuple impls only hand the parts to `run_started` and `Group`'s own methods.
 macro_rules! groups {
-    (@started $(($($g:ident $i:tt),+))*) => {$(
+    (@started) => {};
+    (@started $($g:ident $i:tt),+) => {
         impl<'e, M: Inspectable, $($g: Group<M>),+> StartedGroups for ($(Started<'e, M, $g>,)+) {
             type Output = ($($g::Output,)+);
 
@@ -222,7 +223,7 @@ macro_rules! groups {
                 },)+))
             }
         }
-    )*};
+    };
     ($(($($g:ident $i:tt),*))*) => {$(
         impl<M: Inspectable, $($g: Group<M>),*> Groups<M> for ($($g,)*) {
             type Output = ($($g::Output,)*);
@@ -247,21 +248,12 @@ macro_rules! groups {
                 run_started(edit_tasks, started, state, drive)
             }
         }
+
+        groups!(@started $($g $i),*);
     )*};
 }
 groups! {
     ()
-    (G0 0)
-    (G0 0, G1 1)
-    (G0 0, G1 1, G2 2)
-    (G0 0, G1 1, G2 2, G3 3)
-    (G0 0, G1 1, G2 2, G3 3, G4 4)
-    (G0 0, G1 1, G2 2, G3 3, G4 4, G5 5)
-    (G0 0, G1 1, G2 2, G3 3, G4 4, G5 5, G6 6)
-    (G0 0, G1 1, G2 2, G3 3, G4 4, G5 5, G6 6, G7 7)
-}
-groups! {
-    @started
     (G0 0)
     (G0 0, G1 1)
     (G0 0, G1 1, G2 2)
