@@ -349,4 +349,40 @@ mod tests {
         assert!(pair.narrow_rows(rows).unwrap_err().starts_with("element 1:"));
         assert_eq!(7usize.narrow_rows(rows), Ok(7));
     }
+
+    proptest::proptest! {
+        /// Splicing back the rows a body saw, unchanged, leaves the value as it was, for any
+        /// batch dimension and any invoke's rows (split ∘ splice = identity); and the rows seen
+        /// are exactly that slice of the value.
+        #[test]
+        fn splicing_back_the_rows_read_is_the_identity(
+            dims in proptest::collection::vec(1usize..4, 1..4),
+            dim_seed in 0usize..8,
+            start_seed in 0usize..8,
+            len_seed in 0usize..8,
+        ) {
+            let dim = dim_seed % dims.len();
+            let total = dims[dim];
+            let start = start_seed % total;
+            let len = 1 + len_seed % (total - start);
+            let rows = Rows { start, len, total, dim };
+            let count: usize = dims.iter().product();
+            let values: Vec<f32> = (0..count).map(|v| v as f32).collect();
+            let device = Default::default();
+            let value = Tensor::<Flex, 3>::from_data(TensorData::new(values, padded(&dims)), &device);
+            let part = value.narrow_rows(rows).unwrap();
+            let expected = value.clone().narrow(dim, start, len);
+            proptest::prop_assert_eq!(part.to_data(), expected.to_data());
+            let mut spliced = value.clone();
+            spliced.splice_rows(rows, part).unwrap();
+            proptest::prop_assert_eq!(spliced.to_data(), value.to_data());
+        }
+    }
+
+    /// `dims` as a rank-3 shape (trailing ones).
+    fn padded(dims: &[usize]) -> [usize; 3] {
+        let mut shape = [1; 3];
+        shape[..dims.len()].copy_from_slice(dims);
+        shape
+    }
 }

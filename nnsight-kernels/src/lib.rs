@@ -1,6 +1,7 @@
 //! The CPU kernels of nnsight-rs: the hot products and activations of the models in
 //! `nnsight-models`, on burn's default CPU backend (`Flex`), and the GGUF block formats they read.
-//! Every `unsafe` block of the workspace lives here, each with a `// SAFETY:` comment.
+//! The models' `unsafe` lives here (nnsight-models has none besides two memory maps), each block
+//! with a `// SAFETY:` comment.
 //!
 //! - [`matmul`]: a projection's product as one 2-D product — a multi-threaded few-rows kernel
 //!   (streaming each weight once, from its GGUF blocks when a model keeps them), a register-tiled
