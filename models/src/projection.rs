@@ -45,12 +45,6 @@ impl<B: Backend> Projection<B> {
         }
     }
 
-    /// The same projection, reading its weight from `blocks` in few-rows products.
-    pub fn with_blocks(mut self, blocks: WeightBlocks) -> Self {
-        self.blocks = Some(blocks);
-        self
-    }
-
     /// Gives the projection its weight's GGUF blocks.
     pub fn keep_blocks(&mut self, blocks: WeightBlocks) {
         self.blocks = Some(blocks);

@@ -68,12 +68,17 @@ impl<'t, M: ?Sized> ModuleEnvoy<'t, M> {
         Site::new(self.state, self.node, Kind::Input)
     }
 
-    /// Skips the module: its forward is not run (its submodules never fire) and `value` flows on
-    /// as its output. Awaiting waits for the module's call.
+    /// Skips the module: `value` flows on as its output and its submodules' sites never fire.
+    /// The module still runs once, untraced, so that a `value` of another shape or element type
+    /// is an error naming the module rather than a panic further down (skipping saves no
+    /// compute). Awaiting waits for the module's call.
     ///
     /// # Errors
     /// [`Error::PartialSkip`](crate::Error::PartialSkip) from a body that sees only some rows of a
-    /// batch; the errors of reading the module's input.
+    /// batch; the errors of reading the module's input; the trace fails with
+    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) or
+    /// [`Error::TypeMismatch`](crate::Error::TypeMismatch) when `value` does not match the
+    /// module's output.
     pub fn skip(&self, value: M::Output) -> Skip<'t, M::Output>
     where
         M: Signature,
