@@ -2,6 +2,8 @@
 //! arguments. Parsing validates as it goes and collects every error it finds.
 
 use syn::parse::{Parse, ParseStream};
+
+use crate::errors::Errors;
 use syn::spanned::Spanned;
 use syn::{
     Block, Data, DeriveInput, Expr, ExprClosure, Fields, GenericArgument, Ident, Pat, PathArguments, Token,
@@ -83,33 +85,19 @@ impl<'a> Struct<'a> {
                 ));
             }
         };
-        let mut errors: Option<syn::Error> = None;
+        let mut errors = Errors::default();
         let mut modules = Vec::new();
         for field in &fields.named {
             let name = field.ident.as_ref().expect("named fields have names");
-            match skip_attribute(field) {
-                Ok(true) => continue,
-                Ok(false) => {}
-                Err(e) => {
-                    combine(&mut errors, e);
-                    continue;
-                }
+            match errors.check(skip_attribute(field)) {
+                Some(false) => {}
+                Some(true) | None => continue,
             }
             if let Some(kind) = classify(&field.ty) {
                 modules.push(ModuleField { vis: &field.vis, name, kind });
             }
         }
-        match errors {
-            Some(e) => Err(e),
-            None => Ok(Struct { modules }),
-        }
-    }
-}
-
-fn combine(errors: &mut Option<syn::Error>, error: syn::Error) {
-    match errors {
-        Some(existing) => existing.combine(error),
-        None => *errors = Some(error),
+        errors.finish(Struct { modules })
     }
 }
 

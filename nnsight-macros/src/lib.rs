@@ -12,6 +12,7 @@ use proc_macro::TokenStream;
 use syn::parse_macro_input;
 
 mod ast;
+mod errors;
 mod expand;
 mod rewrite;
 

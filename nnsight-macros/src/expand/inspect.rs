@@ -21,12 +21,7 @@ pub(crate) fn expand(args: TokenStream, mut item: ItemImpl) -> syn::Result<Token
             sites.visit_method(method);
         }
     }
-    if let Some(mut error) = sites.errors.pop() {
-        for e in sites.errors {
-            error.combine(e);
-        }
-        return Err(error);
-    }
+    std::mem::take(&mut sites.errors).finish(())?;
     let signature = item.items.iter().find_map(|i| match i {
         ImplItem::Fn(f) if f.sig.ident == "forward" => signature(&item, f),
         _ => None,

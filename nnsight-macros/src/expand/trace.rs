@@ -50,15 +50,7 @@ pub(crate) fn expand(input: TraceInput) -> syn::Result<TokenStream> {
 fn rewrite(body: &mut Expr) -> syn::Result<()> {
     let mut rewrite = TraceBody::default();
     rewrite.visit_expr_mut(body);
-    match rewrite.errors.pop() {
-        None => Ok(()),
-        Some(mut error) => {
-            for e in rewrite.errors {
-                error.combine(e);
-            }
-            Err(error)
-        }
-    }
+    rewrite.errors.finish(())
 }
 
 /// Connects names bound at the top level of one invoke and used by a later one through slots;

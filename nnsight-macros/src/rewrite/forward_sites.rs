@@ -10,6 +10,8 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::visit_mut::{self, VisitMut};
 use syn::{Block, Expr, ExprMethodCall, Ident, Member, Pat, Stmt};
 
+use crate::errors::Errors;
+
 /// The module a receiver stands for.
 #[derive(Clone)]
 enum Target {
@@ -27,7 +29,7 @@ pub(crate) struct ForwardSites {
     /// Parameters of the method being rewritten whose type is a reference (`mask: &Tensor<..>`):
     /// passed through to calls as they are, like arguments written `&expr`.
     borrowed: Vec<Ident>,
-    pub(crate) errors: Vec<syn::Error>,
+    pub(crate) errors: Errors,
     /// How the block's calls carry the batch (`#[inspect(batch_dim = N)]`), when it says.
     pub(crate) batching: Option<TokenStream>,
 }
@@ -183,12 +185,13 @@ impl ForwardSites {
         if let Some((field, enumerated)) = iterated_field(&expr.expr) {
             match element_binding(&expr.pat, enumerated) {
                 Some(name) => self.aliases.push((name.clone(), Some(Target::Element(field)))),
-                None => self.errors.push(syn::Error::new_spanned(
+                None => self.errors.spanned(
                     &expr.pat,
-                    "cannot tell which name this loop binds to the modules of `self.".to_owned()
-                        + &field.to_string()
-                        + "`; write `for module in &self.field` or `for (i, module) in self.field.iter().enumerate()`",
-                )),
+                    format!(
+                        "cannot tell which name this loop binds to the modules of `self.{field}`; write \
+                         `for module in &self.field` or `for (i, module) in self.field.iter().enumerate()`"
+                    ),
+                ),
             }
         }
         self.visit_block_mut(&mut expr.body);
@@ -336,7 +339,7 @@ mod tests {
         let mut sites = ForwardSites::new(None);
         sites.visit_method(&mut method);
         let text = method.block.to_token_stream().to_string().replace(' ', "");
-        (text, sites.errors.iter().map(ToString::to_string).collect())
+        (text, sites.errors.messages())
     }
 
     fn sites(text: &str) -> usize {

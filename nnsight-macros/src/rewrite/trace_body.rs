@@ -7,6 +7,8 @@ use syn::visit::{self, Visit};
 use syn::visit_mut::{self, VisitMut};
 use syn::{BinOp, Expr, parse_quote};
 
+use crate::errors::Errors;
+
 /// Method names that read a site.
 const ACCESSES: &[&str] = &["output", "input", "inputs"];
 
@@ -30,7 +32,7 @@ pub(crate) fn contains_access(expr: &Expr) -> bool {
 /// The rewriting visitor; collects errors instead of stopping at the first.
 #[derive(Default)]
 pub(crate) struct TraceBody {
-    pub(crate) errors: Vec<syn::Error>,
+    pub(crate) errors: Errors,
 }
 
 /// Finds an access anywhere inside an expression.
@@ -48,19 +50,19 @@ impl<'ast> Visit<'ast> for FindAccess {
 impl VisitMut for TraceBody {
     fn visit_expr_mut(&mut self, expr: &mut Expr) {
         match expr {
-            Expr::Await(awaited) => self.errors.push(syn::Error::new(
+            Expr::Await(awaited) => self.errors.at(
                 awaited.await_token.span,
                 "`trace!` awaits envoy accesses itself; remove this `.await` \
                  (or use the explicit API: `model.trace(input).run(async |m| ..)`)",
-            )),
+            ),
             Expr::Closure(closure) => {
                 let mut find = FindAccess(None);
                 find.visit_expr(&closure.body);
                 if let Some(span) = find.0 {
-                    self.errors.push(syn::Error::new(
+                    self.errors.at(
                         span,
                         "an envoy access inside a closure cannot be awaited; use a `for` loop instead",
-                    ));
+                    );
                 }
             }
             Expr::Async(_) => {}
