@@ -27,6 +27,7 @@ use nnsight::Shared;
 use nnsight::prelude::*;
 use nnsight_models::gpt2::{Gpt2Config, Gpt2LMHeadModel, Gpt2LMHeadModelEnvoy};
 use nnsight_models::patching::LogitDiff;
+use nnsight_support::sweep::{logit_diff, naive_gpt2_sweep, prompt};
 
 type B = Flex;
 
@@ -42,51 +43,16 @@ fn config() -> Gpt2Config {
 }
 
 fn input(tokens: &[u32]) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>) {
-    let device = Default::default();
-    let data: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
-    (
-        Tensor::from_data(TensorData::new(data, [1, tokens.len()]), &device),
-        Tensor::ones([1, tokens.len()], &device),
-    )
+    prompt::<B>(tokens)
 }
 
 fn metric_of(logits: Tensor<B, 3>) -> f32 {
-    let last = logits.dims()[1] - 1;
-    let at =
-        |id: u32| logits.clone().slice([0..1, last..last + 1, id as usize..id as usize + 1]).into_scalar();
-    at(METRIC.answer) - at(METRIC.distractor)
+    logit_diff(logits, METRIC)
 }
 
 /// One trace reading the clean block outputs, then one trace per (layer, position).
 fn naive_sweep(model: &Gpt2LMHeadModel<B>, clean: &[u32], corrupted: &[u32]) -> Vec<f32> {
-    let clean_hidden: Vec<Tensor<B, 3>> = model
-        .trace(input(clean))
-        .run(async |m| {
-            let mut hidden = Vec::new();
-            for block in &m.transformer.h {
-                hidden.push(block.output().await?);
-            }
-            Ok(hidden)
-        })
-        .unwrap();
-    let mut values = Vec::new();
-    for (layer, hidden) in clean_hidden.iter().enumerate() {
-        for p in 0..clean.len() {
-            let source = hidden.clone().slice([0..1, p..p + 1]);
-            let value = model
-                .trace(input(corrupted))
-                .run(async |m| {
-                    m.transformer.h[layer]
-                        .output()
-                        .edit(|h| h.slice_assign([0..1, p..p + 1], source))
-                        .await?;
-                    Ok(metric_of(m.output().await?))
-                })
-                .unwrap();
-            values.push(value);
-        }
-    }
-    values
+    naive_gpt2_sweep(model, clean, corrupted, METRIC).concat()
 }
 
 /// One trace: invoke 0 reads the clean block outputs, then one invoke per (layer, position)

@@ -21,12 +21,12 @@ use std::hint::black_box;
 use burn::backend::Flex;
 use burn::prelude::*;
 use criterion::{Criterion, criterion_group, criterion_main};
-use nnsight::prelude::*;
 use nnsight_models::LanguageModel;
 use nnsight_models::generation::GenerateOptions;
 use nnsight_models::llama::LlamaForCausalLM;
 use nnsight_models::patching::{LogitDiff, PatchingSweep};
 use nnsight_support::packaged::PackagedFile;
+use nnsight_support::sweep::naive_llama_sweep;
 
 type B = Flex;
 type SmolLm = LanguageModel<B, LlamaForCausalLM<B>>;
@@ -81,7 +81,8 @@ fn bench(c: &mut Criterion) {
         LogitDiff { answer: lm.encode(" Paris").unwrap()[0], distractor: lm.encode(" Rome").unwrap()[0] };
     let fast = lm.model().residual_patching_sweep(&clean, &corrupted, metric).unwrap();
     if measuring {
-        let worst = worst_difference(&fast, &naive_sweep(lm.model(), &clean, &corrupted, metric));
+        let worst =
+            worst_difference(&fast, &naive_llama_sweep(lm.model(), &clean, &corrupted, metric).concat());
         println!("fast sweep vs one trace per entry: largest difference {worst:.2e}");
         assert!(worst <= 1e-3, "the fast sweep must equal the naive one");
     }
@@ -91,51 +92,6 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(lm.model().residual_patching_sweep(&clean, &corrupted, metric).unwrap()))
     });
     group.finish();
-}
-
-fn ids(tokens: &[u32]) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>) {
-    let device = Default::default();
-    let data: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
-    (
-        Tensor::from_data(TensorData::new(data, [1, tokens.len()]), &device),
-        Tensor::ones([1, tokens.len()], &device),
-    )
-}
-
-/// One trace reading the clean layer outputs, then one trace per (layer, position).
-fn naive_sweep(model: &LlamaForCausalLM<B>, clean: &[u32], corrupted: &[u32], metric: LogitDiff) -> Vec<f32> {
-    let clean_hidden: Vec<Tensor<B, 3>> = model
-        .trace(ids(clean))
-        .run(async |m| {
-            let mut hidden = Vec::new();
-            for layer in &m.model.layers {
-                hidden.push(layer.output().await?);
-            }
-            Ok(hidden)
-        })
-        .unwrap();
-    let score = |logits: Tensor<B, 3>| {
-        let last = logits.dims()[1] - 1;
-        let at = |id: u32| {
-            logits.clone().slice([0..1, last..last + 1, id as usize..id as usize + 1]).into_scalar()
-        };
-        at(metric.answer) - at(metric.distractor)
-    };
-    let mut values = Vec::new();
-    for (layer, hidden) in clean_hidden.iter().enumerate() {
-        for p in 0..clean.len() {
-            let source = hidden.clone().slice([0..1, p..p + 1]);
-            let value = model
-                .trace(ids(corrupted))
-                .run(async |m| {
-                    m.model.layers[layer].output().edit(|h| h.slice_assign([0..1, p..p + 1], source)).await?;
-                    Ok(score(m.output().await?))
-                })
-                .unwrap();
-            values.push(value);
-        }
-    }
-    values
 }
 
 fn worst_difference(fast: &PatchingSweep, naive: &[f32]) -> f32 {
