@@ -1,0 +1,133 @@
+//! The types of an IR program. Every struct rejects unknown fields, so a misspelt or newer field is
+//! an error, never silently ignored.
+//!
+//! ```text
+//! Program ── traces ──▶ Trace ── invokes ──▶ Invoke ── nodes ──▶ Node { op: Op, at: Location? }
+//!                        └── generate?        └── input?
+//! ```
+
+mod dtype;
+mod functions;
+mod node;
+mod op;
+mod scalar;
+mod site;
+
+pub use dtype::DType;
+pub use functions::{BinaryFn, CompareFn, ReduceFn, TopKPart, UnaryFn};
+pub use node::{Location, Node, Ref};
+pub use op::{Op, SliceRange};
+pub use scalar::Scalar;
+pub use site::{Site, SiteKind, Steps};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::Version;
+
+/// A session: traces run in order on one model; a later trace can use the values an earlier one
+/// saved ([`Op::Saved`]). Only saved values come back.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Program {
+    /// The IR version the program is written in: the lowest that has every operation it uses.
+    pub ir: Version,
+    /// The traces, run in order.
+    pub traces: Vec<Trace>,
+}
+
+/// One trace: its invokes run as one batched forward pass (or one generation).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Trace {
+    /// The invokes, in order; each sees only its own input's rows.
+    pub invokes: Vec<Invoke>,
+    /// Generation instead of one forward pass: each new token is one more occurrence of every
+    /// site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generate: Option<Generate>,
+}
+
+/// One invoke: an input and the nodes that run against it, in program order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Invoke {
+    /// The invoke's input; none for an invoke that sees the whole batch (nnsight's empty
+    /// `invoke()`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Input>,
+    /// The nodes; node `i`'s value is [`Ref`] `i`.
+    pub nodes: Vec<Node>,
+}
+
+/// What an invoke runs on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum Input {
+    /// A prompt, tokenized by the hosted model's tokenizer.
+    Text(String),
+    /// Token ids.
+    Tokens(Vec<u32>),
+    /// A tensor of the attached tensors file, by name (a model that does not take text).
+    Tensor(String),
+}
+
+/// Generation options of a trace (as the `generate` of a language model).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Generate {
+    /// The most tokens added to each prompt.
+    pub max_new_tokens: u32,
+    /// How each token is chosen.
+    pub sampler: Sampler,
+    /// Whether a prompt stops at an end-of-sequence token.
+    #[serde(default = "yes")]
+    pub stop_at_eos: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// How the next token is chosen.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum Sampler {
+    /// The most likely token (ties: the lowest id).
+    Greedy,
+    /// A token drawn after temperature, top-k and top-p filtering, from a seeded generator.
+    Sample {
+        /// Logits are divided by it (> 0).
+        temperature: f32,
+        /// Keep only the `k` most likely tokens.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        top_k: Option<u32>,
+        /// Keep the smallest set of most likely tokens whose probability reaches `p`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        top_p: Option<f32>,
+        /// The generator's seed.
+        seed: u64,
+    },
+}
+
+impl Program {
+    /// A program of `traces`, stamped with the lowest version that has every operation it uses.
+    pub fn new(traces: Vec<Trace>) -> Self {
+        let mut program = Program { ir: Version::CURRENT, traces };
+        program.ir = program.required_version();
+        program
+    }
+
+    /// The lowest version of the current major that has every operation the program uses.
+    pub fn required_version(&self) -> Version {
+        let minor = self
+            .traces
+            .iter()
+            .flat_map(|t| &t.invokes)
+            .flat_map(|i| &i.nodes)
+            .map(|n| n.op.since_minor())
+            .max()
+            .unwrap_or(0);
+        Version { major: Version::CURRENT.major, minor }
+    }
+}

@@ -1,0 +1,34 @@
+//! The intervention IR of nnsight-rs: a trace body as **data**, so that the same intervention can
+//! run on a machine that hosts the model (nnsight's remote mode), be saved as a file and shared,
+//! or be emitted by any language.
+//!
+//! nnsight ships pickled Python to its server, which couples client and server versions and
+//! needs a sandbox for arbitrary code. This crate ships a closed, versioned vocabulary instead:
+//!
+//! - [`ir`]: the program's types. A [`Program`](ir::Program) is a session of traces; a trace holds
+//!   invokes (one input each, batched together); an invoke is a list of [`Node`](ir::Node)s in
+//!   program order (SSA: a node's value is referred to by its position, [`Ref`](ir::Ref)). Nodes
+//!   read and write module sites, call hosted modules, apply tensor operations from a closed list,
+//!   save values and log them.
+//! - [`Version`]: `ir: {major, minor}`, stamped with the lowest minor that has every operation the
+//!   program uses; a reader refuses a newer minor or another major with a message naming both.
+//! - [`canonical`]: the wire encoding, canonical JSON (sorted keys, no whitespace), decoded with a
+//!   size limit; tensors travel beside it in one safetensors file, named by the program.
+//! - [`check`]: the structural rules a program must follow whatever model it runs on (references
+//!   point back to a value in scope, saved names are unique, ...), reported as
+//!   [`Diagnostic`]s with a stable code, the node and the user's source location.
+//! - [`schema`]: the JSON Schema of the IR, generated from the types and committed
+//!   (`schema/ir-v1.schema.json`), for clients written in other languages.
+//!
+//! Local traces never touch this crate: it is linked only by code that records, sends or runs
+//! programs.
+
+pub mod canonical;
+pub mod check;
+mod diagnostic;
+pub mod ir;
+pub mod schema;
+mod version;
+
+pub use diagnostic::{Code, Diagnostic, NodePath};
+pub use version::Version;
