@@ -134,7 +134,7 @@ impl<'t, V: SiteValue, L: Lens<V>> Site<'t, V, L> {
                 // before it polls the waiting body and clears it right after; this access runs
                 // inside that poll, and nothing else touches the value meanwhile.
                 let value = unsafe { &mut *value };
-                let Some(value) = value.downcast_mut::<V>() else {
+                let Some(value) = value.as_any_mut().downcast_mut::<V>() else {
                     return Poll::Ready(Err(Error::TypeMismatch {
                         site: self.state.describe(self.key),
                         expected: type_name::<V>(),

@@ -10,7 +10,7 @@
 //! type, called by hand inside the forward) runs untraced too. Two guards, [`Activation`] and
 //! [`Suspension`], are the only writers of the thread-local, and each restores what it found.
 
-use std::any::{Any, type_name};
+use std::any::type_name;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::marker::PhantomData;
@@ -18,6 +18,7 @@ use std::pin::Pin;
 use std::ptr;
 use std::task::{Context, Poll, Waker};
 
+use crate::erased::ErasedValue;
 use crate::error::{Error, Result};
 use crate::inspectable::Inspectable;
 use crate::state::{
@@ -462,8 +463,8 @@ impl<'s, 'b> Engine<'s, 'b> {
     }
 
     /// Lends `value` to each body waiting for `key`, in invoke order.
-    fn serve(&self, key: Key, value: &mut dyn Any, type_name: &'static str) {
-        let value: *mut dyn Any = value;
+    fn serve(&self, key: Key, value: &mut dyn ErasedValue, type_name: &'static str) {
+        let value: *mut dyn ErasedValue = value;
         for invoke in 0..self.bodies.len() {
             if self.state.pending[invoke].get() != Some(key) {
                 continue;

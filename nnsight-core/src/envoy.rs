@@ -121,6 +121,7 @@ impl<'t, M: ?Sized> ModuleEnvoy<'t, M> {
 
 /// The sites of a module whose value types are generic (e.g. `Linear::forward<const D>`): the type
 /// is inferred where the value is used, and checked when the site is reached.
+#[derive(Clone, Copy)]
 pub struct DynEnvoy<'t> {
     state: &'t TraceState,
     node: NodeId,
@@ -141,6 +142,39 @@ impl<'t> DynEnvoy<'t> {
     /// The module's path, e.g. `blocks.2.attn.q_proj`.
     pub fn path(&self) -> String {
         self.state.path(self.node)
+    }
+
+    /// The module at `path` below this one (`h.3.attn`; the empty path is this module), named at
+    /// run time: how code that is not written against the model's types reaches its modules.
+    ///
+    /// # Errors
+    /// [`Error::UnknownModule`](crate::Error::UnknownModule) naming the first component that is
+    /// not there and what is there instead.
+    pub fn module(&self, path: &str) -> Result<DynEnvoy<'t>> {
+        let full = match (self.node == NodeId::ROOT, path.is_empty()) {
+            (true, _) => path.to_owned(),
+            (false, true) => self.path(),
+            (false, false) => format!("{}.{path}", self.path()),
+        };
+        match self.state.tree.lookup(&full) {
+            Ok(node) => Ok(DynEnvoy { state: self.state, node }),
+            Err((parent, component)) => Err(crate::Error::UnknownModule {
+                path: full.clone(),
+                parent: self.state.path(parent),
+                component: if component.is_empty() {
+                    "module there (it is a list)".to_owned()
+                } else {
+                    component.to_owned()
+                },
+                children: self.state.tree.child_names(parent).join(", "),
+            }),
+        }
+    }
+
+    /// This module's output (`Kind::Output`) or arguments (`Kind::Input`) at its `occurrence`-th
+    /// call, untyped (see [`ErasedSite`](crate::site::ErasedSite)).
+    pub fn erased(&self, kind: Kind, occurrence: u32) -> crate::erased::ErasedSite<'t> {
+        crate::erased::ErasedSite::new(self.state, crate::visit::Key { node: self.node, kind, occurrence })
     }
 
     /// The value the module returns, of type `T` (e.g. `Tensor<B, 3>`).

@@ -44,6 +44,19 @@ pub enum Error {
         len: usize,
     },
 
+    /// A module path (given at run time, e.g. by an IR program) that names no module of the model.
+    #[error("no module `{path}` in this model: `{parent}` has no `{component}` (it has: {children})")]
+    UnknownModule {
+        /// The path asked for.
+        path: String,
+        /// The deepest module of the path that exists.
+        parent: String,
+        /// The component not found under it.
+        component: String,
+        /// What `parent` has instead.
+        children: String,
+    },
+
     /// An optional module (`Option<M>` field) that is `None` in this model.
     #[error("module `{path}` is not present in this model (its field is `None`)")]
     NotPresent {

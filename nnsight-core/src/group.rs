@@ -9,9 +9,11 @@ use std::marker::PhantomData;
 
 use crate::edit::EditBody;
 use crate::engine::{Body, Task};
+use crate::envoy::DynEnvoy;
 use crate::error::{Error, Result};
 use crate::inspectable::Inspectable;
 use crate::state::TraceState;
+use crate::tree::NodeId;
 
 /// One invoke body: an async closure over the model's envoy.
 pub struct One<C>(pub(crate) C);
@@ -34,9 +36,10 @@ pub trait Group<M: Inspectable> {
         self.len() == 0
     }
 
-    /// Starts the bodies on `envoy` (nothing runs before the engine polls them).
+    /// Starts the bodies on `envoy` of the trace `state` (nothing runs before the engine polls
+    /// them).
     #[doc(hidden)]
-    fn start<'e, 't>(self, envoy: &'e M::Envoy<'t>) -> Vec<Task<'e, Self::Item>>
+    fn start<'e, 't>(self, envoy: &'e M::Envoy<'t>, state: &'e TraceState) -> Vec<Task<'e, Self::Item>>
     where
         Self: 'e;
 
@@ -56,7 +59,7 @@ where
         1
     }
 
-    fn start<'e, 't>(self, envoy: &'e M::Envoy<'t>) -> Vec<Task<'e, R>>
+    fn start<'e, 't>(self, envoy: &'e M::Envoy<'t>, _: &'e TraceState) -> Vec<Task<'e, R>>
     where
         Self: 'e,
     {
@@ -80,11 +83,38 @@ where
         self.0.len()
     }
 
-    fn start<'e, 't>(self, envoy: &'e M::Envoy<'t>) -> Vec<Task<'e, R>>
+    fn start<'e, 't>(self, envoy: &'e M::Envoy<'t>, _: &'e TraceState) -> Vec<Task<'e, R>>
     where
         Self: 'e,
     {
         self.0.into_iter().map(|body| Task::new(Box::pin(body(envoy)))).collect()
+    }
+
+    fn finish(tasks: Vec<Task<'_, R>>, state: &TraceState, first: usize) -> Result<Vec<R>> {
+        tasks.into_iter().enumerate().map(|(i, task)| task.into_result(state, first + i)).collect()
+    }
+}
+
+/// Several invoke bodies on the model's untyped root envoy ([`DynEnvoy`]), which reach sites by
+/// path: bodies that learn what to touch at run time (the IR's interpreter). Results as a `Vec`.
+pub struct ManyDyn<C>(pub(crate) Vec<C>);
+
+impl<M: Inspectable, R, C> Group<M> for ManyDyn<C>
+where
+    C: for<'t> AsyncFnOnce(DynEnvoy<'t>) -> Result<R>,
+{
+    type Item = R;
+    type Output = Vec<R>;
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn start<'e, 't>(self, _: &'e M::Envoy<'t>, state: &'e TraceState) -> Vec<Task<'e, R>>
+    where
+        Self: 'e,
+    {
+        self.0.into_iter().map(|body| Task::new(Box::pin(body(DynEnvoy::new(state, NodeId::ROOT))))).collect()
     }
 
     fn finish(tasks: Vec<Task<'_, R>>, state: &TraceState, first: usize) -> Result<Vec<R>> {
@@ -108,7 +138,7 @@ pub trait Groups<M: Inspectable> {
     fn run<'e, 't>(
         self,
         envoy: &'e M::Envoy<'t>,
-        state: &TraceState,
+        state: &'e TraceState,
         edits: &[&'e dyn EditBody<M>],
         drive: Drive<'_>,
     ) -> Result<Self::Output>
@@ -139,11 +169,11 @@ pub(crate) struct Started<'e, M: Inspectable, G: Group<M>> {
 }
 
 impl<'e, M: Inspectable, G: Group<M>> Started<'e, M, G> {
-    fn new(group: G, envoy: &'e M::Envoy<'_>) -> Self
+    fn new(group: G, envoy: &'e M::Envoy<'_>, state: &'e TraceState) -> Self
     where
         G: 'e,
     {
-        Started { tasks: group.start(envoy), _group: PhantomData }
+        Started { tasks: group.start(envoy, state), _group: PhantomData }
     }
 }
 
@@ -236,7 +266,7 @@ macro_rules! groups {
             fn run<'e, 't>(
                 self,
                 envoy: &'e M::Envoy<'t>,
-                state: &TraceState,
+                state: &'e TraceState,
                 edits: &[&'e dyn EditBody<M>],
                 drive: Drive<'_>,
             ) -> Result<Self::Output>
@@ -244,7 +274,7 @@ macro_rules! groups {
                 Self: 'e,
             {
                 let edit_tasks = edits.iter().map(|edit| Task::new(edit.start(envoy))).collect();
-                let started = ($(Started::<M, $g>::new(self.$i, envoy),)*);
+                let started = ($(Started::<M, $g>::new(self.$i, envoy, state),)*);
                 run_started(edit_tasks, started, state, drive)
             }
         }

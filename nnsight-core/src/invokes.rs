@@ -17,7 +17,7 @@ use crate::batch::{Concat, layout};
 use crate::edit::{EditBody, EditList, Edited};
 use crate::engine::{Body, Engine, Root};
 use crate::error::{Error, Result};
-use crate::group::{Groups, Many, One, Push};
+use crate::group::{Groups, Many, ManyDyn, One, Push};
 use crate::inspectable::{Forward, Inspectable, IntoInputs};
 use crate::state::TraceState;
 use crate::tree::{NodeId, Tree};
@@ -123,6 +123,25 @@ impl<'m, M: Inspectable + Forward, In, G> Invokes<'m, M, In, G> {
             bodies.push(body);
         }
         self.push(Many(bodies))
+    }
+
+    /// Adds one invoke per `(input, body)` pair, with bodies on the model's untyped root envoy
+    /// (a [`DynEnvoy`](crate::DynEnvoy) that reaches modules by path): for bodies that learn what
+    /// to touch at run time, as the IR's interpreter. Their results come back as one `Vec`.
+    pub fn invoke_inputs_dyn<C, R>(
+        mut self,
+        invokes: impl IntoIterator<Item = (Option<In>, C)>,
+    ) -> Invokes<'m, M, In, G::Output>
+    where
+        G: Push<ManyDyn<C>>,
+        C: for<'t> AsyncFnOnce(crate::DynEnvoy<'t>) -> Result<R>,
+    {
+        let mut bodies = Vec::new();
+        for (input, body) in invokes {
+            self.inputs.push(input);
+            bodies.push(body);
+        }
+        self.push(ManyDyn(bodies))
     }
 
     /// Adds an invoke without input: its body sees the whole batch (all invokes' rows).

@@ -11,6 +11,7 @@ mod control;
 mod edit;
 mod engine;
 mod envoy;
+mod erased;
 mod error;
 mod ghost;
 mod grad;
@@ -46,6 +47,7 @@ pub use value::SiteValue;
 pub mod site {
     pub use crate::access::{Edit, First, Lens, Reached, Read, Replace, Site, TryEdit, Whole};
     pub use crate::control::Skip;
+    pub use crate::erased::{ErasedSite, ErasedValue, Visit, Writer};
     pub use crate::grad::{TrackGrad, Tracked};
     pub use crate::visit::Kind;
 }
@@ -57,7 +59,7 @@ pub mod invoke {
     pub use crate::batch::{Concat, layout};
     pub use crate::edit::{EditBody, Edited};
     pub use crate::engine::Root;
-    pub use crate::group::{Group, Groups, Many, One, Push};
+    pub use crate::group::{Group, Groups, Many, ManyDyn, One, Push};
     pub use crate::invokes::{Batcher, Invokes, no_input};
     pub use crate::value::Rows;
 }

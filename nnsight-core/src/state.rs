@@ -3,7 +3,7 @@
 //! Everything here is thread-confined (`Cell`/`RefCell`): a trace lives on one thread, and two
 //! traces on two threads share nothing but the model, which they only read.
 
-use std::any::Any;
+use crate::erased::ErasedValue;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::rc::Rc;
@@ -20,7 +20,7 @@ pub(crate) use crate::visit::{Key, Kind};
 #[derive(Clone, Copy)]
 pub(crate) struct Serving {
     pub(crate) key: Key,
-    pub(crate) value: *mut dyn Any,
+    pub(crate) value: *mut dyn ErasedValue,
     pub(crate) type_name: &'static str,
 }
 
@@ -44,7 +44,7 @@ pub(crate) const WRITTEN: u8 = 64;
 /// What an access finds when its future is polled.
 pub(crate) enum Access {
     /// The site is being served: here is its value.
-    Serve(*mut dyn Any, &'static str),
+    Serve(*mut dyn ErasedValue, &'static str),
     /// The site has not fired yet; the request is registered.
     Wait,
     /// The access can never succeed.

@@ -111,11 +111,45 @@ impl Tree {
         if slot < node.children { NodeId(node.first_child + slot) } else { parent }
     }
 
-    /// The node at a dotted path (`blocks.2.attn`, `model` for the root), if there is one.
+    /// The module at a dotted path (`blocks.2.attn`; `model` or the empty path for the root), if
+    /// there is one.
     pub fn find(&self, path: &str) -> Option<NodeId> {
-        (0..self.nodes.len() as u32)
-            .map(NodeId)
-            .find(|&id| self.nodes[id.index()].kind == NodeKind::Module && self.path(id) == path)
+        self.lookup(path).ok()
+    }
+
+    /// The module at a dotted path, found component by component; else the deepest node reached
+    /// and the component not found under it.
+    pub(crate) fn lookup<'p>(&self, path: &'p str) -> Result<NodeId, (NodeId, &'p str)> {
+        let mut at = NodeId::ROOT;
+        if path.is_empty() || path == "model" {
+            return Ok(at);
+        }
+        for component in path.split('.') {
+            let node = self.node(at);
+            let children = (node.first_child..node.first_child + node.children).map(NodeId);
+            let found = children.into_iter().find(|&child| match self.node(child).name {
+                Name::Field(name) => name == component,
+                Name::Index(index) => component.parse() == Ok(index),
+                Name::Root => false,
+            });
+            match found {
+                Some(child) if self.node(child).kind != NodeKind::Absent => at = child,
+                _ => return Err((at, component)),
+            }
+        }
+        if self.node(at).kind == NodeKind::Module { Ok(at) } else { Err((at, "")) }
+    }
+
+    /// The names of a node's children (fields, or indices of a list), for messages.
+    pub(crate) fn child_names(&self, id: NodeId) -> Vec<String> {
+        let node = self.node(id);
+        (node.first_child..node.first_child + node.children)
+            .map(|c| match self.node(NodeId(c)).name {
+                Name::Field(name) => name.to_owned(),
+                Name::Index(index) => index.to_string(),
+                Name::Root => "model".to_owned(),
+            })
+            .collect()
     }
 
     /// The dotted path of a node (`blocks.2.attn`); the root is `model`.

@@ -1,6 +1,7 @@
 //! What may flow through a site: [`SiteValue`], argument tuples ([`Args`]), and the rows of a
 //! batch an invoke sees ([`Rows`]).
 
+use crate::erased::ErasedValue;
 use std::ops::Range;
 
 use burn::tensor::{BasicOps, DType, Tensor, backend::Backend};
@@ -92,6 +93,13 @@ pub trait SiteValue: Clone + 'static {
         let _ = rows;
         *self = part;
         Ok(())
+    }
+
+    /// Element `index` of a tuple value (a call's arguments), untyped; `None` (the default) for
+    /// values that are not tuples. How untyped code ([`ErasedValue`]) reaches one argument.
+    fn element_mut(&mut self, index: usize) -> Option<&mut dyn ErasedValue> {
+        let _ = index;
+        None
     }
 }
 
@@ -260,6 +268,13 @@ macro_rules! tuples {
             fn splice_rows(&mut self, rows: Rows, part: Self) -> Result<(), String> {
                 $(self.$idx.splice_rows(rows, part.$idx).map_err(|e| at_element($idx, e))?;)+
                 Ok(())
+            }
+
+            fn element_mut(&mut self, index: usize) -> Option<&mut dyn ErasedValue> {
+                match index {
+                    $($idx => Some(&mut self.$idx),)+
+                    _ => None,
+                }
             }
         }
         impl<$($name: SiteValue),+> Args for ($($name,)+) {

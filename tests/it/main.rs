@@ -7,6 +7,7 @@ mod support;
 
 mod concurrency;
 mod control;
+mod erased;
 mod gpt2_analysis;
 mod gpt2_fidelity;
 mod gpt2_generation;
