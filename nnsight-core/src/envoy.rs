@@ -171,6 +171,14 @@ impl<'t> DynEnvoy<'t> {
         }
     }
 
+    /// Stops the forward pass after the current site (see [`ModuleEnvoy::stop`]).
+    ///
+    /// # Errors
+    /// As [`ModuleEnvoy::stop`].
+    pub fn stop(&self) -> Result<()> {
+        control::stop(self.state)
+    }
+
     /// This module's output (`Kind::Output`) or arguments (`Kind::Input`) at its `occurrence`-th
     /// call, untyped (see [`ErasedSite`](crate::site::ErasedSite)).
     pub fn erased(&self, kind: Kind, occurrence: u32) -> crate::erased::ErasedSite<'t> {

@@ -115,7 +115,7 @@ impl<'t> ErasedSite<'t> {
     /// those of `op`.
     pub fn visit<R, F>(self, writes: bool, op: F) -> Visit<'t, F>
     where
-        F: FnOnce(&mut dyn ErasedValue, Writer<'t>) -> Result<R> + Unpin,
+        F: FnOnce(&mut dyn ErasedValue, Writer<'t>) -> Result<R>,
     {
         Visit { site: self, writes, op: Some(op) }
     }
@@ -145,6 +145,9 @@ impl Writer<'_> {
     }
 }
 
+// The future never pins `op` (it is taken out and called by value), so it moves freely.
+impl<F> Unpin for Visit<'_, F> {}
+
 /// The future of [`ErasedSite::visit`].
 #[must_use = "a visit does nothing unless awaited"]
 pub struct Visit<'t, F> {
@@ -155,7 +158,7 @@ pub struct Visit<'t, F> {
 
 impl<'t, R, F> Future for Visit<'t, F>
 where
-    F: FnOnce(&mut dyn ErasedValue, Writer<'t>) -> Result<R> + Unpin,
+    F: FnOnce(&mut dyn ErasedValue, Writer<'t>) -> Result<R>,
 {
     type Output = Result<R>;
 

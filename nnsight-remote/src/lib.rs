@@ -17,15 +17,18 @@
 //! - [`check`]: the structural rules a program must follow whatever model it runs on (references
 //!   point back to a value in scope, saved names are unique, ...), reported as
 //!   [`Diagnostic`]s with a stable code, the node and the user's source location.
+//! - [`interpret`]: runs a program on a model with the engine that runs compiled bodies, bodies
+//!   on the model's untyped root envoy; the saves come back.
 //! - [`schema`]: the JSON Schema of the IR, generated from the types and committed
 //!   (`schema/ir-v1.schema.json`), for clients written in other languages.
 //!
 //! Local traces never touch this crate: it is linked only by code that records, sends or runs
-//! programs.
+//! programs (the crate depends on the engine, never the reverse).
 
 pub mod canonical;
 pub mod check;
 mod diagnostic;
+pub mod interpret;
 pub mod ir;
 pub mod schema;
 mod version;

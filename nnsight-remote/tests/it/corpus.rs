@@ -49,11 +49,13 @@ fn reads_of_every_block() -> Program {
 fn patching_one_position() -> Program {
     let mut clean = Nodes::default();
     let h = clean.push(Op::Read { site: output("transformer.h.1") });
+    // The clean value is there once the forward pass has reached the site (invoke 0 is served
+    // first): read the corrupted value, then take the clean one.
     let mut corrupted = Nodes::default();
+    let target = corrupted.push(Op::Read { site: output("transformer.h.1") });
     let source = corrupted.push(Op::Shared { invoke: 0, node: h });
     let at = vec![SliceRange { start: 0, end: None }, SliceRange { start: 2, end: Some(3) }];
     let piece = corrupted.push(Op::Slice { x: source, ranges: at.clone() });
-    let target = corrupted.push(Op::Read { site: output("transformer.h.1") });
     let patched = corrupted.push(Op::SliceAssign { x: target, ranges: at, value: piece });
     corrupted.push(Op::Write { site: output("transformer.h.1"), value: patched });
     let logits = corrupted.push(Op::Read { site: output("") });
@@ -130,7 +132,7 @@ fn session_of_two_traces() -> Program {
     second.push(Op::Save { name: "steered_logits".into(), value: logits, cast: None });
     Program::new(vec![
         Trace { invokes: vec![invoke(text("Love"), first)], generate: None },
-        Trace { invokes: vec![invoke(Some(Input::Tokens(vec![40, 892, 326])), second)], generate: None },
+        Trace { invokes: vec![invoke(Some(Input::Tokens(vec![40, 392, 326])), second)], generate: None },
     ])
 }
 

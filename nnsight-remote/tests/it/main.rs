@@ -6,4 +6,5 @@ mod check;
 mod corpus;
 mod fuzz;
 mod golden;
+mod interpret;
 mod schema;

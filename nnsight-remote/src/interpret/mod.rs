@@ -1,0 +1,306 @@
+//! Running a program: each trace's invokes become engine bodies on the model's root
+//! [`DynEnvoy`], interleaved with one forward pass by the same engine as compiled bodies; sites
+//! are reached by path, tensor operations run with burn on the model's backend, and what the
+//! program saves comes back.
+//!
+//! Interpreted today: every site read and write, `stop`, literals (`tensor`), values of earlier
+//! invokes (`shared`) and traces (`saved`), every tensor operation of IR 1.0, `save` and `log`.
+//! Not yet: standing edits (`edit`), `skip` and `call`, and generation — a program using them is
+//! refused before anything runs, naming the operation.
+
+mod ops;
+mod value;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use burn::prelude::*;
+use nnsight::inspect::{Forward, Inspectable};
+use nnsight::invoke::Concat;
+use nnsight::site::{ErasedValue, Kind as SiteSide};
+use nnsight::{DynEnvoy, Error, TraceExt};
+
+pub use value::{Kind, Value};
+
+use crate::check::check;
+use crate::diagnostic::Diagnostic;
+use crate::ir::{Input, Node, Op, Program, Site, SiteKind, Trace};
+
+/// What a program gives back: its saved values by name, and its log lines.
+#[derive(Debug)]
+pub struct Outcome<B: Backend> {
+    /// The values of every `save`, by name (cast as the save asked).
+    pub saves: BTreeMap<String, Value<B>>,
+    /// The `log` lines, in the order they were made.
+    pub log: Vec<String>,
+}
+
+/// Why a program did not run to the end.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The program breaks structural rules (see [`check`]); nothing ran.
+    #[error("the program is invalid: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<Diagnostic>),
+    /// The program uses an operation this interpreter does not run yet; nothing ran.
+    #[error("trace {trace} uses `{op}`, which this build does not interpret yet")]
+    NotInterpreted {
+        /// The trace.
+        trace: usize,
+        /// The operation's name.
+        op: &'static str,
+    },
+    /// A trace failed while running (the engine's error, or a node's, naming the node).
+    #[error("trace {trace} failed: {error}")]
+    Trace {
+        /// The trace.
+        trace: usize,
+        /// What failed.
+        error: Error,
+    },
+}
+
+/// Runs `program` on `model`: each trace is one batched forward pass of its invokes' inputs,
+/// made by `input` (e.g. token ids into the model's input tensors); `tensors` are the literals
+/// the program names. The model is left as it was, whatever happens.
+///
+/// # Errors
+/// [`RunError::Invalid`] or [`RunError::NotInterpreted`] before anything runs; else the first
+/// failing trace's error.
+pub fn run<B, M>(
+    model: &M,
+    program: &Program,
+    tensors: &BTreeMap<String, Value<B>>,
+    input: impl Fn(&Input) -> nnsight::Result<M::Inputs>,
+) -> Result<Outcome<B>, RunError>
+where
+    B: Backend,
+    M: Inspectable + Forward,
+    M::Inputs: Concat,
+{
+    let diagnostics = check(program);
+    if !diagnostics.is_empty() {
+        return Err(RunError::Invalid(diagnostics));
+    }
+    for (t, trace) in program.traces.iter().enumerate() {
+        if let Some(op) = not_interpreted(trace) {
+            return Err(RunError::NotInterpreted { trace: t, op });
+        }
+    }
+    let mut outcome = Outcome { saves: BTreeMap::new(), log: Vec::new() };
+    for (t, trace) in program.traces.iter().enumerate() {
+        let failed = |error| RunError::Trace { trace: t, error };
+        let context = Context {
+            trace: t,
+            invokes: &trace.invokes,
+            tensors,
+            saved: &outcome.saves,
+            values: RefCell::new(vec![Vec::new(); trace.invokes.len()]),
+            saves: RefCell::new(BTreeMap::new()),
+            log: RefCell::new(Vec::new()),
+        };
+        let context = &context;
+        let mut bodies = Vec::with_capacity(trace.invokes.len());
+        for (i, invoke) in trace.invokes.iter().enumerate() {
+            let inputs = invoke.input.as_ref().map(&input).transpose().map_err(failed)?;
+            bodies.push((inputs, async move |root: DynEnvoy<'_>| context.invoke(root, i).await));
+        }
+        model.tracer().invoke_inputs_dyn(bodies).run().map_err(failed)?;
+        let (saves, log) = (context.saves.take(), context.log.take());
+        outcome.saves.extend(saves);
+        outcome.log.extend(log);
+    }
+    Ok(outcome)
+}
+
+/// The first operation of `trace` this build does not interpret, if any.
+fn not_interpreted(trace: &Trace) -> Option<&'static str> {
+    if trace.generate.is_some() {
+        return Some("generate");
+    }
+    trace.invokes.iter().flat_map(|i| &i.nodes).map(|n| &n.op).find_map(|op| match op {
+        Op::Edit { .. } | Op::Skip { .. } | Op::Call { .. } => Some(op.name()),
+        _ => None,
+    })
+}
+
+/// What the bodies of one trace share.
+struct Context<'p, B: Backend> {
+    trace: usize,
+    invokes: &'p [crate::ir::Invoke],
+    tensors: &'p BTreeMap<String, Value<B>>,
+    /// What earlier traces saved.
+    saved: &'p BTreeMap<String, Value<B>>,
+    /// Each invoke's node values so far (`None`: no value).
+    values: RefCell<Vec<Vec<Option<Value<B>>>>>,
+    saves: RefCell<BTreeMap<String, Value<B>>>,
+    log: RefCell<Vec<String>>,
+}
+
+impl<B: Backend> Context<'_, B> {
+    /// Runs invoke `i`'s nodes in order.
+    async fn invoke(&self, root: DynEnvoy<'_>, i: usize) -> nnsight::Result<()> {
+        for (n, node) in self.invokes[i].nodes.iter().enumerate() {
+            let value = self.node(root, i, node).await.map_err(|e| self.at(i, n, node, e))?;
+            self.values.borrow_mut()[i].push(value);
+        }
+        Ok(())
+    }
+
+    /// The error of node `n` of invoke `i`, naming it (engine errors pass through as they are).
+    fn at(&self, i: usize, n: usize, node: &Node, error: NodeError) -> Error {
+        match error {
+            NodeError::Engine(error) => error,
+            NodeError::Op(problem) => {
+                let at = node.at.as_ref().map(|l| format!(" ({l})")).unwrap_or_default();
+                let name = format!("`{}`", node.op.name());
+                // Most operations' messages start with their name; the others get it here.
+                let problem = if problem.starts_with(&name) { problem } else { format!("{name}: {problem}") };
+                Error::Input { problem: format!("trace {} invoke {i} node {n}{at}: {problem}", self.trace) }
+            }
+        }
+    }
+
+    /// The value of node `r` of invoke `i` (checked to exist by `check`).
+    fn get(&self, i: usize, r: u32) -> Result<Value<B>, NodeError> {
+        let values = self.values.borrow();
+        match values[i].get(r as usize) {
+            Some(Some(value)) => Ok(value.clone()),
+            Some(None) => Err(NodeError::Op(format!("node {r} has no value"))),
+            None => Err(NodeError::Op(format!(
+                "node {r} of invoke {i} has not run yet (an invoke's value is there once the forward pass has \
+                 reached the site it comes from: use it after reading a site that comes later)"
+            ))),
+        }
+    }
+
+    async fn node(&self, root: DynEnvoy<'_>, i: usize, node: &Node) -> Result<Option<Value<B>>, NodeError> {
+        let value = |r: u32| self.get(i, r);
+        let some = |v: Value<B>| Ok(Some(v));
+        match &node.op {
+            Op::Read { site } => {
+                let (module, side, element) = locate(root, site)?;
+                let read = module
+                    .erased(side, site.occurrence)
+                    .visit(false, move |value: &mut dyn ErasedValue, _| Ok(tensor_of(value, element)))
+                    .await?;
+                some(read.map_err(NodeError::Op)?)
+            }
+            Op::Write { site, value: r } => {
+                let (module, side, element) = locate(root, site)?;
+                let new = value(*r)?;
+                module
+                    .erased(side, site.occurrence)
+                    .visit(true, move |value: &mut dyn ErasedValue, writer| {
+                        let slot = match element {
+                            Some(e) => value.element_mut(e).ok_or_else(|| Error::Input {
+                                problem: format!("the call has no argument {e}"),
+                            })?,
+                            None => value,
+                        };
+                        writer.assign(slot, new.into_erased())
+                    })
+                    .await?;
+                Ok(None)
+            }
+            Op::Stop => {
+                root.stop()?;
+                Ok(None)
+            }
+            Op::Tensor { name } => match self.tensors.get(name) {
+                Some(t) => some(t.clone()),
+                None => Err(NodeError::Op(format!("no tensor `{name}` is attached to the program"))),
+            },
+            Op::Saved { name } => match self.saved.get(name) {
+                Some(v) => some(v.clone()),
+                None => Err(NodeError::Op(format!("no earlier trace saved `{name}`"))),
+            },
+            Op::Shared { invoke, node } => some(self.get(*invoke as usize, *node)?),
+            Op::Unary { fun, x } => some(ops::unary(*fun, value(*x)?)?),
+            Op::Binary { fun, lhs, rhs } => some(ops::binary(*fun, value(*lhs)?, value(*rhs)?)?),
+            Op::BinaryScalar { fun, x, scalar } => some(ops::binary_scalar(*fun, value(*x)?, scalar.0)?),
+            Op::Compare { fun, lhs, rhs } => some(ops::compare(*fun, value(*lhs)?, value(*rhs)?)?),
+            Op::CompareScalar { fun, x, scalar } => some(ops::compare_scalar(*fun, value(*x)?, scalar.0)?),
+            Op::Where { mask, value: v, otherwise } => {
+                some(ops::select_where(value(*mask)?, value(*v)?, value(*otherwise)?)?)
+            }
+            Op::Reduce { fun, x, dim } => some(ops::reduce(*fun, value(*x)?, *dim)?),
+            Op::Softmax { x, dim } => some(ops::softmax(value(*x)?, *dim, false)?),
+            Op::LogSoftmax { x, dim } => some(ops::softmax(value(*x)?, *dim, true)?),
+            Op::Matmul { lhs, rhs } => some(ops::matmul(value(*lhs)?, value(*rhs)?)?),
+            Op::Reshape { x, shape } => some(ops::reshape(value(*x)?, shape)?),
+            Op::Permute { x, dims } => some(ops::permute(value(*x)?, dims)?),
+            Op::Transpose { x, dim0, dim1 } => some(ops::transpose(value(*x)?, *dim0, *dim1)?),
+            Op::Slice { x, ranges } => some(ops::slice(value(*x)?, ranges)?),
+            Op::SliceAssign { x, ranges, value: v } => {
+                some(ops::slice_assign(value(*x)?, ranges, value(*v)?)?)
+            }
+            Op::IndexSelect { x, dim, indices } => {
+                some(ops::index_select(value(*x)?, *dim, value(*indices)?)?)
+            }
+            Op::Cat { xs, dim } => {
+                some(ops::join(xs.iter().map(|r| value(*r)).collect::<Result<_, _>>()?, *dim, false)?)
+            }
+            Op::Stack { xs, dim } => {
+                some(ops::join(xs.iter().map(|r| value(*r)).collect::<Result<_, _>>()?, *dim, true)?)
+            }
+            Op::Cast { x, dtype } => some(ops::cast(value(*x)?, *dtype)?),
+            Op::TopK { x, k, dim, part } => some(ops::top_k(value(*x)?, *k, *dim, *part)?),
+            Op::FullLike { x, value: fill } => some(ops::full_like(&value(*x)?, fill.0)?),
+            Op::Save { name, value: r, cast } => {
+                let mut saved = value(*r)?;
+                if let Some(dtype) = cast {
+                    saved = ops::cast(saved, *dtype)?;
+                }
+                self.saves.borrow_mut().insert(name.clone(), saved);
+                Ok(None)
+            }
+            Op::Log { label, value: r } => {
+                let v = value(*r)?;
+                self.log.borrow_mut().push(format!("{label}: {}", v.describe()));
+                Ok(None)
+            }
+            Op::Edit { .. } | Op::Skip { .. } | Op::Call { .. } | Op::Arg => {
+                Err(NodeError::Op(format!("`{}` is not interpreted here", node.op.name())))
+            }
+        }
+    }
+}
+
+/// The error of one node: the engine's (passed on), or the operation's (named with the node).
+enum NodeError {
+    Engine(Error),
+    Op(String),
+}
+
+impl From<Error> for NodeError {
+    fn from(error: Error) -> Self {
+        NodeError::Engine(error)
+    }
+}
+
+impl From<String> for NodeError {
+    fn from(problem: String) -> Self {
+        NodeError::Op(problem)
+    }
+}
+
+/// The module of a site, which side of its call, and which argument (for inputs).
+fn locate<'t>(root: DynEnvoy<'t>, site: &Site) -> Result<(DynEnvoy<'t>, SiteSide, Option<usize>), NodeError> {
+    let module = root.module(&site.path)?;
+    Ok(match site.kind {
+        SiteKind::Output => (module, SiteSide::Output, None),
+        SiteKind::Input(i) => (module, SiteSide::Input, Some(i as usize)),
+    })
+}
+
+/// The tensor of a site's value (argument `element` of an input), if it is one the interpreter
+/// holds.
+fn tensor_of<B: Backend>(value: &mut dyn ErasedValue, element: Option<usize>) -> Result<Value<B>, String> {
+    let value = match element {
+        Some(e) => value.element_mut(e).ok_or_else(|| format!("the call has no argument {e}"))?,
+        None => value,
+    };
+    let name = value.type_name();
+    Value::from_erased(value)
+        .ok_or_else(|| format!("the site's value is a `{name}`, not a tensor of rank 1 to 4"))
+}
