@@ -7,11 +7,36 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::erased::ErasedValue;
 use crate::error::{Error, Result};
 use crate::skipped::Skipped;
 use crate::state::{Access, Key, Kind, SKIPPING, STOPPING, TraceState};
 use crate::tree::NodeId;
 use crate::value::SiteValue;
+
+/// A value that can stand for a module's output in a skip: any [`SiteValue`], or an untyped one
+/// ([`Erased`]).
+pub trait SkipValue {
+    /// The value, boxed, and its type's name.
+    fn boxed(self) -> (Box<dyn std::any::Any>, &'static str);
+}
+
+impl<T: SiteValue> SkipValue for T {
+    fn boxed(self) -> (Box<dyn std::any::Any>, &'static str) {
+        (Box::new(self), type_name::<T>())
+    }
+}
+
+/// An untyped skip value (see [`DynEnvoy::skip_erased`](crate::DynEnvoy::skip_erased)): it must
+/// be of the module's output type, checked when the module is reached.
+pub struct Erased(pub Box<dyn ErasedValue>);
+
+impl SkipValue for Erased {
+    fn boxed(self) -> (Box<dyn std::any::Any>, &'static str) {
+        let name = self.0.as_ref().type_name();
+        (self.0, name)
+    }
+}
 
 /// Skipping a module: see [`ModuleEnvoy::skip`](crate::ModuleEnvoy::skip).
 #[must_use = "a skip does nothing unless awaited"]
@@ -28,7 +53,7 @@ impl<T> std::fmt::Debug for Skip<'_, T> {
     }
 }
 
-impl<'t, T: SiteValue> Skip<'t, T> {
+impl<'t, T: SkipValue> Skip<'t, T> {
     pub(crate) fn new(state: &'t TraceState, node: NodeId, value: T) -> Self {
         Skip {
             state,
@@ -48,7 +73,7 @@ impl<'t, T: SiteValue> Skip<'t, T> {
 // Not self-referential; no pin projection.
 impl<T> Unpin for Skip<'_, T> {}
 
-impl<T: SiteValue> Future for Skip<'_, T> {
+impl<T: SkipValue> Future for Skip<'_, T> {
     type Output = Result<()>;
 
     fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<()>> {
@@ -65,8 +90,8 @@ impl<T: SiteValue> Future for Skip<'_, T> {
                     }));
                 }
                 let Some(value) = this.value.take() else { return Poll::Ready(Ok(())) };
-                *this.state.skip.borrow_mut() =
-                    Some(Skipped { key: this.key, value: Box::new(value), type_name: type_name::<T>() });
+                let (value, type_name) = value.boxed();
+                *this.state.skip.borrow_mut() = Some(Skipped { key: this.key, value, type_name });
                 this.state.raise(SKIPPING);
                 Poll::Ready(Ok(()))
             }

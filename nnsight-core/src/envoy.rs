@@ -171,6 +171,12 @@ impl<'t> DynEnvoy<'t> {
         }
     }
 
+    /// Skips the module with an untyped `value` as its output; its type and shape are checked
+    /// when the module is reached (see [`ModuleEnvoy::skip`]).
+    pub fn skip_erased(&self, value: Box<dyn crate::erased::ErasedValue>) -> Skip<'t, control::Erased> {
+        Skip::new(self.state, self.node, control::Erased(value))
+    }
+
     /// Stops the forward pass after the current site (see [`ModuleEnvoy::stop`]).
     ///
     /// # Errors

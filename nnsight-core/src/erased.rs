@@ -120,6 +120,20 @@ impl<'t> ErasedSite<'t> {
         Visit { site: self, writes, op: Some(op) }
     }
 
+    /// A standing edit: at each visit of `visits` of this site (e.g. generation steps; the site's
+    /// own occurrence is ignored), `f` edits the value this body sees, through the writer — as
+    /// [`Site::steps`](crate::Site::steps), untyped. Visits that never happen are not an error.
+    ///
+    /// # Errors
+    /// Nothing at the call; an error of `f` fails the trace when it happens.
+    pub fn steps<F>(self, visits: std::ops::Range<u32>, f: F) -> Result<()>
+    where
+        F: FnMut(&mut dyn ErasedValue, Writer<'_>) -> Result<()> + 'static,
+    {
+        crate::standing::register_erased(self.state, self.key, visits, f);
+        Ok(())
+    }
+
     /// A description of the site (`transformer.h.3.output (call 0)`), for messages.
     pub fn describe(&self) -> String {
         self.state.describe(self.key)
@@ -130,6 +144,12 @@ impl<'t> ErasedSite<'t> {
 #[derive(Clone, Copy)]
 pub struct Writer<'t> {
     site: ErasedSite<'t>,
+}
+
+impl<'t> Writer<'t> {
+    pub(crate) fn new(state: &'t TraceState, key: Key) -> Self {
+        Writer { site: ErasedSite { state, key } }
+    }
 }
 
 impl Writer<'_> {

@@ -46,7 +46,7 @@ pub use value::SiteValue;
 /// return, awaited in a body), and the side of a call a site is.
 pub mod site {
     pub use crate::access::{Edit, First, Lens, Reached, Read, Replace, Site, TryEdit, Whole};
-    pub use crate::control::Skip;
+    pub use crate::control::{Erased, Skip, SkipValue};
     pub use crate::erased::{ErasedSite, ErasedValue, Visit, Writer};
     pub use crate::grad::{TrackGrad, Tracked};
     pub use crate::visit::Kind;

@@ -2,17 +2,18 @@
 //! intervene at every generation step (nnsight's `tracer.all()` / `tracer.iter[..]`) without a
 //! body waiting for each step.
 
-use std::any::{Any, type_name};
+use std::any::type_name;
 use std::ops::Range;
 
 use crate::access::{Lens, Site};
+use crate::erased::ErasedValue;
 use crate::error::{Error, Result};
 use crate::state::{Key, Kind, SHARED_WRITE, STANDING, TraceState, View, WRITTEN};
 use crate::tree::NodeId;
 use crate::value::SiteValue;
 
 /// What a standing edit does to the value of one visit.
-type Apply = Box<dyn FnMut(&mut dyn Any, &TraceState, Key) -> Result<()>>;
+type Apply = Box<dyn FnMut(&mut dyn ErasedValue, &TraceState, Key) -> Result<()>>;
 
 /// One standing edit: where, at which visits, and what it does to the value.
 pub(crate) struct Standing {
@@ -24,7 +25,7 @@ pub(crate) struct Standing {
 
 /// Applies the standing edits of `key` to `value`, in the order they were made; the first error
 /// fails the trace.
-pub(crate) fn apply(state: &TraceState, key: Key, value: &mut dyn Any) {
+pub(crate) fn apply(state: &TraceState, key: Key, value: &mut dyn ErasedValue) {
     let Ok(mut standing) = state.standing.try_borrow_mut() else { return };
     for edit in standing.iter_mut() {
         if edit.node == key.node
@@ -65,8 +66,8 @@ impl<V: SiteValue, L: Lens<V> + 'static> Site<'_, V, L> {
         let (state, key) = self.parts();
         let rows = state.current_rows();
         let body = state.current_body();
-        let apply = move |value: &mut dyn Any, state: &TraceState, key: Key| -> Result<()> {
-            let Some(value) = value.downcast_mut::<V>() else {
+        let apply = move |value: &mut dyn ErasedValue, state: &TraceState, key: Key| -> Result<()> {
+            let Some(value) = value.as_any_mut().downcast_mut::<V>() else {
                 return Err(Error::TypeMismatch {
                     site: state.describe(key),
                     expected: type_name::<V>(),
@@ -92,13 +93,37 @@ impl<V: SiteValue, L: Lens<V> + 'static> Site<'_, V, L> {
             }
             Ok(())
         };
-        state.standing.borrow_mut().push(Standing {
-            node: key.node,
-            kind: key.kind,
-            visits,
-            apply: Box::new(apply),
-        });
-        state.raise(STANDING);
+        register(state, key, visits, Box::new(apply));
         Ok(())
     }
+}
+
+/// Registers a standing edit of `key`'s site at `visits`.
+pub(crate) fn register(state: &TraceState, key: Key, visits: Range<u32>, apply: Apply) {
+    state.standing.borrow_mut().push(Standing { node: key.node, kind: key.kind, visits, apply });
+    state.raise(STANDING);
+}
+
+/// The untyped standing edit of [`ErasedSite::steps`](crate::site::ErasedSite::steps): `f` edits
+/// the body's rows of the value at each visit, through the writer.
+pub(crate) fn register_erased<F>(state: &TraceState, key: Key, visits: Range<u32>, mut f: F)
+where
+    F: FnMut(&mut dyn ErasedValue, crate::erased::Writer<'_>) -> Result<()> + 'static,
+{
+    let rows = state.current_rows();
+    let body = state.current_body();
+    let apply = move |value: &mut dyn ErasedValue, state: &TraceState, key: Key| -> Result<()> {
+        let refuse = |problem: String| state.not_batched(key, body.clone(), problem);
+        let writer = crate::erased::Writer::new(state, key);
+        match state.view(rows, key.node) {
+            View::Whole => f(value, writer),
+            View::Shared => Err(refuse(SHARED_WRITE.to_owned())),
+            View::Rows(rows) => {
+                let mut part = value.narrow_boxed(rows).map_err(refuse)?;
+                f(part.as_mut(), writer)?;
+                value.splice_boxed(rows, part).map_err(refuse)
+            }
+        }
+    };
+    register(state, key, visits, Box::new(apply));
 }

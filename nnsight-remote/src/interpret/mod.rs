@@ -3,10 +3,10 @@
 //! are reached by path, tensor operations run with burn on the model's backend, and what the
 //! program saves comes back.
 //!
-//! Interpreted today: every site read and write, `stop`, literals (`tensor`), values of earlier
-//! invokes (`shared`) and traces (`saved`), every tensor operation of IR 1.0, `save` and `log`.
-//! Not yet: standing edits (`edit`), `skip` and `call`, and generation — a program using them is
-//! refused before anything runs, naming the operation.
+//! Interpreted today: every site read and write, standing edits (`edit`: its body runs at each
+//! visit of its steps), `skip`, `stop`, literals (`tensor`), values of earlier invokes (`shared`)
+//! and traces (`saved`), every tensor operation of IR 1.0, `save` and `log`. Not yet: `call` and
+//! generation — a program using them is refused before anything runs, naming the operation.
 
 mod ops;
 mod value;
@@ -24,7 +24,7 @@ pub use value::{Kind, Value};
 
 use crate::check::check;
 use crate::diagnostic::Diagnostic;
-use crate::ir::{Input, Node, Op, Program, Site, SiteKind, Trace};
+use crate::ir::{Input, Node, Op, Program, Site, SiteKind, Steps, Trace};
 
 /// What a program gives back: its saved values by name, and its log lines.
 #[derive(Debug)]
@@ -118,7 +118,7 @@ fn not_interpreted(trace: &Trace) -> Option<&'static str> {
         return Some("generate");
     }
     trace.invokes.iter().flat_map(|i| &i.nodes).map(|n| &n.op).find_map(|op| match op {
-        Op::Edit { .. } | Op::Skip { .. } | Op::Call { .. } => Some(op.name()),
+        Op::Call { .. } => Some(op.name()),
         _ => None,
     })
 }
@@ -139,15 +139,21 @@ struct Context<'p, B: Backend> {
 impl<B: Backend> Context<'_, B> {
     /// Runs invoke `i`'s nodes in order.
     async fn invoke(&self, root: DynEnvoy<'_>, i: usize) -> nnsight::Result<()> {
-        for (n, node) in self.invokes[i].nodes.iter().enumerate() {
-            let value = self.node(root, i, node).await.map_err(|e| self.at(i, n, node, e))?;
-            self.values.borrow_mut()[i].push(value);
+        for node in &self.invokes[i].nodes {
+            let id = self.values.borrow()[i].len() as u32;
+            let value = self.node(root, i, id, node).await.map_err(|e| self.at(i, id, node, e))?;
+            let mut values = self.values.borrow_mut();
+            values[i].push(value);
+            // An edit's body nodes are numbered after it (their values live in the edit's steps).
+            if let Op::Edit { body, .. } = &node.op {
+                values[i].extend(std::iter::repeat_n(None, body.len()));
+            }
         }
         Ok(())
     }
 
     /// The error of node `n` of invoke `i`, naming it (engine errors pass through as they are).
-    fn at(&self, i: usize, n: usize, node: &Node, error: NodeError) -> Error {
+    fn at(&self, i: usize, n: u32, node: &Node, error: NodeError) -> Error {
         match error {
             NodeError::Engine(error) => error,
             NodeError::Op(problem) => {
@@ -173,9 +179,93 @@ impl<B: Backend> Context<'_, B> {
         }
     }
 
-    async fn node(&self, root: DynEnvoy<'_>, i: usize, node: &Node) -> Result<Option<Value<B>>, NodeError> {
+    /// A constant node's value (a literal, a shared or saved value), resolved once.
+    fn constant(&self, op: &Op) -> Result<Option<Value<B>>, NodeError> {
+        Ok(match op {
+            Op::Tensor { name } => match self.tensors.get(name) {
+                Some(t) => Some(t.clone()),
+                None => return Err(NodeError::Op(format!("no tensor `{name}` is attached to the program"))),
+            },
+            Op::Saved { name } => match self.saved.get(name) {
+                Some(v) => Some(v.clone()),
+                None => return Err(NodeError::Op(format!("no earlier trace saved `{name}`"))),
+            },
+            Op::Shared { invoke, node } => Some(self.get(*invoke as usize, *node)?),
+            _ => None,
+        })
+    }
+
+    /// Registers the standing edit of node `n` of invoke `i`: `body` runs at each step.
+    fn edit(
+        &self,
+        root: DynEnvoy<'_>,
+        i: usize,
+        n: u32,
+        site: &Site,
+        steps: &Steps,
+        body: &[Node],
+    ) -> Result<(), NodeError> {
+        let (module, side, element) = locate(root, site)?;
+        let base = n + 1;
+        let mut outer = BTreeMap::new();
+        let mut constants = Vec::with_capacity(body.len());
+        for node in body {
+            for r in node.op.inputs().into_iter().filter(|&r| r < base) {
+                outer.insert(r, self.get(i, r)?);
+            }
+            constants.push(self.constant(&node.op)?);
+        }
+        let edit = Standing {
+            trace: self.trace,
+            invoke: i,
+            node: n,
+            base,
+            body: body.to_vec(),
+            outer,
+            constants,
+            element,
+        };
+        // The visits as (first, one past the last).
+        let visits: Vec<(u32, u32)> = match steps {
+            Steps::All => vec![(0, u32::MAX)],
+            Steps::Range { start, end } => vec![(*start, end.unwrap_or(u32::MAX))],
+            Steps::List(list) => list.iter().map(|&s| (s, s.saturating_add(1))).collect(),
+        };
+        for (first, end) in visits {
+            let range = first..end;
+            let edit = edit.clone();
+            module
+                .erased(side, 0)
+                .steps(range, move |value: &mut dyn ErasedValue, writer| edit.apply(value, writer))?;
+        }
+        Ok(())
+    }
+
+    async fn node(
+        &self,
+        root: DynEnvoy<'_>,
+        i: usize,
+        n: u32,
+        node: &Node,
+    ) -> Result<Option<Value<B>>, NodeError> {
         let value = |r: u32| self.get(i, r);
-        let some = |v: Value<B>| Ok(Some(v));
+        if let Some(constant) = self.constant(&node.op)? {
+            return Ok(Some(constant));
+        }
+        match &node.op {
+            Op::Edit { site, steps, body } => {
+                self.edit(root, i, n, site, steps, body)?;
+                return Ok(None);
+            }
+            Op::Skip { module, occurrence, value: r } => {
+                root.module(module)?.skip_erased(value(*r)?.into_erased()).at(*occurrence).await?;
+                return Ok(None);
+            }
+            _ => {}
+        }
+        if let Some(computed) = compute(&node.op, &value)? {
+            return Ok(Some(computed));
+        }
         match &node.op {
             Op::Read { site } => {
                 let (module, side, element) = locate(root, site)?;
@@ -183,7 +273,7 @@ impl<B: Backend> Context<'_, B> {
                     .erased(side, site.occurrence)
                     .visit(false, move |value: &mut dyn ErasedValue, _| Ok(tensor_of(value, element)))
                     .await?;
-                some(read.map_err(NodeError::Op)?)
+                Ok(Some(read.map_err(NodeError::Op)?))
             }
             Op::Write { site, value: r } => {
                 let (module, side, element) = locate(root, site)?;
@@ -206,46 +296,6 @@ impl<B: Backend> Context<'_, B> {
                 root.stop()?;
                 Ok(None)
             }
-            Op::Tensor { name } => match self.tensors.get(name) {
-                Some(t) => some(t.clone()),
-                None => Err(NodeError::Op(format!("no tensor `{name}` is attached to the program"))),
-            },
-            Op::Saved { name } => match self.saved.get(name) {
-                Some(v) => some(v.clone()),
-                None => Err(NodeError::Op(format!("no earlier trace saved `{name}`"))),
-            },
-            Op::Shared { invoke, node } => some(self.get(*invoke as usize, *node)?),
-            Op::Unary { fun, x } => some(ops::unary(*fun, value(*x)?)?),
-            Op::Binary { fun, lhs, rhs } => some(ops::binary(*fun, value(*lhs)?, value(*rhs)?)?),
-            Op::BinaryScalar { fun, x, scalar } => some(ops::binary_scalar(*fun, value(*x)?, scalar.0)?),
-            Op::Compare { fun, lhs, rhs } => some(ops::compare(*fun, value(*lhs)?, value(*rhs)?)?),
-            Op::CompareScalar { fun, x, scalar } => some(ops::compare_scalar(*fun, value(*x)?, scalar.0)?),
-            Op::Where { mask, value: v, otherwise } => {
-                some(ops::select_where(value(*mask)?, value(*v)?, value(*otherwise)?)?)
-            }
-            Op::Reduce { fun, x, dim } => some(ops::reduce(*fun, value(*x)?, *dim)?),
-            Op::Softmax { x, dim } => some(ops::softmax(value(*x)?, *dim, false)?),
-            Op::LogSoftmax { x, dim } => some(ops::softmax(value(*x)?, *dim, true)?),
-            Op::Matmul { lhs, rhs } => some(ops::matmul(value(*lhs)?, value(*rhs)?)?),
-            Op::Reshape { x, shape } => some(ops::reshape(value(*x)?, shape)?),
-            Op::Permute { x, dims } => some(ops::permute(value(*x)?, dims)?),
-            Op::Transpose { x, dim0, dim1 } => some(ops::transpose(value(*x)?, *dim0, *dim1)?),
-            Op::Slice { x, ranges } => some(ops::slice(value(*x)?, ranges)?),
-            Op::SliceAssign { x, ranges, value: v } => {
-                some(ops::slice_assign(value(*x)?, ranges, value(*v)?)?)
-            }
-            Op::IndexSelect { x, dim, indices } => {
-                some(ops::index_select(value(*x)?, *dim, value(*indices)?)?)
-            }
-            Op::Cat { xs, dim } => {
-                some(ops::join(xs.iter().map(|r| value(*r)).collect::<Result<_, _>>()?, *dim, false)?)
-            }
-            Op::Stack { xs, dim } => {
-                some(ops::join(xs.iter().map(|r| value(*r)).collect::<Result<_, _>>()?, *dim, true)?)
-            }
-            Op::Cast { x, dtype } => some(ops::cast(value(*x)?, *dtype)?),
-            Op::TopK { x, k, dim, part } => some(ops::top_k(value(*x)?, *k, *dim, *part)?),
-            Op::FullLike { x, value: fill } => some(ops::full_like(&value(*x)?, fill.0)?),
             Op::Save { name, value: r, cast } => {
                 let mut saved = value(*r)?;
                 if let Some(dtype) = cast {
@@ -259,9 +309,7 @@ impl<B: Backend> Context<'_, B> {
                 self.log.borrow_mut().push(format!("{label}: {}", v.describe()));
                 Ok(None)
             }
-            Op::Edit { .. } | Op::Skip { .. } | Op::Call { .. } | Op::Arg => {
-                Err(NodeError::Op(format!("`{}` is not interpreted here", node.op.name())))
-            }
+            _ => Err(NodeError::Op(format!("`{}` is not interpreted here", node.op.name()))),
         }
     }
 }
@@ -303,4 +351,102 @@ fn tensor_of<B: Backend>(value: &mut dyn ErasedValue, element: Option<usize>) ->
     let name = value.type_name();
     Value::from_erased(value)
         .ok_or_else(|| format!("the site's value is a `{name}`, not a tensor of rank 1 to 4"))
+}
+
+/// The value of a tensor operation, from the values it uses; `None` for other operations.
+fn compute<B: Backend>(
+    op: &Op,
+    value: &dyn Fn(u32) -> Result<Value<B>, NodeError>,
+) -> Result<Option<Value<B>>, NodeError> {
+    Ok(match op {
+        Op::Unary { fun, x } => Some(ops::unary(*fun, value(*x)?)?),
+        Op::Binary { fun, lhs, rhs } => Some(ops::binary(*fun, value(*lhs)?, value(*rhs)?)?),
+        Op::BinaryScalar { fun, x, scalar } => Some(ops::binary_scalar(*fun, value(*x)?, scalar.0)?),
+        Op::Compare { fun, lhs, rhs } => Some(ops::compare(*fun, value(*lhs)?, value(*rhs)?)?),
+        Op::CompareScalar { fun, x, scalar } => Some(ops::compare_scalar(*fun, value(*x)?, scalar.0)?),
+        Op::Where { mask, value: v, otherwise } => {
+            Some(ops::select_where(value(*mask)?, value(*v)?, value(*otherwise)?)?)
+        }
+        Op::Reduce { fun, x, dim } => Some(ops::reduce(*fun, value(*x)?, *dim)?),
+        Op::Softmax { x, dim } => Some(ops::softmax(value(*x)?, *dim, false)?),
+        Op::LogSoftmax { x, dim } => Some(ops::softmax(value(*x)?, *dim, true)?),
+        Op::Matmul { lhs, rhs } => Some(ops::matmul(value(*lhs)?, value(*rhs)?)?),
+        Op::Reshape { x, shape } => Some(ops::reshape(value(*x)?, shape)?),
+        Op::Permute { x, dims } => Some(ops::permute(value(*x)?, dims)?),
+        Op::Transpose { x, dim0, dim1 } => Some(ops::transpose(value(*x)?, *dim0, *dim1)?),
+        Op::Slice { x, ranges } => Some(ops::slice(value(*x)?, ranges)?),
+        Op::SliceAssign { x, ranges, value: v } => Some(ops::slice_assign(value(*x)?, ranges, value(*v)?)?),
+        Op::IndexSelect { x, dim, indices } => Some(ops::index_select(value(*x)?, *dim, value(*indices)?)?),
+        Op::Cat { xs, dim } => {
+            Some(ops::join(xs.iter().map(|r| value(*r)).collect::<Result<_, _>>()?, *dim, false)?)
+        }
+        Op::Stack { xs, dim } => {
+            Some(ops::join(xs.iter().map(|r| value(*r)).collect::<Result<_, _>>()?, *dim, true)?)
+        }
+        Op::Cast { x, dtype } => Some(ops::cast(value(*x)?, *dtype)?),
+        Op::TopK { x, k, dim, part } => Some(ops::top_k(value(*x)?, *k, *dim, *part)?),
+        Op::FullLike { x, value: fill } => Some(ops::full_like(&value(*x)?, fill.0)?),
+        _ => None,
+    })
+}
+
+/// A standing edit's body with what it uses from before it, run at each step.
+#[derive(Clone)]
+struct Standing<B: Backend> {
+    trace: usize,
+    invoke: usize,
+    node: u32,
+    /// The number of the body's first node.
+    base: u32,
+    body: Vec<Node>,
+    /// The values of nodes before the edit that the body uses.
+    outer: BTreeMap<u32, Value<B>>,
+    /// The body's constant nodes, resolved when the edit was made.
+    constants: Vec<Option<Value<B>>>,
+    element: Option<usize>,
+}
+
+impl<B: Backend> Standing<B> {
+    fn apply(&self, value: &mut dyn ErasedValue, writer: nnsight::site::Writer<'_>) -> nnsight::Result<()> {
+        let fail = |problem: String| Error::Input {
+            problem: format!(
+                "trace {} invoke {} node {} `edit`: {problem}",
+                self.trace, self.invoke, self.node
+            ),
+        };
+        let slot = match self.element {
+            Some(e) => value.element_mut(e).ok_or_else(|| fail(format!("the call has no argument {e}")))?,
+            None => value,
+        };
+        let name = slot.type_name();
+        let arg = Value::<B>::from_erased(slot)
+            .ok_or_else(|| fail(format!("the site's value is a `{name}`, not a tensor of rank 1 to 4")))?;
+        let locals: RefCell<Vec<Value<B>>> = RefCell::new(Vec::with_capacity(self.body.len()));
+        let get = |r: u32| -> Result<Value<B>, NodeError> {
+            if r < self.base {
+                self.outer.get(&r).cloned().ok_or_else(|| NodeError::Op(format!("node {r} has no value")))
+            } else {
+                locals
+                    .borrow()
+                    .get((r - self.base) as usize)
+                    .cloned()
+                    .ok_or_else(|| NodeError::Op(format!("node {r} has no value")))
+            }
+        };
+        for (node, constant) in self.body.iter().zip(&self.constants) {
+            let v = match (&node.op, constant) {
+                (Op::Arg, _) => arg.clone(),
+                (_, Some(c)) => c.clone(),
+                (op, None) => match compute(op, &get) {
+                    Ok(Some(v)) => v,
+                    Ok(None) => return Err(fail(format!("`{}` cannot stand in an edit's body", op.name()))),
+                    Err(NodeError::Op(problem)) => return Err(fail(problem)),
+                    Err(NodeError::Engine(error)) => return Err(error),
+                },
+            };
+            locals.borrow_mut().push(v);
+        }
+        let new = locals.borrow_mut().pop().ok_or_else(|| fail("the body is empty".to_owned()))?;
+        writer.assign(slot, new.into_erased())
+    }
 }

@@ -6,14 +6,16 @@ use nnsight_remote::ir::{
     SliceRange, Steps, Trace,
 };
 
-/// An invoke's nodes, numbered as they are pushed.
+/// An invoke's nodes, numbered as the IR numbers them (an edit's body nodes count after it).
 #[derive(Default)]
-pub(crate) struct Nodes(pub(crate) Vec<Node>);
+pub(crate) struct Nodes(pub(crate) Vec<Node>, Ref);
 
 impl Nodes {
     pub(crate) fn push(&mut self, op: Op) -> Ref {
+        let id = self.1;
+        self.1 += 1 + if let Op::Edit { body, .. } = &op { body.len() as Ref } else { 0 };
         self.0.push(Node::new(op));
-        (self.0.len() - 1) as Ref
+        id
     }
 }
 

@@ -202,11 +202,63 @@ fn tensor_operations_and_literals_equal_burns() {
 }
 
 #[test]
+fn a_skip_and_a_stop_equal_the_compiled_body() {
+    let lm = tiny_gpt2();
+    let (_, mut program) = corpus().into_iter().find(|(name, _)| *name == "zero_ablation_and_stop").unwrap();
+    program.traces[0].invokes[0].input = Some(Input::Tokens(CLEAN.to_vec()));
+    let outcome = run(&lm, &program, &BTreeMap::new()).unwrap();
+
+    let mean: Tensor<B, 3> = lm
+        .model()
+        .trace(prompt::<B>(&CLEAN))
+        .run(async |m| {
+            let x: Tensor<B, 3> = m.transformer.h[0].mlp.input().await?;
+            m.transformer.h[0].mlp.skip(x.zeros_like()).await?;
+            let mean = m.transformer.h[1].output().await?.mean_dim(2);
+            m.stop()?;
+            Ok(mean)
+        })
+        .unwrap();
+    assert_saved(&outcome, "h1_mean", &mean);
+}
+
+#[test]
+fn a_standing_edit_equals_the_compiled_one() {
+    let lm = tiny_gpt2();
+    let hidden = lm.model().transformer.wte.weight.val().dims()[1];
+    let vector = Tensor::<B, 3>::ones([1, 1, hidden], &Default::default()).mul_scalar(0.25);
+    let tensors = BTreeMap::from([("steering".to_owned(), Value::F3(vector.clone()))]);
+    let mut n = Nodes::default();
+    let v = n.push(Op::Tensor { name: "steering".into() });
+    // The body's nodes are 2 (arg) and 3.
+    n.push(Op::Edit {
+        site: output("transformer.h.1"),
+        steps: nnsight_remote::ir::Steps::All,
+        body: vec![
+            nnsight_remote::ir::Node::new(Op::Arg),
+            nnsight_remote::ir::Node::new(Op::Binary { fun: BinaryFn::Add, lhs: 2, rhs: v }),
+        ],
+    });
+    let logits = n.push(Op::Read { site: output("") });
+    n.push(Op::Save { name: "logits".into(), value: logits, cast: None });
+    let outcome = run(&lm, &one_trace(vec![invoke(&CLEAN, n)]), &tensors).unwrap();
+
+    let logits: Tensor<B, 3> = lm
+        .model()
+        .trace(prompt::<B>(&CLEAN))
+        .run(async |m| {
+            let vector = vector.clone();
+            m.transformer.h[1].output().every(move |h: Tensor<B, 3>| h + vector.clone())?;
+            m.output().await
+        })
+        .unwrap();
+    assert_saved(&outcome, "logits", &logits);
+}
+
+#[test]
 fn operations_not_interpreted_yet_are_refused_before_running() {
     let lm = tiny_gpt2();
-    for (name, op) in
-        [("zero_ablation_and_stop", "skip"), ("logit_lens", "call"), ("steering_every_step", "generate")]
-    {
+    for (name, op) in [("logit_lens", "call"), ("steering_every_step", "generate")] {
         let (_, program) = corpus().into_iter().find(|(n, _)| *n == name).unwrap();
         let error = run(&lm, &program, &BTreeMap::new()).unwrap_err();
         assert!(matches!(&error, RunError::NotInterpreted { op: o, .. } if *o == op), "{name}: {error}");
@@ -256,6 +308,37 @@ fn bad_operands_paths_and_programs_are_typed_errors_and_the_model_stays_usable()
             let mut n = Nodes::default();
             n.push(Op::Tensor { name: "missing".into() });
             (n, "no tensor `missing`")
+        },
+        {
+            // A standing edit whose body changes the shape: the node 0 is the edit, 1 its arg.
+            let mut n = Nodes::default();
+            n.push(Op::Edit {
+                site: output("transformer.h.0"),
+                steps: nnsight_remote::ir::Steps::All,
+                body: vec![
+                    nnsight_remote::ir::Node::new(Op::Arg),
+                    nnsight_remote::ir::Node::new(Op::Reduce { fun: ReduceFn::Mean, x: 1, dim: Some(1) }),
+                ],
+            });
+            n.push(Op::Read { site: output("") });
+            (n, "shape mismatch")
+        },
+        {
+            // A skip value of another shape than the module's output.
+            let mut n = Nodes::default();
+            let x = n.push(Op::Read {
+                site: nnsight_remote::ir::Site {
+                    path: "transformer.h.0.mlp".into(),
+                    kind: nnsight_remote::ir::SiteKind::Input(0),
+                    occurrence: 0,
+                },
+            });
+            let wrong = n.push(Op::Slice {
+                x,
+                ranges: vec![SliceRange { start: 0, end: None }, SliceRange { start: 0, end: Some(2) }],
+            });
+            n.push(Op::Skip { module: "transformer.h.0.mlp".into(), occurrence: 0, value: wrong });
+            (n, "shape mismatch")
         },
     ];
     for (nodes, message) in cases {
