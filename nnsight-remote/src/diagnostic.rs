@@ -34,6 +34,9 @@ pub enum Code {
     UnknownSaved,
     /// A save name used twice.
     DuplicateSave,
+    /// A tensors file that is not a safetensors file, or holds a tensor the IR cannot (its element
+    /// type or rank).
+    BadTensors,
     /// An operation's own arguments are inconsistent (an empty list, unordered steps, an index
     /// reduction without a dimension, ...).
     BadArgument,
@@ -55,6 +58,7 @@ impl Code {
             Code::UnknownSaved => "unknown_saved",
             Code::DuplicateSave => "duplicate_save",
             Code::BadArgument => "bad_argument",
+            Code::BadTensors => "bad_tensors",
         }
     }
 }

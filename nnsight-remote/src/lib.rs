@@ -19,6 +19,9 @@
 //!   [`Diagnostic`]s with a stable code, the node and the user's source location.
 //! - [`interpret`]: runs a program on a model with the engine that runs compiled bodies, bodies
 //!   on the model's untyped root envoy; the saves come back.
+//! - [`intervention`]: a program and its tensors as a shareable directory.
+//! - [`tensors`]: the literals going with a program and the saves coming back, each one
+//!   safetensors file.
 //! - [`schema`]: the JSON Schema of the IR, generated from the types and committed
 //!   (`schema/ir-v1.schema.json`), for clients written in other languages.
 //!
@@ -29,8 +32,10 @@ pub mod canonical;
 pub mod check;
 mod diagnostic;
 pub mod interpret;
+pub mod intervention;
 pub mod ir;
 pub mod schema;
+pub mod tensors;
 mod version;
 
 pub use diagnostic::{Code, Diagnostic, NodePath};

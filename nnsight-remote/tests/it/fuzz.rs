@@ -114,4 +114,23 @@ proptest! {
         prop_assert_eq!(canonical::encode(&decoded), text);
         let _ = check::check(&decoded);
     }
+
+    #[test]
+    fn damaged_tensors_files_never_panic(cut in any::<prop::sample::Index>(),
+                                         flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6)) {
+        use burn::prelude::*;
+        type B = burn::backend::Flex;
+        let device = Default::default();
+        let values = std::collections::BTreeMap::from([
+            ("a".to_owned(), nnsight_remote::interpret::Value::F2(Tensor::<B, 2>::ones([2, 3], &device))),
+            ("b".to_owned(), nnsight_remote::interpret::Value::I1(Tensor::<B, 1, Int>::arange(0..5, &device))),
+        ]);
+        let mut bytes = nnsight_remote::tensors::write(&values).unwrap();
+        for (at, byte) in flips {
+            let i = at.index(bytes.len());
+            bytes[i] = byte;
+        }
+        bytes.truncate(cut.index(bytes.len() + 1));
+        let _ = nnsight_remote::tensors::read::<B>(&bytes, &device);
+    }
 }

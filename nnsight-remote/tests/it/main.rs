@@ -8,3 +8,4 @@ mod fuzz;
 mod golden;
 mod interpret;
 mod schema;
+mod tensors;

@@ -1,0 +1,92 @@
+//! The tensors beside a program, as one safetensors file each way: the literals a program names
+//! ([`Op::Tensor`](crate::ir::Op::Tensor)) go with it, and its saves come back — files numpy,
+//! PyTorch and any safetensors reader open, nothing unpickled anywhere. Element types stay as
+//! they are (an `f16` literal is an `f16` tensor).
+
+use std::collections::BTreeMap;
+
+use burn::prelude::*;
+use burn::tensor::{BoolStore, DType as BurnDType, TensorData};
+use safetensors::tensor::{Dtype, TensorView};
+
+use crate::diagnostic::{Code, Diagnostic};
+use crate::interpret::Value;
+
+/// The tensors of a safetensors file, by name, on `device`.
+///
+/// # Errors
+/// [`Code::BadTensors`]: not a safetensors file (truncated, offsets out of bounds, ...), or a
+/// tensor of an element type or rank the IR does not hold (ranks 1 to 4; `f32`, `f64`, `f16`,
+/// `bf16`, `i64`, `i32`, `bool`), naming it.
+pub fn read<B: Backend>(bytes: &[u8], device: &B::Device) -> Result<BTreeMap<String, Value<B>>, Diagnostic> {
+    let bad = |message: String| Diagnostic::program(Code::BadTensors, message);
+    let file = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let mut out = BTreeMap::new();
+    for (name, view) in file.tensors() {
+        let shape = view.shape().to_vec();
+        let dtype = match view.dtype() {
+            Dtype::F32 => BurnDType::F32,
+            Dtype::F64 => BurnDType::F64,
+            Dtype::F16 => BurnDType::F16,
+            Dtype::BF16 => BurnDType::BF16,
+            Dtype::I64 => BurnDType::I64,
+            Dtype::I32 => BurnDType::I32,
+            Dtype::BOOL => BurnDType::Bool(BoolStore::Native),
+            other => return Err(bad(format!("tensor `{name}` is {other:?}, which the IR does not hold"))),
+        };
+        if shape.is_empty() || shape.len() > 4 {
+            return Err(bad(format!("tensor `{name}` has rank {}; the IR holds ranks 1 to 4", shape.len())));
+        }
+        let data = TensorData::from_bytes_vec(view.data().to_vec(), shape.clone(), dtype);
+        let options = (device, dtype);
+        macro_rules! build {
+            ($k:ty, $v1:ident, $v2:ident, $v3:ident, $v4:ident) => {
+                match shape.len() {
+                    1 => Value::$v1(Tensor::<B, 1, $k>::from_data(data, options)),
+                    2 => Value::$v2(Tensor::<B, 2, $k>::from_data(data, options)),
+                    3 => Value::$v3(Tensor::<B, 3, $k>::from_data(data, options)),
+                    _ => Value::$v4(Tensor::<B, 4, $k>::from_data(data, options)),
+                }
+            };
+        }
+        let value = match dtype {
+            BurnDType::I64 | BurnDType::I32 => build!(Int, I1, I2, I3, I4),
+            BurnDType::Bool(_) => build!(Bool, B1, B2, B3, B4),
+            _ => build!(Float, F1, F2, F3, F4),
+        };
+        out.insert(name, value);
+    }
+    Ok(out)
+}
+
+/// `values` as a safetensors file, each in its own element type.
+///
+/// # Errors
+/// [`Code::BadTensors`] for a value of an element type safetensors has no name for.
+pub fn write<B: Backend>(values: &BTreeMap<String, Value<B>>) -> Result<Vec<u8>, Diagnostic> {
+    let bad = |message: String| Diagnostic::program(Code::BadTensors, message);
+    let mut parts = Vec::with_capacity(values.len());
+    for (name, value) in values {
+        let (shape, dtype, bytes) = value.to_bytes();
+        let dtype = match dtype {
+            BurnDType::F32 => Dtype::F32,
+            BurnDType::F64 => Dtype::F64,
+            BurnDType::F16 => Dtype::F16,
+            BurnDType::BF16 => Dtype::BF16,
+            BurnDType::I64 => Dtype::I64,
+            BurnDType::I32 => Dtype::I32,
+            BurnDType::Bool(BoolStore::Native | BoolStore::U8) => Dtype::BOOL,
+            other => return Err(bad(format!("`{name}` is {other:?}, which a results file does not hold"))),
+        };
+        parts.push((name.clone(), shape, dtype, bytes));
+    }
+    let views = parts
+        .iter()
+        .map(|(name, shape, dtype, bytes)| {
+            TensorView::new(*dtype, shape.clone(), bytes).map(|view| (name.as_str(), view))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(format!("a value does not fit its shape: {e}")))?;
+    safetensors::serialize(views, None).map_err(|e| bad(format!("cannot write the results: {e}")))
+}
