@@ -51,7 +51,10 @@ impl Intervention {
             match std::fs::metadata(&path) {
                 Err(_) if !required => return Ok(Vec::new()),
                 Err(e) => {
-                    return Err(in_file(Diagnostic::program(Code::Malformed, format!("cannot read it: {e}"))));
+                    return Err(in_file(Diagnostic::program(
+                        Code::Malformed,
+                        format!("cannot read it: {e}"),
+                    )));
                 }
                 Ok(meta) if meta.len() > max_bytes => {
                     let message = format!("it is {} bytes; at most {max_bytes} are accepted", meta.len());

@@ -4,10 +4,12 @@
 //! program saves comes back.
 //!
 //! Interpreted today: every site read and write, standing edits (`edit`: its body runs at each
-//! visit of its steps), `skip`, `stop`, literals (`tensor`), values of earlier invokes (`shared`)
-//! and traces (`saved`), every tensor operation of IR 1.0, `save` and `log`. Not yet: `call` and
-//! generation — a program using them is refused before anything runs, naming the operation.
+//! visit of its steps), `skip`, `stop`, `call` of the modules the host offers ([`Hosted`]),
+//! literals (`tensor`), values of earlier invokes (`shared`) and traces (`saved`), every tensor
+//! operation of IR 1.0, `save` and `log`. Not yet: generation, and `call` inside an edit's body —
+//! a program using them is refused before anything runs, naming the operation.
 
+mod hosted;
 mod ops;
 mod value;
 
@@ -20,6 +22,7 @@ use nnsight::invoke::Concat;
 use nnsight::site::{ErasedValue, Kind as SiteSide};
 use nnsight::{DynEnvoy, Error, TraceExt};
 
+pub use hosted::Hosted;
 pub use value::{Kind, Value};
 
 use crate::check::check;
@@ -49,6 +52,16 @@ pub enum RunError {
         /// The operation's name.
         op: &'static str,
     },
+    /// The program calls a module the host does not let programs call; nothing ran.
+    #[error("trace {trace} calls `{module}`, which is not callable here (callable: {callable})")]
+    NotHosted {
+        /// The trace.
+        trace: usize,
+        /// The module's path.
+        module: String,
+        /// What is callable.
+        callable: String,
+    },
     /// A trace failed while running (the engine's error, or a node's, naming the node).
     #[error("trace {trace} failed: {error}")]
     Trace {
@@ -61,16 +74,36 @@ pub enum RunError {
 
 /// Runs `program` on `model`: each trace is one batched forward pass of its invokes' inputs,
 /// made by `input` (e.g. token ids into the model's input tensors); `tensors` are the literals
-/// the program names. The model is left as it was, whatever happens.
+/// the program names. No module is callable (see [`run_hosted`]). The model is left as it was,
+/// whatever happens.
 ///
 /// # Errors
-/// [`RunError::Invalid`] or [`RunError::NotInterpreted`] before anything runs; else the first
-/// failing trace's error.
+/// [`RunError::Invalid`], [`RunError::NotInterpreted`] or [`RunError::NotHosted`] before
+/// anything runs; else the first failing trace's error.
 pub fn run<B, M>(
     model: &M,
     program: &Program,
     tensors: &BTreeMap<String, Value<B>>,
     input: impl Fn(&Input) -> nnsight::Result<M::Inputs>,
+) -> Result<Outcome<B>, RunError>
+where
+    B: Backend,
+    M: Inspectable + Forward,
+    M::Inputs: Concat,
+{
+    run_hosted(model, program, tensors, input, &Hosted::new())
+}
+
+/// [`run`], with the modules `hosted` offers callable by the program's `call`s.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_hosted<B, M>(
+    model: &M,
+    program: &Program,
+    tensors: &BTreeMap<String, Value<B>>,
+    input: impl Fn(&Input) -> nnsight::Result<M::Inputs>,
+    hosted: &Hosted<'_, B>,
 ) -> Result<Outcome<B>, RunError>
 where
     B: Backend,
@@ -85,6 +118,19 @@ where
         if let Some(op) = not_interpreted(trace) {
             return Err(RunError::NotInterpreted { trace: t, op });
         }
+        let calls = trace.invokes.iter().flat_map(|i| &i.nodes).filter_map(|n| match &n.op {
+            Op::Call { module, .. } => Some(module),
+            _ => None,
+        });
+        for module in calls {
+            if !hosted.offers(module) {
+                return Err(RunError::NotHosted {
+                    trace: t,
+                    module: module.clone(),
+                    callable: hosted.paths().join(", "),
+                });
+            }
+        }
     }
     let mut outcome = Outcome { saves: BTreeMap::new(), log: Vec::new() };
     for (t, trace) in program.traces.iter().enumerate() {
@@ -93,6 +139,7 @@ where
             trace: t,
             invokes: &trace.invokes,
             tensors,
+            hosted,
             saved: &outcome.saves,
             values: RefCell::new(vec![Vec::new(); trace.invokes.len()]),
             saves: RefCell::new(BTreeMap::new()),
@@ -117,10 +164,11 @@ fn not_interpreted(trace: &Trace) -> Option<&'static str> {
     if trace.generate.is_some() {
         return Some("generate");
     }
-    trace.invokes.iter().flat_map(|i| &i.nodes).map(|n| &n.op).find_map(|op| match op {
-        Op::Call { .. } => Some(op.name()),
+    let in_bodies = trace.invokes.iter().flat_map(|i| &i.nodes).filter_map(|n| match &n.op {
+        Op::Edit { body, .. } => Some(body),
         _ => None,
-    })
+    });
+    in_bodies.flatten().find_map(|n| matches!(n.op, Op::Call { .. }).then_some("call (in an edit's body)"))
 }
 
 /// What the bodies of one trace share.
@@ -128,6 +176,7 @@ struct Context<'p, B: Backend> {
     trace: usize,
     invokes: &'p [crate::ir::Invoke],
     tensors: &'p BTreeMap<String, Value<B>>,
+    hosted: &'p Hosted<'p, B>,
     /// What earlier traces saved.
     saved: &'p BTreeMap<String, Value<B>>,
     /// Each invoke's node values so far (`None`: no value).
@@ -256,6 +305,10 @@ impl<B: Backend> Context<'_, B> {
             Op::Edit { site, steps, body } => {
                 self.edit(root, i, n, site, steps, body)?;
                 return Ok(None);
+            }
+            Op::Call { module, args } => {
+                let args = args.iter().map(|r| value(*r)).collect::<Result<Vec<_>, _>>()?;
+                return Ok(Some(self.hosted.call(module, args)?));
             }
             Op::Skip { module, occurrence, value: r } => {
                 root.module(module)?.skip_erased(value(*r)?.into_erased()).at(*occurrence).await?;

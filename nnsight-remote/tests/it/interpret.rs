@@ -11,7 +11,7 @@ use burn::tensor::FloatDType;
 use nnsight::prelude::*;
 use nnsight_models::LanguageModel;
 use nnsight_models::gpt2::Gpt2LMHeadModel;
-use nnsight_remote::interpret::{self, Outcome, RunError, Value};
+use nnsight_remote::interpret::{self, Hosted, Outcome, RunError, Value};
 use nnsight_remote::ir::{
     BinaryFn, Input, Invoke, Op, Program, ReduceFn, Scalar, SliceRange, Trace, UnaryFn,
 };
@@ -256,13 +256,84 @@ fn a_standing_edit_equals_the_compiled_one() {
 }
 
 #[test]
+fn a_logit_lens_through_hosted_modules_equals_the_compiled_one() {
+    let lm = tiny_gpt2();
+    let model = lm.model();
+    let (_, mut program) = corpus().into_iter().find(|(name, _)| *name == "logit_lens").unwrap();
+    program.traces[0].invokes[0].input = Some(Input::Tokens(CLEAN.to_vec()));
+    // Without hosting, the call is refused before anything runs, naming the module.
+    let refused = run(&lm, &program, &BTreeMap::new()).unwrap_err();
+    assert!(
+        matches!(&refused, RunError::NotHosted { module, .. } if module == "transformer.ln_f"),
+        "{refused}"
+    );
+
+    let hosted = Hosted::new()
+        .layer_norm("transformer.ln_f", &model.transformer.ln_f)
+        .forward("lm_head", &model.lm_head);
+    let inputs = |input: &Input| match input {
+        Input::Tokens(tokens) => Ok(prompt::<B>(tokens)),
+        _ => unreachable!(),
+    };
+    let outcome = interpret::run_hosted(model, &program, &BTreeMap::new(), inputs, &hosted).unwrap();
+    let h: Tensor<B, 3> =
+        model.trace(prompt::<B>(&CLEAN)).run(async |m| m.transformer.h[0].output().await).unwrap();
+    let probs =
+        burn::tensor::activation::softmax(model.lm_head.forward(model.transformer.ln_f.forward(h)), 2);
+    assert_saved(&outcome, "lens_top5", &probs.topk_with_indices(5, 2).1);
+
+    // A hosted module given a value it cannot take is an error naming it.
+    let mut n = Nodes::default();
+    let h = n.push(Op::Read { site: output("transformer.h.0") });
+    let narrow = n.push(Op::Slice {
+        x: h,
+        ranges: vec![
+            SliceRange { start: 0, end: None },
+            SliceRange { start: 0, end: None },
+            SliceRange { start: 0, end: Some(3) },
+        ],
+    });
+    n.push(Op::Call { module: "lm_head".into(), args: vec![narrow] });
+    n.push(Op::Call { module: "transformer.ln_f".into(), args: vec![narrow] });
+    let error =
+        interpret::run_hosted(model, &one_trace(vec![invoke(&CLEAN, n)]), &BTreeMap::new(), inputs, &hosted)
+            .unwrap_err();
+    assert!(error.to_string().contains("node 2: `call`: `lm_head` cannot take"), "{error}");
+    let mut n = Nodes::default();
+    let h = n.push(Op::Read { site: output("transformer.h.0") });
+    let narrow = n.push(Op::Slice {
+        x: h,
+        ranges: vec![
+            SliceRange { start: 0, end: None },
+            SliceRange { start: 0, end: None },
+            SliceRange { start: 0, end: Some(3) },
+        ],
+    });
+    n.push(Op::Call { module: "transformer.ln_f".into(), args: vec![narrow] });
+    let error =
+        interpret::run_hosted(model, &one_trace(vec![invoke(&CLEAN, n)]), &BTreeMap::new(), inputs, &hosted)
+            .unwrap_err();
+    assert!(error.to_string().contains("`transformer.ln_f` takes a last dimension of 64"), "{error}");
+}
+
+#[test]
 fn operations_not_interpreted_yet_are_refused_before_running() {
     let lm = tiny_gpt2();
-    for (name, op) in [("logit_lens", "call"), ("steering_every_step", "generate")] {
-        let (_, program) = corpus().into_iter().find(|(n, _)| *n == name).unwrap();
-        let error = run(&lm, &program, &BTreeMap::new()).unwrap_err();
-        assert!(matches!(&error, RunError::NotInterpreted { op: o, .. } if *o == op), "{name}: {error}");
-    }
+    let (_, program) = corpus().into_iter().find(|(n, _)| *n == "steering_every_step").unwrap();
+    let error = run(&lm, &program, &BTreeMap::new()).unwrap_err();
+    assert!(matches!(&error, RunError::NotInterpreted { op: "generate", .. }), "{error}");
+    // A call inside an edit's body (the body runs at every step, after the body that made it).
+    let mut n = Nodes::default();
+    n.push(Op::Edit {
+        site: output("transformer.h.0"),
+        steps: nnsight_remote::ir::Steps::All,
+        body: vec![
+            nnsight_remote::ir::Node::new(Op::Arg),
+            nnsight_remote::ir::Node::new(Op::Call { module: "transformer.ln_f".into(), args: vec![1] }),
+        ],
+    });
+    let error = run(&lm, &one_trace(vec![invoke(&CLEAN, n)]), &BTreeMap::new()).unwrap_err();
+    assert!(matches!(&error, RunError::NotInterpreted { op: "call (in an edit's body)", .. }), "{error}");
 }
 
 #[test]
