@@ -5,7 +5,7 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use burn::prelude::*;
-use nnsight::invoke::{Groups, Many, One, Push, Root, layout, no_input};
+use nnsight::invoke::{Groups, Many, ManyDyn, One, Push, Root, layout, no_input};
 use nnsight::{Error, Invokes, Result};
 
 use crate::language_model::{CausalLm, EditedLm, LanguageModel};
@@ -128,6 +128,21 @@ impl<'m, B: Backend, M: CausalLm<B>, G> LmInvokes<'m, B, M, G> {
     {
         let invokes = invokes.into_iter().map(|(prompts, body)| (Some(prompts.into()), body));
         LmInvokes { inner: self.inner.invoke_inputs(invokes), _backend: PhantomData }
+    }
+
+    /// Adds one invoke per `(prompts, body)` pair (`None`: the whole batch), with bodies on the
+    /// model's untyped root envoy (a [`DynEnvoy`](nnsight::DynEnvoy) that reaches modules by
+    /// path): for bodies that learn what to touch at run time, as the IR's interpreter. Their
+    /// results come back as one `Vec`.
+    pub fn invoke_inputs_dyn<C, R>(
+        self,
+        invokes: impl IntoIterator<Item = (Option<Prompts>, C)>,
+    ) -> LmInvokes<'m, B, M, G::Output>
+    where
+        G: Push<ManyDyn<C>>,
+        C: for<'t> AsyncFnOnce(nnsight::DynEnvoy<'t>) -> Result<R>,
+    {
+        LmInvokes { inner: self.inner.invoke_inputs_dyn(invokes), _backend: PhantomData }
     }
 
     /// Runs one batched forward pass with every body interleaved; returns the bodies' results as

@@ -12,6 +12,7 @@ use super::options::GenerateOptions;
 use super::sampler::Sampler;
 use crate::kv_cache::KvCache;
 use crate::language_model::LanguageModel;
+use crate::lm_invokes::LmInvokes;
 use crate::prompts::Prompts;
 
 /// What a generation produced.
@@ -115,39 +116,80 @@ impl<'m, B: Backend, M: Decoder<B>> Generator<'m, B, M> {
         self,
         body: impl for<'e, 't> AsyncFnOnce(&'e M::Envoy<'t>) -> Result<R>,
     ) -> Result<(R, Generation)> {
-        let Generator { lm, prompts, options, mut on_token } = self;
+        let Generator { lm, prompts, options, on_token } = self;
         let prompt_tokens = lm.tokenize(prompts)?;
-        let longest = prompt_tokens.iter().map(Vec::len).max().unwrap_or(0);
-        let context = lm.model().max_positions();
-        // `checked_add`: a `max_new_tokens` near `usize::MAX` must not wrap past the check.
-        if longest.checked_add(options.max_new_tokens).is_none_or(|total| total > context) {
+        let tracer = lm.tracer().invoke(Prompts::Ids(prompt_tokens.clone()), body);
+        let ((result,), generation) = generate(lm, prompt_tokens, &options, on_token, tracer)?;
+        Ok((result, generation))
+    }
+
+    /// Generates with one body per prompt, each an invoke of its prompt's rows, on the model's
+    /// untyped root envoy (a [`DynEnvoy`](nnsight::DynEnvoy) that reaches modules by path): for
+    /// bodies that learn what to touch at run time, as the IR's interpreter. Returns the bodies'
+    /// results in prompt order and the generation.
+    ///
+    /// # Errors
+    /// [`Error::Input`] when there is not one body per prompt; as [`run`](Self::run).
+    pub fn run_each_dyn<C, R>(self, bodies: Vec<C>) -> Result<(Vec<R>, Generation)>
+    where
+        C: for<'t> AsyncFnOnce(nnsight::DynEnvoy<'t>) -> Result<R>,
+    {
+        let Generator { lm, prompts, options, on_token } = self;
+        let prompt_tokens = lm.tokenize(prompts)?;
+        if bodies.len() != prompt_tokens.len() {
             return Err(Error::Input {
                 problem: format!(
-                    "{longest} prompt tokens + {} new tokens exceed the model's context of {context}",
-                    options.max_new_tokens
+                    "{} bodies for {} prompts: one per prompt",
+                    bodies.len(),
+                    prompt_tokens.len()
                 ),
             });
         }
-        let mut sampler = Sampler::new(options.sampling.clone())?;
-        let generated = RefCell::new(vec![Vec::new(); prompt_tokens.len()]);
-        let ((result,), outcome) =
-            lm.tracer().invoke(Prompts::Ids(prompt_tokens.clone()), body).run_loop(|inputs, root| {
-                let mut decode = Decode {
-                    lm,
-                    options: &options,
-                    sampler: &mut sampler,
-                    generated: &generated,
-                    on_token: on_token.as_deref_mut(),
-                };
-                decode.run(inputs, root)
-            })?;
-        if let Some(outcome) = outcome {
-            outcome?;
-        }
-        let tokens = generated.into_inner();
-        let texts = tokens.iter().map(|t| lm.decode(t)).collect::<Result<Vec<_>>>()?;
-        Ok((result, Generation { prompt_tokens, tokens, texts }))
+        let invokes = prompt_tokens.iter().map(|t| Some(Prompts::Ids(vec![t.clone()]))).zip(bodies);
+        let tracer = lm.tracer().invoke_inputs_dyn(invokes);
+        let ((results,), generation) = generate(lm, prompt_tokens, &options, on_token, tracer)?;
+        Ok((results, generation))
     }
+}
+
+/// Runs the decoding loop under `tracer`'s bodies: checks the budget against the context, then
+/// prefill and one step per token (see [`Decode`]).
+fn generate<'m, B: Backend, M: Decoder<B>, G: nnsight::invoke::Groups<M>>(
+    lm: &'m LanguageModel<B, M>,
+    prompt_tokens: Vec<Vec<u32>>,
+    options: &GenerateOptions,
+    mut on_token: Option<OnToken<'m>>,
+    tracer: LmInvokes<'m, B, M, G>,
+) -> Result<(G::Output, Generation)> {
+    let longest = prompt_tokens.iter().map(Vec::len).max().unwrap_or(0);
+    let context = lm.model().max_positions();
+    // `checked_add`: a `max_new_tokens` near `usize::MAX` must not wrap past the check.
+    if longest.checked_add(options.max_new_tokens).is_none_or(|total| total > context) {
+        return Err(Error::Input {
+            problem: format!(
+                "{longest} prompt tokens + {} new tokens exceed the model's context of {context}",
+                options.max_new_tokens
+            ),
+        });
+    }
+    let mut sampler = Sampler::new(options.sampling.clone())?;
+    let generated = RefCell::new(vec![Vec::new(); prompt_tokens.len()]);
+    let (results, outcome) = tracer.run_loop(|inputs, root| {
+        let mut decode = Decode {
+            lm,
+            options,
+            sampler: &mut sampler,
+            generated: &generated,
+            on_token: on_token.as_deref_mut(),
+        };
+        decode.run(inputs, root)
+    })?;
+    if let Some(outcome) = outcome {
+        outcome?;
+    }
+    let tokens = generated.into_inner();
+    let texts = tokens.iter().map(|t| lm.decode(t)).collect::<Result<Vec<_>>>()?;
+    Ok((results, Generation { prompt_tokens, tokens, texts }))
 }
 
 /// The state of one decoding loop.

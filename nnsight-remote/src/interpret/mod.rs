@@ -6,10 +6,12 @@
 //! Interpreted today: every site read and write, standing edits (`edit`: its body runs at each
 //! visit of its steps), `skip`, `stop`, `call` of the modules the host offers ([`Hosted`]),
 //! literals (`tensor`), values of earlier invokes (`shared`) and traces (`saved`), every tensor
-//! operation of IR 1.0, `save` and `log`. Not yet: generation, and `call` inside an edit's body —
-//! a program using them is refused before anything runs, naming the operation.
+//! operation of IR 1.0, `save` and `log`, on a bare model ([`run`]) or a language model, whose
+//! traces may generate ([`run_language_model`]: each step is one more occurrence of every site).
+//! Not yet: `call` inside an edit's body — refused before anything runs.
 
 mod hosted;
+mod language_model;
 mod ops;
 mod value;
 
@@ -23,6 +25,7 @@ use nnsight::site::{ErasedValue, Kind as SiteSide};
 use nnsight::{DynEnvoy, Error, TraceExt};
 
 pub use hosted::Hosted;
+pub use language_model::run_language_model;
 pub use value::{Kind, Value};
 
 use crate::check::check;
@@ -72,6 +75,50 @@ pub enum RunError {
     },
 }
 
+/// What runs a trace's bodies: one batched forward pass of a bare model ([`run`]), or a language
+/// model's forward pass or generation ([`run_language_model`]).
+pub trait Host {
+    /// Whether it runs traces with `generate`.
+    fn generates(&self) -> bool;
+
+    /// Runs `trace` with one body per invoke (`None`: the invoke has no input and sees the whole
+    /// batch); their results in invoke order.
+    ///
+    /// # Errors
+    /// The engine's, an input's, or the first failing body's error.
+    fn run_trace<C, R>(&self, trace: &Trace, bodies: Vec<(Option<&Input>, C)>) -> nnsight::Result<Vec<R>>
+    where
+        C: for<'t> AsyncFnOnce(DynEnvoy<'t>) -> nnsight::Result<R>;
+}
+
+/// A bare `Inspectable` model with a way to make its inputs.
+struct BareModel<'m, M, F> {
+    model: &'m M,
+    input: F,
+}
+
+impl<M, F> Host for BareModel<'_, M, F>
+where
+    M: Inspectable + Forward,
+    M::Inputs: Concat,
+    F: Fn(&Input) -> nnsight::Result<M::Inputs>,
+{
+    fn generates(&self) -> bool {
+        false
+    }
+
+    fn run_trace<C, R>(&self, _: &Trace, bodies: Vec<(Option<&Input>, C)>) -> nnsight::Result<Vec<R>>
+    where
+        C: for<'t> AsyncFnOnce(DynEnvoy<'t>) -> nnsight::Result<R>,
+    {
+        let mut invokes = Vec::with_capacity(bodies.len());
+        for (input, body) in bodies {
+            invokes.push((input.map(&self.input).transpose()?, body));
+        }
+        Ok(self.model.tracer().invoke_inputs_dyn(invokes).run()?.0)
+    }
+}
+
 /// Runs `program` on `model`: each trace is one batched forward pass of its invokes' inputs,
 /// made by `input` (e.g. token ids into the model's input tensors); `tensors` are the literals
 /// the program names. No module is callable (see [`run_hosted`]). The model is left as it was,
@@ -110,11 +157,30 @@ where
     M: Inspectable + Forward,
     M::Inputs: Concat,
 {
+    run_on(&BareModel { model, input }, program, tensors, hosted)
+}
+
+/// Runs `program` on `host` (see [`run`]).
+///
+/// # Errors
+/// As [`run`].
+pub fn run_on<B: Backend, H: Host>(
+    host: &H,
+    program: &Program,
+    tensors: &BTreeMap<String, Value<B>>,
+    hosted: &Hosted<'_, B>,
+) -> Result<Outcome<B>, RunError> {
     let diagnostics = check(program);
     if !diagnostics.is_empty() {
         return Err(RunError::Invalid(diagnostics));
     }
     for (t, trace) in program.traces.iter().enumerate() {
+        if trace.generate.is_some() && !host.generates() {
+            return Err(RunError::NotInterpreted {
+                trace: t,
+                op: "generate (on a model that does not generate)",
+            });
+        }
         if let Some(op) = not_interpreted(trace) {
             return Err(RunError::NotInterpreted { trace: t, op });
         }
@@ -134,7 +200,6 @@ where
     }
     let mut outcome = Outcome { saves: BTreeMap::new(), log: Vec::new() };
     for (t, trace) in program.traces.iter().enumerate() {
-        let failed = |error| RunError::Trace { trace: t, error };
         let context = Context {
             trace: t,
             invokes: &trace.invokes,
@@ -146,12 +211,14 @@ where
             log: RefCell::new(Vec::new()),
         };
         let context = &context;
-        let mut bodies = Vec::with_capacity(trace.invokes.len());
-        for (i, invoke) in trace.invokes.iter().enumerate() {
-            let inputs = invoke.input.as_ref().map(&input).transpose().map_err(failed)?;
-            bodies.push((inputs, async move |root: DynEnvoy<'_>| context.invoke(root, i).await));
-        }
-        model.tracer().invoke_inputs_dyn(bodies).run().map_err(failed)?;
+        let bodies = (0..trace.invokes.len())
+            .map(|i| {
+                (trace.invokes[i].input.as_ref(), async move |root: DynEnvoy<'_>| {
+                    context.invoke(root, i).await
+                })
+            })
+            .collect();
+        host.run_trace(trace, bodies).map_err(|error| RunError::Trace { trace: t, error })?;
         let (saves, log) = (context.saves.take(), context.log.take());
         outcome.saves.extend(saves);
         outcome.log.extend(log);
@@ -161,9 +228,6 @@ where
 
 /// The first operation of `trace` this build does not interpret, if any.
 fn not_interpreted(trace: &Trace) -> Option<&'static str> {
-    if trace.generate.is_some() {
-        return Some("generate");
-    }
     let in_bodies = trace.invokes.iter().flat_map(|i| &i.nodes).filter_map(|n| match &n.op {
         Op::Edit { body, .. } => Some(body),
         _ => None,

@@ -7,5 +7,6 @@ mod corpus;
 mod fuzz;
 mod golden;
 mod interpret;
+mod language_model;
 mod schema;
 mod tensors;
