@@ -8,5 +8,6 @@ mod fuzz;
 mod golden;
 mod interpret;
 mod language_model;
+mod llama;
 mod schema;
 mod tensors;
