@@ -91,8 +91,13 @@ where
     }
 
     fn finish(tasks: Vec<Task<'_, R>>, state: &TraceState, first: usize) -> Result<Vec<R>> {
-        tasks.into_iter().enumerate().map(|(i, task)| task.into_result(state, first + i)).collect()
+        finish_each(tasks, state, first)
     }
+}
+
+/// The results of several bodies, the first of which is body `first` of the trace.
+fn finish_each<R>(tasks: Vec<Task<'_, R>>, state: &TraceState, first: usize) -> Result<Vec<R>> {
+    tasks.into_iter().enumerate().map(|(i, task)| task.into_result(state, first + i)).collect()
 }
 
 /// Several invoke bodies on the model's untyped root envoy ([`DynEnvoy`]), which reach sites by
@@ -118,7 +123,7 @@ where
     }
 
     fn finish(tasks: Vec<Task<'_, R>>, state: &TraceState, first: usize) -> Result<Vec<R>> {
-        tasks.into_iter().enumerate().map(|(i, task)| task.into_result(state, first + i)).collect()
+        finish_each(tasks, state, first)
     }
 }
 

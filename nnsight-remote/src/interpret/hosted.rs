@@ -11,6 +11,24 @@ use nnsight::inspect::{Forward, SiteValue};
 
 use super::value::Value;
 
+/// A rank-generic float layer of burn (`forward::<D>` for every rank) whose input's last dimension
+/// must be `$width`, made callable at `$path`.
+macro_rules! rank_generic_layer {
+    ($self:ident, $path:ident, $module:ident, $width:expr) => {{
+        let width = $width;
+        $self.with($path, move |mut args| {
+            let x = last_dim(one(&mut args)?, width)?;
+            rank_generic(
+                x,
+                |x| $module.forward(x),
+                |x| $module.forward(x),
+                |x| $module.forward(x),
+                |x| $module.forward(x),
+            )
+        })
+    }};
+}
+
 /// One callable module: its arguments to its output.
 type Call<'m, B> = Box<dyn Fn(Vec<Value<B>>) -> Result<Value<B>, String> + 'm>;
 
@@ -58,47 +76,17 @@ impl<'m, B: Backend> Hosted<'m, B> {
 
     /// burn's `LayerNorm`, on a float tensor of any rank.
     pub fn layer_norm(self, path: &str, module: &'m LayerNorm<B>) -> Self {
-        let width = module.gamma.dims()[0];
-        self.with(path, move |mut args| {
-            let x = last_dim(one(&mut args)?, width)?;
-            rank_generic(
-                x,
-                |x| module.forward(x),
-                |x| module.forward(x),
-                |x| module.forward(x),
-                |x| module.forward(x),
-            )
-        })
+        rank_generic_layer!(self, path, module, module.gamma.dims()[0])
     }
 
     /// burn's `RmsNorm`, on a float tensor of any rank.
     pub fn rms_norm(self, path: &str, module: &'m RmsNorm<B>) -> Self {
-        let width = module.gamma.dims()[0];
-        self.with(path, move |mut args| {
-            let x = last_dim(one(&mut args)?, width)?;
-            rank_generic(
-                x,
-                |x| module.forward(x),
-                |x| module.forward(x),
-                |x| module.forward(x),
-                |x| module.forward(x),
-            )
-        })
+        rank_generic_layer!(self, path, module, module.gamma.dims()[0])
     }
 
     /// burn's `Linear`, on a float tensor of any rank.
     pub fn linear(self, path: &str, module: &'m Linear<B>) -> Self {
-        let width = module.weight.dims()[0];
-        self.with(path, move |mut args| {
-            let x = last_dim(one(&mut args)?, width)?;
-            rank_generic(
-                x,
-                |x| module.forward(x),
-                |x| module.forward(x),
-                |x| module.forward(x),
-                |x| module.forward(x),
-            )
-        })
+        rank_generic_layer!(self, path, module, module.weight.dims()[0])
     }
 
     fn with(mut self, path: &str, call: impl Fn(Vec<Value<B>>) -> Result<Value<B>, String> + 'm) -> Self {
