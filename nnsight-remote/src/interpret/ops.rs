@@ -11,95 +11,68 @@ use crate::ir::{BinaryFn, CompareFn, DType, ReduceFn, SliceRange, TopKPart, Unar
 /// What is wrong with an operation's operands.
 pub(crate) type OpResult<T> = std::result::Result<T, String>;
 
+/// The arms of a map of one value: each `$in` variant's tensor bound as `$x`, `$body` wrapped in
+/// `$out`; any other variant is an error naming what the operation takes.
+macro_rules! map_arms {
+    ($value:expr, $what:expr, $takes:literal, $x:ident => $body:expr, [$($in:ident => $out:ident),*]) => {
+        match $value {
+            $(Value::$in($x) => Ok(Value::$out($body)),)*
+            other => Err(format!("{} takes {}, not {}", $what, $takes, other.describe())),
+        }
+    };
+}
+
+/// The arms of a map of two values of the same variant `$in` (bound as `$a`, `$b`).
+macro_rules! pair_arms {
+    ($lhs:expr, $rhs:expr, $what:expr, ($a:ident, $b:ident) => $body:expr, [$($in:ident => $out:ident),*]) => {
+        match ($lhs, $rhs) {
+            $((Value::$in($a), Value::$in($b)) => Ok(Value::$out($body)),)*
+            (a, b) => Err(format!(
+                "{} takes two float or two integer tensors of one rank, not {} and {}",
+                $what,
+                a.describe(),
+                b.describe()
+            )),
+        }
+    };
+}
+
 /// Maps the float variants with `$body` (binding the tensor as `$x`); other kinds are an error.
 macro_rules! float_map {
     ($value:expr, $what:expr, $x:ident => $body:expr) => {
-        match $value {
-            Value::F1($x) => Ok(Value::F1($body)),
-            Value::F2($x) => Ok(Value::F2($body)),
-            Value::F3($x) => Ok(Value::F3($body)),
-            Value::F4($x) => Ok(Value::F4($body)),
-            other => Err(format!("{} takes a float tensor, not {}", $what, other.describe())),
-        }
+        map_arms!($value, $what, "a float tensor", $x => $body, [F1 => F1, F2 => F2, F3 => F3, F4 => F4])
     };
 }
 
 /// Maps the float and integer variants with `$body`; booleans are an error.
 macro_rules! numeric_map {
     ($value:expr, $what:expr, $x:ident => $body:expr) => {
-        match $value {
-            Value::F1($x) => Ok(Value::F1($body)),
-            Value::F2($x) => Ok(Value::F2($body)),
-            Value::F3($x) => Ok(Value::F3($body)),
-            Value::F4($x) => Ok(Value::F4($body)),
-            Value::I1($x) => Ok(Value::I1($body)),
-            Value::I2($x) => Ok(Value::I2($body)),
-            Value::I3($x) => Ok(Value::I3($body)),
-            Value::I4($x) => Ok(Value::I4($body)),
-            other => Err(format!("{} takes a float or integer tensor, not {}", $what, other.describe())),
-        }
+        map_arms!($value, $what, "a float or integer tensor", $x => $body,
+            [F1 => F1, F2 => F2, F3 => F3, F4 => F4, I1 => I1, I2 => I2, I3 => I3, I4 => I4])
     };
 }
 
-/// Pairs two float or two integer values of the same rank, binding `$a`, `$b`; the result has
-/// their variant.
+/// As `numeric_map`, the result a boolean tensor of the same rank (comparisons).
+macro_rules! compare_map {
+    ($value:expr, $what:expr, $x:ident => $body:expr) => {
+        map_arms!($value, $what, "a float or integer tensor", $x => $body,
+            [F1 => B1, F2 => B2, F3 => B3, F4 => B4, I1 => B1, I2 => B2, I3 => B3, I4 => B4])
+    };
+}
+
+/// Pairs two float or two integer values of the same rank; the result has their variant.
 macro_rules! numeric_pair {
     ($lhs:expr, $rhs:expr, $what:expr, ($a:ident, $b:ident) => $body:expr) => {
-        match ($lhs, $rhs) {
-            (Value::F1($a), Value::F1($b)) => Ok(Value::F1($body)),
-            (Value::F2($a), Value::F2($b)) => Ok(Value::F2($body)),
-            (Value::F3($a), Value::F3($b)) => Ok(Value::F3($body)),
-            (Value::F4($a), Value::F4($b)) => Ok(Value::F4($body)),
-            (Value::I1($a), Value::I1($b)) => Ok(Value::I1($body)),
-            (Value::I2($a), Value::I2($b)) => Ok(Value::I2($body)),
-            (Value::I3($a), Value::I3($b)) => Ok(Value::I3($body)),
-            (Value::I4($a), Value::I4($b)) => Ok(Value::I4($body)),
-            (a, b) => Err(format!(
-                "{} takes two float or two integer tensors of one rank, not {} and {}",
-                $what,
-                a.describe(),
-                b.describe()
-            )),
-        }
+        pair_arms!($lhs, $rhs, $what, ($a, $b) => $body,
+            [F1 => F1, F2 => F2, F3 => F3, F4 => F4, I1 => I1, I2 => I2, I3 => I3, I4 => I4])
     };
 }
 
 /// As `numeric_pair`, the result a boolean tensor of the same rank (comparisons).
 macro_rules! compare_pair {
     ($lhs:expr, $rhs:expr, $what:expr, ($a:ident, $b:ident) => $body:expr) => {
-        match ($lhs, $rhs) {
-            (Value::F1($a), Value::F1($b)) => Ok(Value::B1($body)),
-            (Value::F2($a), Value::F2($b)) => Ok(Value::B2($body)),
-            (Value::F3($a), Value::F3($b)) => Ok(Value::B3($body)),
-            (Value::F4($a), Value::F4($b)) => Ok(Value::B4($body)),
-            (Value::I1($a), Value::I1($b)) => Ok(Value::B1($body)),
-            (Value::I2($a), Value::I2($b)) => Ok(Value::B2($body)),
-            (Value::I3($a), Value::I3($b)) => Ok(Value::B3($body)),
-            (Value::I4($a), Value::I4($b)) => Ok(Value::B4($body)),
-            (a, b) => Err(format!(
-                "{} takes two float or two integer tensors of one rank, not {} and {}",
-                $what,
-                a.describe(),
-                b.describe()
-            )),
-        }
-    };
-}
-
-/// As `numeric_map`, the result a boolean tensor of the same rank.
-macro_rules! compare_map {
-    ($value:expr, $what:expr, $x:ident => $body:expr) => {
-        match $value {
-            Value::F1($x) => Ok(Value::B1($body)),
-            Value::F2($x) => Ok(Value::B2($body)),
-            Value::F3($x) => Ok(Value::B3($body)),
-            Value::F4($x) => Ok(Value::B4($body)),
-            Value::I1($x) => Ok(Value::B1($body)),
-            Value::I2($x) => Ok(Value::B2($body)),
-            Value::I3($x) => Ok(Value::B3($body)),
-            Value::I4($x) => Ok(Value::B4($body)),
-            other => Err(format!("{} takes a float or integer tensor, not {}", $what, other.describe())),
-        }
+        pair_arms!($lhs, $rhs, $what, ($a, $b) => $body,
+            [F1 => B1, F2 => B2, F3 => B3, F4 => B4, I1 => B1, I2 => B2, I3 => B3, I4 => B4])
     };
 }
 

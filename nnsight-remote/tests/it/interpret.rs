@@ -255,6 +255,24 @@ fn a_standing_edit_equals_the_compiled_one() {
     assert_saved(&outcome, "logits", &logits);
 }
 
+/// Block 0's output cut to 3 features, then called through each of `modules`.
+fn narrow_calls(modules: &[&str]) -> Nodes {
+    let mut n = Nodes::default();
+    let h = n.push(Op::Read { site: output("transformer.h.0") });
+    let narrow = n.push(Op::Slice {
+        x: h,
+        ranges: vec![
+            SliceRange { start: 0, end: None },
+            SliceRange { start: 0, end: None },
+            SliceRange { start: 0, end: Some(3) },
+        ],
+    });
+    for module in modules {
+        n.push(Op::Call { module: (*module).into(), args: vec![narrow] });
+    }
+    n
+}
+
 #[test]
 fn a_logit_lens_through_hosted_modules_equals_the_compiled_one() {
     let lm = tiny_gpt2();
@@ -283,33 +301,12 @@ fn a_logit_lens_through_hosted_modules_equals_the_compiled_one() {
     assert_saved(&outcome, "lens_top5", &probs.topk_with_indices(5, 2).1);
 
     // A hosted module given a value it cannot take is an error naming it.
-    let mut n = Nodes::default();
-    let h = n.push(Op::Read { site: output("transformer.h.0") });
-    let narrow = n.push(Op::Slice {
-        x: h,
-        ranges: vec![
-            SliceRange { start: 0, end: None },
-            SliceRange { start: 0, end: None },
-            SliceRange { start: 0, end: Some(3) },
-        ],
-    });
-    n.push(Op::Call { module: "lm_head".into(), args: vec![narrow] });
-    n.push(Op::Call { module: "transformer.ln_f".into(), args: vec![narrow] });
+    let n = narrow_calls(&["lm_head", "transformer.ln_f"]);
     let error =
         interpret::run_hosted(model, &one_trace(vec![invoke(&CLEAN, n)]), &BTreeMap::new(), inputs, &hosted)
             .unwrap_err();
     assert!(error.to_string().contains("node 2: `call`: `lm_head` cannot take"), "{error}");
-    let mut n = Nodes::default();
-    let h = n.push(Op::Read { site: output("transformer.h.0") });
-    let narrow = n.push(Op::Slice {
-        x: h,
-        ranges: vec![
-            SliceRange { start: 0, end: None },
-            SliceRange { start: 0, end: None },
-            SliceRange { start: 0, end: Some(3) },
-        ],
-    });
-    n.push(Op::Call { module: "transformer.ln_f".into(), args: vec![narrow] });
+    let n = narrow_calls(&["transformer.ln_f"]);
     let error =
         interpret::run_hosted(model, &one_trace(vec![invoke(&CLEAN, n)]), &BTreeMap::new(), inputs, &hosted)
             .unwrap_err();
