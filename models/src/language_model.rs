@@ -214,6 +214,8 @@ impl<B: Backend, M: CausalLm<B>> LanguageModel<B, M> {
 
     /// A trace of the model on `prompts`; run it with [`LmTracer::run`] (or use `trace!`).
     pub fn trace(&self, prompts: impl Into<Prompts>) -> LmTracer<'_, B, M> {
+        let prompts = prompts.into();
+        prompts.observe();
         LmTracer {
             tracer: self.batch(prompts).map(|b| self.model.trace((b.input_ids, b.attention_mask))),
             _backend: PhantomData,
@@ -303,6 +305,8 @@ impl<'m, B: Backend, M: CausalLm<B>> EditedLm<'m, B, M> {
 
     /// A trace on `prompts`, the edits applied first (see [`LanguageModel::trace`]).
     pub fn trace(&self, prompts: impl Into<Prompts>) -> LmTracer<'m, B, M> {
+        let prompts = prompts.into();
+        prompts.observe();
         let edited = &self.edited;
         LmTracer {
             tracer: self.lm.batch(prompts).map(|b| edited.trace((b.input_ids, b.attention_mask))),

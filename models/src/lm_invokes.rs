@@ -103,7 +103,9 @@ impl<'m, B: Backend, M: CausalLm<B>, G> LmInvokes<'m, B, M, G> {
         G: Push<One<C>>,
         C: for<'e, 't> AsyncFnOnce(&'e M::Envoy<'t>) -> Result<R>,
     {
-        LmInvokes { inner: self.inner.invoke_input(Some(prompts.into()), body), _backend: PhantomData }
+        let prompts = prompts.into();
+        prompts.observe();
+        LmInvokes { inner: self.inner.invoke_input(Some(prompts), body), _backend: PhantomData }
     }
 
     /// Adds an invoke without prompt: its body sees the whole batch.
@@ -112,6 +114,7 @@ impl<'m, B: Backend, M: CausalLm<B>, G> LmInvokes<'m, B, M, G> {
         G: Push<One<C>>,
         C: for<'e, 't> AsyncFnOnce(&'e M::Envoy<'t>) -> Result<R>,
     {
+        nnsight::observe::input(nnsight::observe::ObservedInput::None);
         LmInvokes { inner: self.inner.invoke_input(None, body), _backend: PhantomData }
     }
 
@@ -126,7 +129,11 @@ impl<'m, B: Backend, M: CausalLm<B>, G> LmInvokes<'m, B, M, G> {
         G: Push<Many<C>>,
         C: for<'e, 't> AsyncFnOnce(&'e M::Envoy<'t>) -> Result<R>,
     {
-        let invokes = invokes.into_iter().map(|(prompts, body)| (Some(prompts.into()), body));
+        let invokes = invokes.into_iter().map(|(prompts, body)| {
+            let prompts = prompts.into();
+            prompts.observe();
+            (Some(prompts), body)
+        });
         LmInvokes { inner: self.inner.invoke_inputs(invokes), _backend: PhantomData }
     }
 

@@ -16,6 +16,19 @@ pub enum Prompts {
     Ids(Vec<Vec<u32>>),
 }
 
+impl Prompts {
+    /// Reports these prompts, as one invoke's input, to the trace observer installed on this
+    /// thread (a recorder of the IR), if any.
+    pub(crate) fn observe(&self) {
+        use nnsight::observe::{ObservedInput, input};
+        match self {
+            Prompts::Text(texts) if texts.len() == 1 => input(ObservedInput::Text(&texts[0])),
+            Prompts::Ids(ids) if ids.len() == 1 => input(ObservedInput::Tokens(&ids[0])),
+            _ => input(ObservedInput::Other("several prompts in one invoke")),
+        }
+    }
+}
+
 impl From<&str> for Prompts {
     fn from(prompt: &str) -> Self {
         Prompts::Text(vec![prompt.to_owned()])

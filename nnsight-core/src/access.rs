@@ -18,6 +18,8 @@ use crate::value::{Args, SiteValue};
 pub trait Lens<V> {
     /// What the access sees.
     type Target: SiteValue;
+    /// Which argument the access sees (`None`: the whole value), for observers.
+    const ELEMENT: Option<usize>;
     /// The part of `value` the access sees.
     fn focus(value: &mut V) -> &mut Self::Target;
 }
@@ -28,6 +30,7 @@ pub struct Whole;
 
 impl<V: SiteValue> Lens<V> for Whole {
     type Target = V;
+    const ELEMENT: Option<usize> = None;
     fn focus(value: &mut V) -> &mut V {
         value
     }
@@ -39,6 +42,7 @@ pub struct First;
 
 impl<V: Args> Lens<V> for First {
     type Target = V::First;
+    const ELEMENT: Option<usize> = Some(0);
     fn focus(value: &mut V) -> &mut V::First {
         value.first_mut()
     }
@@ -52,6 +56,8 @@ impl<V: Args> Lens<V> for First {
 pub struct Site<'t, V, L = Whole> {
     state: &'t TraceState,
     key: Key,
+    /// Where the body asked for the site (for a recorder's diagnostics).
+    at: &'static std::panic::Location<'static>,
     _value: PhantomData<fn() -> (V, L)>,
 }
 
@@ -62,8 +68,10 @@ impl<V, L> std::fmt::Debug for Site<'_, V, L> {
 }
 
 impl<'t, V: SiteValue, L: Lens<V>> Site<'t, V, L> {
+    #[track_caller]
     pub(crate) fn new(state: &'t TraceState, node: NodeId, kind: Kind) -> Self {
-        Site { state, key: Key { node, kind, occurrence: 0 }, _value: PhantomData }
+        let at = std::panic::Location::caller();
+        Site { state, key: Key { node, kind, occurrence: 0 }, at, _value: PhantomData }
     }
 
     /// The same site at another occurrence: the `n`-th call of the module (0 is the first).
@@ -143,19 +151,34 @@ impl<'t, V: SiteValue, L: Lens<V>> Site<'t, V, L> {
                 };
                 let target = L::focus(value);
                 let state = self.state;
+                let observe = |part: &mut L::Target| {
+                    if let Some(observer) = &state.observer {
+                        observer.read(&state.observed(self.key, L::ELEMENT), part, self.at);
+                    }
+                };
                 let refuse = |problem: String| state.not_batched(self.key, state.current_body(), problem);
                 Poll::Ready(match state.view(state.current_rows(), self.key.node) {
-                    View::Whole => op(target),
+                    View::Whole => {
+                        observe(target);
+                        op(target)
+                    }
                     View::Shared if writes => Err(refuse(SHARED_WRITE.to_owned())),
-                    View::Shared => op(target),
-                    View::Rows(rows) => match target.narrow_rows(rows) {
+                    View::Shared => {
+                        observe(target);
+                        op(target)
+                    }
+                    View::Rows(rows) => match state.engine_work(|| target.narrow_rows(rows)) {
                         Err(problem) => Err(refuse(problem)),
-                        Ok(mut part) => match op(&mut part) {
-                            Ok(result) if writes => {
-                                target.splice_rows(rows, part).map(|()| result).map_err(refuse)
+                        Ok(mut part) => {
+                            observe(&mut part);
+                            match op(&mut part) {
+                                Ok(result) if writes => state
+                                    .engine_work(|| target.splice_rows(rows, part))
+                                    .map(|()| result)
+                                    .map_err(refuse),
+                                result => result,
                             }
-                            result => result,
-                        },
+                        }
                     },
                 })
             }
@@ -175,6 +198,9 @@ impl<'t, V: SiteValue, L: Lens<V>> Site<'t, V, L> {
                 None => expected,
             })
         })?;
+        if let Some(observer) = &self.state.observer {
+            observer.wrote(&self.state.observed(self.key, L::ELEMENT), &value, self.at);
+        }
         *slot = value;
         self.state.raise(WRITTEN);
         Ok(())

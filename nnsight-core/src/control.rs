@@ -19,11 +19,17 @@ use crate::value::SiteValue;
 pub trait SkipValue {
     /// The value, boxed, and its type's name.
     fn boxed(self) -> (Box<dyn std::any::Any>, &'static str);
+    /// The value, untyped (for observers).
+    fn erased(&self) -> &dyn ErasedValue;
 }
 
 impl<T: SiteValue> SkipValue for T {
     fn boxed(self) -> (Box<dyn std::any::Any>, &'static str) {
         (Box::new(self), type_name::<T>())
+    }
+
+    fn erased(&self) -> &dyn ErasedValue {
+        self
     }
 }
 
@@ -35,6 +41,10 @@ impl SkipValue for Erased {
     fn boxed(self) -> (Box<dyn std::any::Any>, &'static str) {
         let name = self.0.as_ref().type_name();
         (self.0, name)
+    }
+
+    fn erased(&self) -> &dyn ErasedValue {
+        self.0.as_ref()
     }
 }
 
@@ -90,6 +100,9 @@ impl<T: SkipValue> Future for Skip<'_, T> {
                     }));
                 }
                 let Some(value) = this.value.take() else { return Poll::Ready(Ok(())) };
+                if let Some(observer) = &this.state.observer {
+                    observer.skipped(&this.state.observed(this.key, None), Some(value.erased()));
+                }
                 let (value, type_name) = value.boxed();
                 *this.state.skip.borrow_mut() = Some(Skipped { key: this.key, value, type_name });
                 this.state.raise(SKIPPING);
@@ -103,6 +116,9 @@ impl<T: SkipValue> Future for Skip<'_, T> {
 /// [`ModuleEnvoy::stop`](crate::ModuleEnvoy::stop)).
 pub(crate) fn stop(state: &TraceState) -> Result<()> {
     if cfg!(panic = "unwind") {
+        if let Some(observer) = &state.observer {
+            observer.stopped();
+        }
         state.raise(STOPPING);
         Ok(())
     } else {

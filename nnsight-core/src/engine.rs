@@ -22,7 +22,7 @@ use crate::erased::ErasedValue;
 use crate::error::{Error, Result};
 use crate::inspectable::Inspectable;
 use crate::state::{
-    CACHING, ENDED, HALTED, Key, Kind, SKIPPING, STANDING, STOPPING, Serving, TraceState, WRITTEN,
+    CACHING, ENDED, HALTED, Key, Kind, OBSERVING, SKIPPING, STANDING, STOPPING, Serving, TraceState, WRITTEN,
 };
 use crate::tree::{NodeId, NodeKind, address_of};
 use crate::value::{Batching, SiteValue};
@@ -224,7 +224,7 @@ impl<'s, 'b> Engine<'s, 'b> {
 
     /// Whether anything is left for the forward pass to serve (a body, a cache, a standing edit).
     fn attended(&self) -> bool {
-        (self.live.get() > 0 || self.state.has(CACHING | STANDING)) && !self.halted()
+        (self.live.get() > 0 || self.state.has(CACHING | STANDING | OBSERVING)) && !self.halted()
     }
 
     /// Polls every body up to its first access; `false` when none is left waiting.
@@ -444,8 +444,13 @@ impl<'s, 'b> Engine<'s, 'b> {
         if self.state.awaited(key) {
             self.serve(key, &mut value, type_name::<T>());
         }
-        if self.state.has(CACHING | STOPPING) {
-            self.record(key, &value);
+        if self.state.has(CACHING | STOPPING | OBSERVING) {
+            if let Some(observer) = self.state.observer.as_ref().filter(|_| self.state.has(OBSERVING)) {
+                observer.fired(&self.state.observed(key, None), &value);
+            }
+            if self.state.has(CACHING | STOPPING) {
+                self.record(key, &value);
+            }
             if self.state.has(STOPPING) {
                 std::panic::resume_unwind(Box::new(Stopped));
             }
@@ -484,7 +489,15 @@ impl<'s, 'b> Engine<'s, 'b> {
         self.state.invoke.set(invoke);
         let step = {
             let _outside = Suspension::new();
-            body.poll_body(&mut Context::from_waker(Waker::noop()))
+            match &self.state.observer {
+                None => body.poll_body(&mut Context::from_waker(Waker::noop())),
+                Some(observer) => {
+                    observer.polling(Some(invoke));
+                    let step = body.poll_body(&mut Context::from_waker(Waker::noop()));
+                    observer.polling(None);
+                    step
+                }
+            }
         };
         match step {
             Step::Waiting => {}

@@ -44,6 +44,7 @@ impl<'t, M: ?Sized> ModuleEnvoy<'t, M> {
     }
 
     /// The value the module returns. Await it to read; `replace` / `edit` to change it.
+    #[track_caller]
     pub fn output(&self) -> Site<'t, M::Output>
     where
         M: Signature,
@@ -52,6 +53,7 @@ impl<'t, M: ?Sized> ModuleEnvoy<'t, M> {
     }
 
     /// All the (owned) arguments of the call, as a tuple.
+    #[track_caller]
     pub fn inputs(&self) -> Site<'t, M::Inputs>
     where
         M: Signature,
@@ -60,6 +62,7 @@ impl<'t, M: ?Sized> ModuleEnvoy<'t, M> {
     }
 
     /// The first argument of the call.
+    #[track_caller]
     pub fn input(&self) -> Site<'t, M::Inputs, First>
     where
         M: Signature,
@@ -104,6 +107,9 @@ impl<'t, M: ?Sized> ModuleEnvoy<'t, M> {
     /// # Errors
     /// [`Error::NotCached`](crate::Error::NotCached) when `options` names a path no module has.
     pub fn cache(&self, options: CacheOptions) -> Result<Cache> {
+        if let Some(observer) = &self.state.observer {
+            observer.uses("a cache (`cache`)");
+        }
         cache::start(self.state, options)
     }
 
@@ -192,16 +198,19 @@ impl<'t> DynEnvoy<'t> {
     }
 
     /// The value the module returns, of type `T` (e.g. `Tensor<B, 3>`).
+    #[track_caller]
     pub fn output<T: SiteValue>(&self) -> Site<'t, T> {
         Site::new(self.state, self.node, Kind::Output)
     }
 
     /// The argument of a one-argument call, of type `T`.
+    #[track_caller]
     pub fn input<T: SiteValue>(&self) -> Site<'t, (T,), First> {
         Site::new(self.state, self.node, Kind::Input)
     }
 
     /// All the arguments of the call, as the tuple `T`.
+    #[track_caller]
     pub fn inputs<T: Args>(&self) -> Site<'t, T> {
         Site::new(self.state, self.node, Kind::Input)
     }

@@ -224,6 +224,17 @@ pub(crate) fn drive<'m, M: Inspectable + Forward, G: Groups<M>>(
     Ok(output)
 }
 
+/// Tells the trace's observer that the trace is over, however it ends.
+struct Ended<'s>(&'s TraceState);
+
+impl Drop for Ended<'_> {
+    fn drop(&mut self) {
+        if let Some(observer) = &self.0.observer {
+            observer.trace_ended();
+        }
+    }
+}
+
 /// Runs `run` (which drives the forward pass or passes) with the bodies interleaved; returns the
 /// bodies' results and `run`'s.
 fn drive_with<'m, M: Inspectable, G: Groups<M>, T>(
@@ -237,6 +248,10 @@ fn drive_with<'m, M: Inspectable, G: Groups<M>, T>(
     all_rows.extend(rows);
     debug_assert_eq!(all_rows.len(), edits.len() + groups.count());
     let state = TraceState::new(Tree::of(model), all_rows, edits.len());
+    if let Some(observer) = &state.observer {
+        observer.trace_started(edits.len(), groups.count());
+    }
+    let _ended = Ended(&state);
     let envoy = M::envoy(&state, NodeId::ROOT);
     let edit_refs: Vec<&dyn EditBody<M>> = edits.iter().map(|e| &**e as &dyn EditBody<M>).collect();
     let mut run = Some(run);

@@ -20,6 +20,7 @@ mod hook_point;
 mod inspectable;
 mod invokes;
 mod leaves;
+pub mod observe;
 mod shared;
 mod skipped;
 mod standing;

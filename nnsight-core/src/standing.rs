@@ -100,6 +100,9 @@ impl<V: SiteValue, L: Lens<V> + 'static> Site<'_, V, L> {
 
 /// Registers a standing edit of `key`'s site at `visits`.
 pub(crate) fn register(state: &TraceState, key: Key, visits: Range<u32>, apply: Apply) {
+    if let Some(observer) = &state.observer {
+        observer.uses("a standing edit (`steps`)");
+    }
     state.standing.borrow_mut().push(Standing { node: key.node, kind: key.kind, visits, apply });
     state.raise(STANDING);
 }

@@ -40,6 +40,8 @@ pub(crate) const ENDED: u8 = 32;
 /// A body has written a site in this trace: values that only the model made so far (token ids)
 /// may now come from a body, and the checks of module inputs run.
 pub(crate) const WRITTEN: u8 = 64;
+/// An observer watches the trace (a recorder, a scan): every site visit is reported to it.
+pub(crate) const OBSERVING: u8 = 128;
 
 /// What an access finds when its future is polled.
 pub(crate) enum Access {
@@ -92,6 +94,8 @@ pub struct TraceState {
     pub(crate) caches: RefCell<Vec<Rc<CacheStore>>>,
     /// Edits applied at every visit of a site (or a range of visits).
     pub(crate) standing: RefCell<Vec<crate::standing::Standing>>,
+    /// The observer installed when the trace started (a recorder), if any.
+    pub(crate) observer: Option<Rc<dyn crate::observe::Observer>>,
 }
 
 impl fmt::Debug for TraceState {
@@ -101,6 +105,14 @@ impl fmt::Debug for TraceState {
 }
 
 impl TraceState {
+    /// Raises [`OBSERVING`] when an observer watches.
+    fn observed_flag(self) -> Self {
+        if self.observer.is_some() {
+            self.raise(OBSERVING);
+        }
+        self
+    }
+
     /// The state of a trace whose bodies see `rows` (one entry per body, edits first).
     pub(crate) fn new(tree: Tree, rows: Vec<Option<Rows>>, edits: usize) -> TraceState {
         TraceState {
@@ -117,7 +129,9 @@ impl TraceState {
             failure: RefCell::new(None),
             caches: RefCell::new(Vec::new()),
             standing: RefCell::new(Vec::new()),
+            observer: crate::observe::current(),
         }
+        .observed_flag()
     }
 
     /// The rows the body being polled sees (`None`: the whole batch).

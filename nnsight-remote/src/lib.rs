@@ -34,6 +34,7 @@ mod diagnostic;
 pub mod interpret;
 pub mod intervention;
 pub mod ir;
+pub mod record;
 pub mod schema;
 pub mod tensors;
 mod version;

@@ -65,10 +65,27 @@ pub fn read<B: Backend>(bytes: &[u8], device: &B::Device) -> Result<BTreeMap<Str
 /// # Errors
 /// [`Code::BadTensors`] for a value of an element type safetensors has no name for.
 pub fn write<B: Backend>(values: &BTreeMap<String, Value<B>>) -> Result<Vec<u8>, Diagnostic> {
-    let bad = |message: String| Diagnostic::program(Code::BadTensors, message);
-    let mut parts = Vec::with_capacity(values.len());
-    for (name, value) in values {
+    let parts = values.iter().map(|(name, value)| {
         let (shape, dtype, bytes) = value.to_bytes();
+        (name.as_str(), shape, dtype, bytes)
+    });
+    write_parts(parts.collect())
+}
+
+/// Tensors' data (a recording's constants) as a safetensors file, as [`write`].
+///
+/// # Errors
+/// As [`write`].
+pub fn write_data(values: &BTreeMap<String, TensorData>) -> Result<Vec<u8>, Diagnostic> {
+    let parts = values.iter().map(|(name, data)| (name.as_str(), data.shape.to_vec(), data.dtype, data.as_bytes().to_vec()));
+    write_parts(parts.collect())
+}
+
+/// `(name, shape, element type, bytes)`s as a safetensors file.
+fn write_parts(parts: Vec<(&str, Vec<usize>, BurnDType, Vec<u8>)>) -> Result<Vec<u8>, Diagnostic> {
+    let bad = |message: String| Diagnostic::program(Code::BadTensors, message);
+    let mut named = Vec::with_capacity(parts.len());
+    for (name, shape, dtype, bytes) in parts {
         let dtype = match dtype {
             BurnDType::F32 => Dtype::F32,
             BurnDType::F64 => Dtype::F64,
@@ -77,16 +94,14 @@ pub fn write<B: Backend>(values: &BTreeMap<String, Value<B>>) -> Result<Vec<u8>,
             BurnDType::I64 => Dtype::I64,
             BurnDType::I32 => Dtype::I32,
             BurnDType::Bool(BoolStore::Native | BoolStore::U8) => Dtype::BOOL,
-            other => return Err(bad(format!("`{name}` is {other:?}, which a results file does not hold"))),
+            other => return Err(bad(format!("`{name}` is {other:?}, which a tensors file does not hold"))),
         };
-        parts.push((name.clone(), shape, dtype, bytes));
+        named.push((name, shape, dtype, bytes));
     }
-    let views = parts
+    let views = named
         .iter()
-        .map(|(name, shape, dtype, bytes)| {
-            TensorView::new(*dtype, shape.clone(), bytes).map(|view| (name.as_str(), view))
-        })
+        .map(|(name, shape, dtype, bytes)| TensorView::new(*dtype, shape.clone(), bytes).map(|view| (*name, view)))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad(format!("a value does not fit its shape: {e}")))?;
-    safetensors::serialize(views, None).map_err(|e| bad(format!("cannot write the results: {e}")))
+    safetensors::serialize(views, None).map_err(|e| bad(format!("cannot write the tensors: {e}")))
 }

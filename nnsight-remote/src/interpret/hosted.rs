@@ -35,11 +35,13 @@ type Call<'m, B> = Box<dyn Fn(Vec<Value<B>>) -> Result<Value<B>, String> + 'm>;
 /// The modules programs may call, by path.
 pub struct Hosted<'m, B: Backend> {
     calls: Vec<(String, Call<'m, B>)>,
+    /// The parameters programs may read ([`Op::Param`](crate::ir::Op::Param)), by path.
+    params: std::collections::BTreeMap<String, Value<B>>,
 }
 
 impl<B: Backend> Default for Hosted<'_, B> {
     fn default() -> Self {
-        Hosted { calls: Vec::new() }
+        Hosted { calls: Vec::new(), params: Default::default() }
     }
 }
 
@@ -47,6 +49,26 @@ impl<'m, B: Backend> Hosted<'m, B> {
     /// No module is callable.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Every parameter of `module` readable by programs, by its path (`lm_head.weight`, the
+    /// names [`parameters`](crate::record::parameters) gives): a recorded body that uses a weight
+    /// (a logit lens through the final norm and the head) reads it this way.
+    pub fn parameters<M: burn::module::Module<B>>(mut self, module: &M) -> Self {
+        for (path, value) in crate::record::parameters(module) {
+            self.params.insert(path, value);
+        }
+        self
+    }
+
+    /// The parameter at `path`, if the host offers it.
+    pub fn param(&self, path: &str) -> Option<Value<B>> {
+        self.params.get(path).cloned()
+    }
+
+    /// How many parameters the host offers.
+    pub fn param_count(&self) -> usize {
+        self.params.len()
     }
 
     /// A module with a one-argument `forward` (an `#[inspect]` impl gives it `Forward`), e.g. a

@@ -197,6 +197,19 @@ pub fn run_on<B: Backend, H: Host>(
                 });
             }
         }
+        let params = trace.invokes.iter().flat_map(|i| &i.nodes).filter_map(|n| match &n.op {
+            Op::Param { path } => Some(path),
+            _ => None,
+        });
+        for path in params {
+            if hosted.param(path).is_none() {
+                return Err(RunError::NotHosted {
+                    trace: t,
+                    module: path.clone(),
+                    callable: format!("{} parameters offered", hosted.param_count()),
+                });
+            }
+        }
     }
     let mut outcome = Outcome { saves: BTreeMap::new(), log: Vec::new() };
     for (t, trace) in program.traces.iter().enumerate() {
@@ -304,6 +317,10 @@ impl<B: Backend> Context<'_, B> {
                 None => return Err(NodeError::Op(format!("no earlier trace saved `{name}`"))),
             },
             Op::Shared { invoke, node } => Some(self.get(*invoke as usize, *node)?),
+            Op::Param { path } => match self.hosted.param(path) {
+                Some(v) => Some(v),
+                None => return Err(NodeError::Op(format!("the host offers no parameter `{path}`"))),
+            },
             _ => None,
         })
     }
@@ -503,6 +520,11 @@ fn compute<B: Backend>(
         Op::Cast { x, dtype } => Some(ops::cast(value(*x)?, *dtype)?),
         Op::TopK { x, k, dim, part } => Some(ops::top_k(value(*x)?, *k, *dim, *part)?),
         Op::FullLike { x, value: fill } => Some(ops::full_like(&value(*x)?, fill.0)?),
+        Op::Linear { x, weight, bias } => {
+            let bias = bias.map(value).transpose()?;
+            Some(ops::linear(value(*x)?, value(*weight)?, bias)?)
+        }
+        Op::Expand { x, shape } => Some(ops::expand(value(*x)?, shape)?),
         _ => None,
     })
 }

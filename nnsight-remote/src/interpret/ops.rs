@@ -622,3 +622,53 @@ pub(crate) fn full_like<B: Backend>(x: &Value<B>, value: f64) -> OpResult<Value<
         x => numeric_map!(x.clone(), "`full_like`", t => t.full_like(value)),
     }
 }
+
+/// burn's `linear`: `x.matmul(weight) + bias`, `weight` of shape `[d_in, d_out]`.
+pub(crate) fn linear<B: Backend>(x: Value<B>, weight: Value<B>, bias: Option<Value<B>>) -> OpResult<Value<B>> {
+    let Value::F2(weight) = weight else {
+        return Err(format!("`linear` takes a rank-2 float weight, not {}", weight.describe()));
+    };
+    let bias = match bias {
+        None => None,
+        Some(Value::F1(b)) => Some(b),
+        Some(other) => return Err(format!("`linear` takes a rank-1 float bias, not {}", other.describe())),
+    };
+    let [d_in, d_out] = weight.dims();
+    if bias.as_ref().is_some_and(|b| b.dims() != [d_out]) {
+        return Err(format!("`linear`: a bias of shape {:?} for a weight [{d_in}, {d_out}]", bias.map(|b| b.dims())));
+    }
+    if x.dims().last() != Some(&d_in) {
+        return Err(format!("`linear`: an input {:?} for a weight [{d_in}, {d_out}]", x.dims()));
+    }
+    use burn::tensor::module::linear as affine;
+    match x {
+        Value::F1(x) => Ok(Value::F1(affine(x, weight, bias))),
+        Value::F2(x) => Ok(Value::F2(affine(x, weight, bias))),
+        Value::F3(x) => Ok(Value::F3(affine(x, weight, bias))),
+        Value::F4(x) => Ok(Value::F4(affine(x, weight, bias))),
+        other => Err(format!("`linear` takes a float input, not {}", other.describe())),
+    }
+}
+
+/// Size-1 dimensions repeated to `shape`, of the same rank.
+pub(crate) fn expand<B: Backend>(x: Value<B>, shape: &[u32]) -> OpResult<Value<B>> {
+    let dims = x.dims();
+    let to: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+    if to.len() != dims.len() || dims.iter().zip(&to).any(|(&d, &t)| d != t && d != 1) {
+        return Err(format!("`expand`: {dims:?} cannot expand to {to:?} (same rank, only size-1 dimensions grow)"));
+    }
+    Ok(match x {
+        Value::F1(t) => Value::F1(t.expand([to[0]])),
+        Value::F2(t) => Value::F2(t.expand([to[0], to[1]])),
+        Value::F3(t) => Value::F3(t.expand([to[0], to[1], to[2]])),
+        Value::F4(t) => Value::F4(t.expand([to[0], to[1], to[2], to[3]])),
+        Value::I1(t) => Value::I1(t.expand([to[0]])),
+        Value::I2(t) => Value::I2(t.expand([to[0], to[1]])),
+        Value::I3(t) => Value::I3(t.expand([to[0], to[1], to[2]])),
+        Value::I4(t) => Value::I4(t.expand([to[0], to[1], to[2], to[3]])),
+        Value::B1(t) => Value::B1(t.expand([to[0]])),
+        Value::B2(t) => Value::B2(t.expand([to[0], to[1]])),
+        Value::B3(t) => Value::B3(t.expand([to[0], to[1], to[2]])),
+        Value::B4(t) => Value::B4(t.expand([to[0], to[1], to[2], to[3]])),
+    })
+}

@@ -67,6 +67,12 @@ pub enum Op {
         /// The save's name.
         name: String,
     },
+    /// A parameter of the hosted model (a weight), by its path in the module tree
+    /// (`lm_head.weight`); which parameters a program may read is the host's decision.
+    Param {
+        /// The parameter's path.
+        path: String,
+    },
     /// A value of an earlier invoke of the same trace.
     Shared {
         /// The invoke, counted from 0.
@@ -166,6 +172,24 @@ pub enum Op {
         x: Ref,
         /// The new shape.
         shape: Vec<i64>,
+    },
+    /// burn's `linear`: `x.matmul(weight) + bias`, with
+    /// `weight` of shape `[d_in, d_out]` (burn's layout) and `bias` of shape `[d_out]`.
+    Linear {
+        /// `[.., d_in]`.
+        x: Ref,
+        /// `[d_in, d_out]`.
+        weight: Ref,
+        /// `[d_out]`, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bias: Option<Ref>,
+    },
+    /// Size-1 dimensions repeated to `shape` (of the same rank), without copying.
+    Expand {
+        /// The operand.
+        x: Ref,
+        /// The new shape.
+        shape: Vec<u32>,
     },
     /// Dimensions reordered: output dimension `i` is input dimension `dims[i]`.
     Permute {
@@ -293,6 +317,9 @@ impl Op {
             Op::Call { .. } => "call",
             Op::Tensor { .. } => "tensor",
             Op::Saved { .. } => "saved",
+            Op::Param { .. } => "param",
+            Op::Linear { .. } => "linear",
+            Op::Expand { .. } => "expand",
             Op::Shared { .. } => "shared",
             Op::Unary { .. } => "unary",
             Op::Binary { .. } => "binary",
@@ -366,7 +393,9 @@ impl Op {
             | Op::Slice { x, .. }
             | Op::Cast { x, .. }
             | Op::TopK { x, .. }
-            | Op::FullLike { x, .. } => vec![*x],
+            | Op::FullLike { x, .. }
+            | Op::Expand { x, .. } => vec![*x],
+            Op::Linear { x, weight, bias } => [Some(*x), Some(*weight), *bias].into_iter().flatten().collect(),
             Op::Binary { lhs, rhs, .. } | Op::Compare { lhs, rhs, .. } | Op::Matmul { lhs, rhs } => {
                 vec![*lhs, *rhs]
             }
@@ -380,6 +409,7 @@ impl Op {
             | Op::Stop
             | Op::Tensor { .. }
             | Op::Saved { .. }
+            | Op::Param { .. }
             | Op::Shared { .. } => Vec::new(),
         }
     }

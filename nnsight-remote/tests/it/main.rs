@@ -9,5 +9,6 @@ mod golden;
 mod interpret;
 mod language_model;
 mod llama;
+mod record;
 mod schema;
 mod tensors;
