@@ -206,6 +206,11 @@ impl<'t, V: SiteValue, L: Lens<V>> Site<'t, V, L> {
         Ok(())
     }
 
+    /// Where the body asked for the site.
+    pub(crate) fn location(&self) -> &'static std::panic::Location<'static> {
+        self.at
+    }
+
     /// The visit this access is for (0 for the first).
     pub fn occurrence(&self) -> u32 {
         self.key.occurrence

@@ -493,6 +493,7 @@ impl<'s, 'b> Engine<'s, 'b> {
                 None => body.poll_body(&mut Context::from_waker(Waker::noop())),
                 Some(observer) => {
                     observer.polling(Some(invoke));
+                    let _watching = crate::observe::Watching::new();
                     let step = body.poll_body(&mut Context::from_waker(Waker::noop()));
                     observer.polling(None);
                     step

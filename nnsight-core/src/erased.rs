@@ -130,6 +130,9 @@ impl<'t> ErasedSite<'t> {
     where
         F: FnMut(&mut dyn ErasedValue, Writer<'_>) -> Result<()> + 'static,
     {
+        if let Some(observer) = &self.state.observer {
+            observer.uses("an untyped standing edit (`ErasedSite::steps`)");
+        }
         crate::standing::register_erased(self.state, self.key, visits, f);
         Ok(())
     }

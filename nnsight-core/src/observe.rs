@@ -6,17 +6,20 @@
 //! scope keeps it for its whole run. With none installed (every trace but a recording's) the
 //! engine pays one thread-local read when a trace starts and one branch per access.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::panic::Location;
 use std::rc::Rc;
 
 use crate::erased::ErasedValue;
+use crate::value::SiteValue;
 use crate::state::{Key, Kind, TraceState};
 use crate::tree::NodeId;
 
 thread_local! {
     /// The observer of the traces started on this thread, if one is installed.
     static OBSERVER: RefCell<Option<Rc<dyn Observer>>> = const { RefCell::new(None) };
+    /// Whether an observed body is being polled: its calls of instrumented modules are reported.
+    static WATCHED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// One visit of a site, as an observer sees it.
@@ -75,9 +78,32 @@ pub trait Observer {
     fn skipped(&self, _site: &ObservedSite, _value: Option<&dyn ErasedValue>) {}
     /// The body being polled stops the forward pass.
     fn stopped(&self) {}
+    /// The body being polled makes standing edit number `index` of the trace: `site`'s value is
+    /// edited at its visits `visits` (made at `at`).
+    fn standing(
+        &self,
+        _index: usize,
+        _site: &ObservedSite,
+        _visits: std::ops::Range<u32>,
+        _at: &'static Location<'static>,
+    ) {
+    }
+    /// Standing edit `index` is applied to `value` (the body's rows of the visit's value); its
+    /// operations until [`standing_applied`](Self::standing_applied) are the edit's.
+    fn standing_applying(&self, _index: usize, _value: &mut dyn ErasedValue) {}
+    /// Standing edit `index` gave `edited`.
+    fn standing_applied(&self, _index: usize, _edited: &dyn ErasedValue) {}
+    /// The next trace generates, with `options` (a language model's generation options).
+    fn generation(&self, _options: &dyn std::any::Any) {}
     /// The body being polled used a feature the observer may not be able to follow (standing
     /// edits, caches, gradients), named by `what`.
     fn uses(&self, _what: &'static str) {}
+    /// The body being polled calls the instrumented module at address `module`, of type
+    /// `type_name` (see [`Tree::modules`](crate::inspect::Tree::modules)), on `args` (a tuple); its own work until
+    /// [`call_ended`](Self::call_ended) is the module's, not the body's. Calls nest.
+    fn call_started(&self, _module: usize, _type_name: &'static str, _args: &mut dyn ErasedValue) {}
+    /// The call reported last by [`call_started`](Self::call_started) returned `output`.
+    fn call_ended(&self, _output: &mut dyn ErasedValue) {}
     /// The engine's own work on a served value starts (`true`: narrowing it to the body's rows,
     /// splicing the rows back) or ends; tensor operations meanwhile are not the body's.
     fn engine_work(&self, _busy: bool) {}
@@ -119,6 +145,46 @@ pub(crate) fn current() -> Option<Rc<dyn Observer>> {
 pub fn input(input: ObservedInput<'_>) {
     if let Some(observer) = current() {
         observer.input(input);
+    }
+}
+
+/// Runs `call(args)`, the `forward` of `module` (an `#[inspect]` impl wraps its `forward` in
+/// it): when an observed body is being polled, the call is reported to the observer (a recorder
+/// keeps it as one call of a hosted module); otherwise one thread-local load and a branch.
+#[inline(always)]
+pub fn module_call<M: ?Sized, A: SiteValue, O: SiteValue>(module: &M, mut args: A, call: impl FnOnce(A) -> O) -> O {
+    if !WATCHED.with(Cell::get) {
+        return call(args);
+    }
+    let Some(observer) = current() else { return call(args) };
+    observer.call_started(crate::tree::address_of(module), std::any::type_name::<M>(), &mut args);
+    let mut output = call(args);
+    observer.call_ended(&mut output);
+    output
+}
+
+/// Marks the thread as polling an observed body for as long as it lives (restores what it found).
+pub(crate) struct Watching {
+    previous: bool,
+}
+
+impl Watching {
+    pub(crate) fn new() -> Self {
+        Watching { previous: WATCHED.with(|w| w.replace(true)) }
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        WATCHED.with(|w| w.set(self.previous));
+    }
+}
+
+/// Reports the options of the generation about to run (the next trace) to the installed
+/// observer; nothing when none is installed.
+pub fn generation(options: &dyn std::any::Any) {
+    if let Some(observer) = current() {
+        observer.generation(options);
     }
 }
 

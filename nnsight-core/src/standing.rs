@@ -66,6 +66,10 @@ impl<V: SiteValue, L: Lens<V> + 'static> Site<'_, V, L> {
         let (state, key) = self.parts();
         let rows = state.current_rows();
         let body = state.current_body();
+        let index = state.standing.borrow().len();
+        if let Some(observer) = &state.observer {
+            observer.standing(index, &state.observed(key, L::ELEMENT), visits.clone(), self.location());
+        }
         let apply = move |value: &mut dyn ErasedValue, state: &TraceState, key: Key| -> Result<()> {
             let Some(value) = value.as_any_mut().downcast_mut::<V>() else {
                 return Err(Error::TypeMismatch {
@@ -82,7 +86,16 @@ impl<V: SiteValue, L: Lens<V> + 'static> Site<'_, V, L> {
                 View::Shared => return Err(refuse(SHARED_WRITE.to_owned())),
                 View::Rows(rows) => target.narrow_rows(rows).map_err(refuse)?,
             };
-            let edited = f(part.clone());
+            let edited = match &state.observer {
+                None => f(part.clone()),
+                Some(observer) => {
+                    let mut arg = part.clone();
+                    observer.standing_applying(index, &mut arg);
+                    let edited = f(arg);
+                    observer.standing_applied(index, &edited);
+                    edited
+                }
+            };
             part.check_replacement(&edited).map_err(|m| {
                 m.into_error(format!("{} (standing edit of {body})", state.describe(key)), |e| e)
             })?;
@@ -100,9 +113,6 @@ impl<V: SiteValue, L: Lens<V> + 'static> Site<'_, V, L> {
 
 /// Registers a standing edit of `key`'s site at `visits`.
 pub(crate) fn register(state: &TraceState, key: Key, visits: Range<u32>, apply: Apply) {
-    if let Some(observer) = &state.observer {
-        observer.uses("a standing edit (`steps`)");
-    }
     state.standing.borrow_mut().push(Standing { node: key.node, kind: key.kind, visits, apply });
     state.raise(STANDING);
 }

@@ -63,6 +63,8 @@ pub(crate) struct Node {
     /// Where the module (or the `Vec` of a list) lives: a call site of another instance of the
     /// same type — a model called by hand inside the traced forward — is not this node's.
     pub(crate) address: usize,
+    /// The module's type (a module and its first field share an address, never a type).
+    pub(crate) type_name: &'static str,
     /// How the values of the module's latest call carry the batch (set at each call, from the
     /// calling `impl` block's declaration or the caller's own).
     pub(crate) batching: Cell<Batching>,
@@ -84,8 +86,22 @@ impl Tree {
         let mut builder = TreeBuilder { nodes: Vec::with_capacity(64), current: 0 };
         builder.nodes.push(Node::new(0, Name::Root, NodeKind::Module));
         builder.nodes[0].address = address_of(model);
+        builder.nodes[0].type_name = std::any::type_name::<M>();
         model.register(&mut builder);
         Tree { nodes: builder.nodes }
+    }
+
+    /// Every module of the tree as `(address, type name, path)` (the root's path is empty): how
+    /// an observer names a module a body calls (see
+    /// [`Observer::call_started`](crate::observe::Observer::call_started)).
+    pub fn modules(&self) -> Vec<(usize, &'static str, String)> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].kind == NodeKind::Module)
+            .map(|i| {
+                let path = if i == 0 { String::new() } else { self.path(NodeId(i as u32)) };
+                (self.nodes[i].address, self.nodes[i].type_name, path)
+            })
+            .collect()
     }
 
     /// The number of nodes.
@@ -189,6 +205,7 @@ impl Node {
             first_child: 0,
             children: 0,
             address: 0,
+            type_name: "",
             batching: Cell::new(Batching::Dim(0)),
             inputs_seen: Cell::new(0),
             outputs_seen: Cell::new(0),
@@ -226,6 +243,7 @@ impl TreeBuilder {
     pub fn module<M: Inspectable + ?Sized>(&mut self, id: u32, name: &'static str, module: &M) {
         self.fill(id, Name::Field(name), NodeKind::Module);
         self.nodes[id as usize].address = address_of(module);
+        self.nodes[id as usize].type_name = std::any::type_name::<M>();
         self.descend(id, module);
     }
 
@@ -249,6 +267,7 @@ impl TreeBuilder {
             let child = first + i as u32;
             self.fill(child, Name::Index(i as u32), NodeKind::Module);
             self.nodes[child as usize].address = address_of(module);
+            self.nodes[child as usize].type_name = std::any::type_name::<M>();
             self.descend(child, module);
         }
         self.current = saved;

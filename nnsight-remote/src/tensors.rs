@@ -72,10 +72,10 @@ pub fn write<B: Backend>(values: &BTreeMap<String, Value<B>>) -> Result<Vec<u8>,
     write_parts(parts.collect())
 }
 
-/// Tensors' data (a recording's constants) as a safetensors file, as [`write`].
+/// Tensors' data (a recording's constants) as a safetensors file, as [`write()`].
 ///
 /// # Errors
-/// As [`write`].
+/// As [`write()`].
 pub fn write_data(values: &BTreeMap<String, TensorData>) -> Result<Vec<u8>, Diagnostic> {
     let parts = values.iter().map(|(name, data)| (name.as_str(), data.shape.to_vec(), data.dtype, data.as_bytes().to_vec()));
     write_parts(parts.collect())

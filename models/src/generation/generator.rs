@@ -161,7 +161,7 @@ fn generate<'m, B: Backend, M: Decoder<B>, G: nnsight::invoke::Groups<M>>(
     mut on_token: Option<OnToken<'m>>,
     tracer: LmInvokes<'m, B, M, G>,
 ) -> Result<(G::Output, Generation)> {
-    nnsight::observe::uses("generation (`generator`)");
+    nnsight::observe::generation(options);
     let longest = prompt_tokens.iter().map(Vec::len).max().unwrap_or(0);
     let context = lm.model().max_positions();
     // `checked_add`: a `max_new_tokens` near `usize::MAX` must not wrap past the check.

@@ -26,6 +26,16 @@ pub(crate) fn expand(args: TokenStream, mut item: ItemImpl) -> syn::Result<Token
         ImplItem::Fn(f) if f.sig.ident == "forward" => signature(&item, f),
         _ => None,
     });
+    if signature.as_ref().is_some_and(|(_, forward)| *forward) {
+        for impl_item in &mut item.items {
+            if let ImplItem::Fn(method) = impl_item
+                && method.sig.ident == "forward"
+            {
+                report_calls(method);
+            }
+        }
+    }
+    let signature = signature.map(|(tokens, _)| tokens);
     Ok(quote!(#item #signature))
 }
 
@@ -53,8 +63,28 @@ fn batching(args: TokenStream) -> syn::Result<Option<TokenStream>> {
     Ok(batching)
 }
 
-/// `Signature` (and, with only owned arguments, `Forward`) from `fn forward(&self, ..)`.
-fn signature(item: &ItemImpl, forward: &ImplItemFn) -> Option<TokenStream> {
+/// Wraps the body of `forward` (whose arguments are all owned) in `module_call`, so that a
+/// trace observer (a recorder) sees a body call the module as one call, not as its operations.
+fn report_calls(method: &mut ImplItemFn) {
+    let mut names = Vec::new();
+    let mut pats = Vec::new();
+    let mut tys = Vec::new();
+    for (i, arg) in method.sig.inputs.iter_mut().skip(1).enumerate() {
+        let FnArg::Typed(arg) = arg else { return };
+        let name = Ident::new(&format!("__nnsight_arg{i}"), Span::mixed_site());
+        pats.push(std::mem::replace(&mut *arg.pat, syn::parse_quote!(#name)));
+        tys.push((*arg.ty).clone());
+        names.push(name);
+    }
+    let block = &method.block;
+    method.block = syn::parse_quote!({
+        ::nnsight::observe::module_call(self, (#(#names,)*), |(#(#pats,)*): (#(#tys,)*)| #block)
+    });
+}
+
+/// `Signature` (and, with only owned arguments, `Forward`) from `fn forward(&self, ..)`; whether
+/// it made `Forward`.
+fn signature(item: &ItemImpl, forward: &ImplItemFn) -> Option<(TokenStream, bool)> {
     let sig = &forward.sig;
     let by_ref_self = matches!(sig.inputs.first(), Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none());
     if !by_ref_self || !sig.generics.params.is_empty() || sig.asyncness.is_some() {
@@ -96,7 +126,7 @@ fn signature(item: &ItemImpl, forward: &ImplItemFn) -> Option<TokenStream> {
             }
         });
     }
-    Some(tokens)
+    Some((tokens, all_owned))
 }
 
 fn mentions_impl_trait(ty: &Type) -> bool {

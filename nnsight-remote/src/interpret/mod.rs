@@ -525,6 +525,10 @@ fn compute<B: Backend>(
             Some(ops::linear(value(*x)?, value(*weight)?, bias)?)
         }
         Op::Expand { x, shape } => Some(ops::expand(value(*x)?, shape)?),
+        Op::LayerNorm { x, gamma, beta, epsilon } => {
+            let beta = beta.map(value).transpose()?;
+            Some(ops::layer_norm(value(*x)?, value(*gamma)?, beta, epsilon.0)?)
+        }
         _ => None,
     })
 }

@@ -672,3 +672,30 @@ pub(crate) fn expand<B: Backend>(x: Value<B>, shape: &[u32]) -> OpResult<Value<B
         Value::B4(t) => Value::B4(t.expand([to[0], to[1], to[2], to[3]])),
     })
 }
+
+/// burn's `layer_norm` over the last dimension (the backend's own, fused where it has one).
+pub(crate) fn layer_norm<B: Backend>(
+    x: Value<B>,
+    gamma: Value<B>,
+    beta: Option<Value<B>>,
+    epsilon: f64,
+) -> OpResult<Value<B>> {
+    use burn::tensor::TensorPrimitive;
+    let width = x.dims().last().copied().unwrap_or(0);
+    let vector = |v: Value<B>, what: &str| match v {
+        Value::F1(t) if t.dims() == [width] => Ok(t.into_primitive().tensor()),
+        other => Err(format!("`layer_norm`: {what} must be a float vector of {width}, not {}", other.describe())),
+    };
+    let gamma = vector(gamma, "gamma")?;
+    let beta = beta.map(|b| vector(b, "beta")).transpose()?;
+    let norm = |t: burn::tensor::ops::FloatTensor<B>| {
+        TensorPrimitive::Float(B::layer_norm(t, gamma.clone(), beta.clone(), epsilon))
+    };
+    match x {
+        Value::F1(t) => Ok(Value::F1(Tensor::from_primitive(norm(t.into_primitive().tensor())))),
+        Value::F2(t) => Ok(Value::F2(Tensor::from_primitive(norm(t.into_primitive().tensor())))),
+        Value::F3(t) => Ok(Value::F3(Tensor::from_primitive(norm(t.into_primitive().tensor())))),
+        Value::F4(t) => Ok(Value::F4(Tensor::from_primitive(norm(t.into_primitive().tensor())))),
+        other => Err(format!("`layer_norm` takes a float tensor, not {}", other.describe())),
+    }
+}

@@ -184,6 +184,19 @@ pub enum Op {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         bias: Option<Ref>,
     },
+    /// Layer normalisation over the last dimension: `(x - mean) / sqrt(var + epsilon) * gamma
+    /// + beta` (burn's `layer_norm`, which backends may fuse).
+    LayerNorm {
+        /// The operand.
+        x: Ref,
+        /// The scale, of the last dimension's size.
+        gamma: Ref,
+        /// The shift, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        beta: Option<Ref>,
+        /// Added to the variance.
+        epsilon: Scalar,
+    },
     /// Size-1 dimensions repeated to `shape` (of the same rank), without copying.
     Expand {
         /// The operand.
@@ -320,6 +333,7 @@ impl Op {
             Op::Param { .. } => "param",
             Op::Linear { .. } => "linear",
             Op::Expand { .. } => "expand",
+            Op::LayerNorm { .. } => "layer_norm",
             Op::Shared { .. } => "shared",
             Op::Unary { .. } => "unary",
             Op::Binary { .. } => "binary",
@@ -396,6 +410,7 @@ impl Op {
             | Op::FullLike { x, .. }
             | Op::Expand { x, .. } => vec![*x],
             Op::Linear { x, weight, bias } => [Some(*x), Some(*weight), *bias].into_iter().flatten().collect(),
+            Op::LayerNorm { x, gamma, beta, .. } => [Some(*x), Some(*gamma), *beta].into_iter().flatten().collect(),
             Op::Binary { lhs, rhs, .. } | Op::Compare { lhs, rhs, .. } | Op::Matmul { lhs, rhs } => {
                 vec![*lhs, *rhs]
             }

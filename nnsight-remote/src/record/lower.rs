@@ -40,7 +40,8 @@ pub(crate) fn lower(tape: &mut Tape, op: &OperationIr, constants: &mut HashMap<T
             }
             other => Err(refused(other)),
         },
-        OperationIr::Drop(_) => Ok(()),
+        // A tensor made from data (registered as a constant, attached where a body uses it).
+        OperationIr::Drop(_) | OperationIr::Init(_) => Ok(()),
         other => Err(refused(other)),
     }
 }

@@ -25,7 +25,9 @@
 //! persistent edits, and inputs other than a language model's prompts (one per invoke).
 
 mod backend;
+mod fuse;
 mod lower;
+mod prune;
 mod scan;
 mod tape;
 
@@ -47,7 +49,8 @@ use crate::check::check;
 use crate::diagnostic::Diagnostic;
 use crate::intervention::Intervention;
 use crate::interpret::Value;
-use crate::ir::{Input, Location, Op, Program, Site, SiteKind};
+use crate::ir::{Generate, Input, Location, Op, Program, Sampler, Site, SiteKind, Steps};
+use nnsight_models::generation::{GenerateOptions, Sampling};
 use tape::{Problem, Tape};
 
 /// Why a recording gives no program.
@@ -141,6 +144,7 @@ impl Recording {
             .origins
             .get(&id)
             .copied()
+            .filter(|o| o.scope.is_none())
             .ok_or_else(|| not(format!("`{name}` is not a value a trace body read or computed")))?;
         let nodes = &mut tape.traces[origin.trace].invokes[origin.invoke].nodes;
         nodes.push(crate::ir::Node::new(Op::Save { name: name.to_owned(), value: origin.node, cast: None }));
@@ -160,7 +164,7 @@ pub fn record<M, T>(
     run: impl FnOnce(&Recording) -> Result<T, RecordError>,
 ) -> Result<Recorded<T>, RecordError>
 where
-    M: Module<Recorder>,
+    M: Module<Recorder> + nnsight::Inspectable,
 {
     let device = model.devices().into_iter().next().unwrap_or_default();
     let client = burn_router::get_client::<RecordChannel>(&device);
@@ -174,6 +178,11 @@ where
         let mut names = Names::default();
         model.visit(&mut names);
         tape.params = names.ids;
+        tape.modules = nnsight::inspect::Tree::of(model)
+            .modules()
+            .into_iter()
+            .map(|(address, type_name, path)| ((address, type_name), path))
+            .collect();
         state.tapes.insert(thread, tape);
     }
     let recording = Recording { client: client.clone() };
@@ -189,7 +198,9 @@ where
         Ok(value) => value?,
         Err(panic) => std::panic::resume_unwind(panic),
     };
-    let program = Program::new(tape.traces);
+    let mut traces = tape.traces;
+    traces.iter_mut().for_each(prune::prune);
+    let program = Program::new(traces);
     let diagnostics = check(&program);
     if !diagnostics.is_empty() {
         return Err(RecordError::Invalid(diagnostics));
@@ -420,6 +431,167 @@ impl Observer for RecordObserver {
             }
             Err(what) => t.fail(format!("skips with {what}")),
         }
+    }
+
+    fn call_started(&self, module: usize, type_name: &'static str, args: &mut dyn ErasedValue) {
+        let mut ids = Vec::new();
+        let mut i = 0;
+        while let Some(element) = args.element_mut(i) {
+            ids.push(erased_id(element));
+            i += 1;
+        }
+        let mut state = self.client.lock();
+        let backend::ClientState { constants, tapes, .. } = &mut *state;
+        let Some(t) = tapes.get_mut(&std::thread::current().id()) else { return };
+        // A module of the recorded model, called by the body itself (inside a recorded call,
+        // no body runs: the call's own calls are the module's).
+        let path = t.current().and_then(|_| t.modules.get(&(module, type_name)).cloned());
+        let Some(path) = path else {
+            t.calls.push(None);
+            return;
+        };
+        let mut refs = Vec::with_capacity(ids.len());
+        for id in ids {
+            match id.ok_or_else(|| "an argument that is not a tensor".to_owned()).and_then(|id| t.resolve(id, constants)) {
+                Ok(r) => refs.push(r),
+                Err(what) => {
+                    t.fail(format!("calls `{path}` with {what}"));
+                    t.calls.push(None);
+                    return;
+                }
+            }
+        }
+        // The module's own operations are not the body's.
+        let body = t.body.take();
+        t.calls.push(Some(tape::PendingCall { module: path, args: refs, body }));
+    }
+
+    fn call_ended(&self, output: &mut dyn ErasedValue) {
+        let id = erased_id(output);
+        let type_name = output.type_name();
+        self.tape(|t| {
+            let Some(Some(tape::PendingCall { module, args, body })) = t.calls.pop() else { return };
+            t.body = body;
+            match id {
+                Some(id) => {
+                    t.define(Op::Call { module, args }, id);
+                }
+                None => t.fail(format!("calls `{module}`, whose output (`{type_name}`) is not one tensor")),
+            }
+        });
+    }
+
+    fn standing(
+        &self,
+        index: usize,
+        observed: &ObservedSite,
+        visits: std::ops::Range<u32>,
+        at: &'static PanicLocation<'static>,
+    ) {
+        let element = match observed.kind {
+            ObservedKind::Input(i) => Some(i),
+            _ => None,
+        };
+        let mut site = site(observed, element);
+        site.occurrence = 0;
+        let end = (visits.end != u32::MAX).then_some(visits.end);
+        let steps = Steps::Range { start: visits.start, end };
+        self.tape(|t| {
+            let Some((trace, invoke)) = t.current() else { return };
+            t.locate(location(at));
+            let edit = Op::Edit { site, steps, body: vec![crate::ir::Node::new(Op::Arg)] };
+            if let Some(edit) = t.push(edit) {
+                let at = Some(location(at));
+                t.standing.insert(index, tape::StandingEdit { trace, invoke, edit, applied: false, at });
+            }
+        });
+    }
+
+    fn standing_applying(&self, index: usize, value: &mut dyn ErasedValue) {
+        let id = erased_id(value);
+        self.tape(|t| {
+            let Some(edit) = t.standing.get(&index) else { return };
+            if t.trace != Some(edit.trace) || t.problem.is_some() {
+                return;
+            }
+            let (invoke, node, applied, at) = (edit.invoke, edit.edit, edit.applied, edit.at.clone());
+            let scratch = applied.then(|| vec![crate::ir::Node::new(Op::Arg)]);
+            t.cursor = Some(tape::EditCursor { edit: node, scratch, resume: t.body, at });
+            t.body = Some(invoke);
+            match id {
+                Some(id) => {
+                    let trace = t.trace.unwrap_or_default();
+                    let arg = tape::body_ref(node, 0).unwrap_or(tape::BODY);
+                    let origin = tape::Origin { trace, invoke, node: arg, scope: Some(node) };
+                    t.origins.insert(id, origin);
+                }
+                None => t.fail("a standing edit of a value that is not a tensor".into()),
+            }
+        });
+    }
+
+    fn standing_applied(&self, index: usize, edited: &dyn ErasedValue) {
+        let tensor = erased_tensor(edited);
+        let mut state = self.client.lock();
+        let backend::ClientState { constants, tapes, .. } = &mut *state;
+        let Some(t) = tapes.get_mut(&std::thread::current().id()) else { return };
+        let Some(cursor) = t.cursor.as_ref() else { return };
+        let resume = cursor.resume;
+        if let Some((id, dims, _)) = tensor {
+            match t.resolve(id, constants) {
+                // The body's last node is the edit's value: an edit that returns an earlier value
+                // (its argument) gets an identity step.
+                Ok(r) if t.last() != Some(r) => {
+                    let shape = dims.iter().map(|&d| d as i64).collect();
+                    t.push(Op::Reshape { x: r, shape });
+                }
+                Ok(_) => {}
+                Err(what) => t.fail(format!("a standing edit returns {what}")),
+            }
+        } else {
+            t.fail(format!("a standing edit returns a `{}`, not a tensor", edited.type_name()));
+        }
+        let cursor = t.cursor.take();
+        t.body = resume;
+        // Values of this application are its own: the next one computes them again.
+        if let Some(c) = &cursor {
+            let edit = c.edit;
+            t.origins.retain(|_, o| o.scope != Some(edit));
+        }
+        let Some(edit) = t.standing.get_mut(&index) else { return };
+        let first = !std::mem::replace(&mut edit.applied, true);
+        let (trace, invoke, node) = (edit.trace, edit.invoke, edit.edit);
+        if let Some(tape::EditCursor { scratch: Some(scratch), .. }) = cursor
+            && !first
+            && let Op::Edit { body, site, .. } = &t.traces[trace].invokes[invoke].nodes[node as usize].op
+            && !body.iter().map(|n| &n.op).eq(scratch.iter().map(|n| &n.op))
+        {
+            let path = site.path.clone();
+            t.fail(format!(
+                "the standing edit of `{path}` runs other operations at a later visit than at its first; \
+                 a recorded edit repeats its first visit's (make the closure do the same at every step)"
+            ));
+        }
+    }
+
+    fn generation(&self, options: &dyn std::any::Any) {
+        let generate = options.downcast_ref::<GenerateOptions>().map(|o| Generate {
+            max_new_tokens: o.max_new_tokens.min(u32::MAX as usize) as u32,
+            sampler: match &o.sampling {
+                Sampling::Greedy => Sampler::Greedy,
+                Sampling::Sample { temperature, top_k, top_p, seed } => Sampler::Sample {
+                    temperature: *temperature,
+                    top_k: top_k.map(|k| k.min(u32::MAX as usize) as u32),
+                    top_p: *top_p,
+                    seed: *seed,
+                },
+            },
+            stop_at_eos: o.stop_at_eos,
+        });
+        self.tape(|t| match generate {
+            Some(generate) => t.generate = Some(generate),
+            None => t.fail("a generation with options of an unknown kind".into()),
+        });
     }
 
     fn stopped(&self) {

@@ -10,5 +10,6 @@ mod interpret;
 mod language_model;
 mod llama;
 mod record;
+mod record_llama;
 mod schema;
 mod tensors;

@@ -39,20 +39,8 @@ fn replay<T>(real: &Lm<Flex>, recorded: &Recorded<T>) -> Outcome<Flex> {
     let tensors = nnsight_remote::tensors::read::<Flex>(&intervention.tensors, &Default::default())
         .or_else(|e| if intervention.tensors.is_empty() { Ok(BTreeMap::new()) } else { Err(e) })
         .expect("its tensors read");
-    let hosted = Hosted::new().parameters(real.model());
+    let hosted = Hosted::new().parameters(real.model()).forward("lm_head", &real.model().lm_head);
     run_language_model(real, &program, &tensors, &hosted).expect("the recorded program runs")
-}
-
-/// `saved` is within `tolerance` of `expected` (for composites burn's backends fuse; see
-/// [`a_logit_lens_through_model_weights_records_param_nodes`]).
-fn assert_close<const D: usize>(outcome: &Outcome<Flex>, name: &str, expected: &Tensor<Flex, D>, tolerance: f32) {
-    let saved = outcome.saves.get(name).unwrap_or_else(|| panic!("`{name}` was not saved"));
-    let (shape, _, bytes) = saved.to_bytes();
-    assert_eq!(shape, expected.dims().to_vec(), "{name}");
-    let got: Vec<f32> = bytes.chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    let want = expected.to_data().to_vec::<f32>().unwrap();
-    let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-    assert!(worst <= tolerance, "{name}: off by {worst}");
 }
 
 fn assert_same<const D: usize>(outcome: &Outcome<Flex>, name: &str, expected: &Tensor<Flex, D>) {
@@ -63,18 +51,18 @@ fn assert_same<const D: usize>(outcome: &Outcome<Flex>, name: &str, expected: &T
     assert!(bytes == data.as_bytes(), "{name}: the bytes differ from the compiled body's");
 }
 
-/// Reads of every block, arithmetic on them, and a softmax of the last position's logits written
-/// with primitives (burn's `softmax` is fused by some backends; see the logit lens test).
+/// Reads of every block, arithmetic and burn's activations on them (which backends fuse), and a
+/// softmax of the last position's logits.
 fn reads<B: Backend>(lm: &Lm<B>) -> nnsight::Result<(Tensor<B, 3>, Tensor<B, 3>, Tensor<B, 3>)> {
+    use burn::tensor::activation::{gelu, relu, sigmoid, silu, softmax};
     lm.trace(CLEAN).run(async |m| {
         let h0 = m.transformer.h[0].output().await?;
         let h1 = m.transformer.h[1].output().await?;
         let mixed = (h1 - h0.clone() * 0.5).tanh();
+        let mixed = gelu(mixed.clone()) + relu(mixed.clone()) * sigmoid(mixed.clone()) - silu(mixed);
         let logits = m.output().await?;
         let [_, seq, _] = logits.dims();
-        let last = logits.slice([0..1, seq - 1..seq]);
-        let shifted = last.clone() - last.max_dim(2);
-        let probs = shifted.clone().exp() / shifted.exp().sum_dim(2);
+        let probs = softmax(logits.slice([0..1, seq - 1..seq]), 2);
         Ok((h0, mixed, probs))
     })
 }
@@ -154,10 +142,19 @@ fn a_logit_lens_through_model_weights_records_param_nodes() {
         })
         .collect();
     assert!(params.iter().any(|p| p.contains("ln_f")), "{params:?}");
-    // Not yet bit for bit: burn's router records `layer_norm` as burn's default decomposition
-    // (mean, variance, ...), which the CPU backend runs fused. Close, not equal — until the
-    // recorder lowers the router's default decompositions to the IR's composite operations.
-    assert_close(&replay(&real, &recorded), "lens", &expected, 1e-4);
+    let calls: Vec<&str> = recorded.program.traces[0].invokes[0]
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.op {
+            Op::Call { module, .. } => Some(module.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(calls, ["lm_head"], "the instrumented head is one call of the hosted module");
+    let ops: Vec<&str> = recorded.program.traces[0].invokes[0].nodes.iter().map(|n| n.op.name()).collect();
+    assert!(ops.contains(&"layer_norm"), "burn's decomposition of layer_norm is fused back: {ops:?}");
+    assert!(!ops.contains(&"reduce"), "its steps are pruned: {ops:?}");
+    assert_same(&replay(&real, &recorded), "lens", &expected);
 }
 
 /// A session: the first trace's mean block-1 output, and a constant made before the second
@@ -224,10 +221,12 @@ fn what_cannot_be_recorded_is_an_error_naming_it() {
         })?)
     }));
     assert!(what.contains("random"), "{what}");
-    // Generation is not recordable yet, and says so.
-    let options = nnsight_models::generation::GenerateOptions::greedy(2);
-    let (what, _) = refusal(record(shapes.model(), |_| Ok(shapes.generate(CLEAN, options).map(|_| ())?)));
-    assert!(what.contains("generation"), "{what}");
+    // A persistent edit is refused (record its body as part of the trace).
+    let edited = shapes.edit(async |m| m.transformer.h[0].output().edit(|h| h * 2.0).await);
+    let (what, _) = refusal(record(shapes.model(), |_| {
+        Ok(edited.trace(CLEAN).run(async |m| m.output().await)?)
+    }));
+    assert!(what.contains("persistent edit"), "{what}");
     // A trace that fails locally fails while recording, before anything is sent.
     let result = record(shapes.model(), |_| {
         Ok(shapes.trace(CLEAN).run(async |m| {
@@ -257,4 +256,78 @@ fn scan_gives_every_site_shape_in_forward_order_without_computing() {
     assert_eq!(blocks, vec![0, 1], "blocks in forward order");
     // The input site of the root: the token ids and the attention mask.
     assert_eq!(sites[0].site.kind, SiteKind::Input(0));
+}
+
+/// A steering vector (made before the trace, scaled between traces) added to block 1's output at
+/// every step of a greedy generation; the head's output at the last step.
+fn steering<B: Backend>(lm: &Lm<B>, device: &B::Device, steps: usize) -> nnsight::Result<Tensor<B, 3>> {
+    use nnsight_models::generation::GenerateOptions;
+    let width = lm.model().lm_head.weight.val().dims()[1];
+    let values: Vec<f32> = (0..width).map(|i| ((i % 7) as f32 - 3.0) * 0.05).collect();
+    let scaled = Tensor::<B, 3>::from_data(TensorData::new(values, [1, 1, width]), device).mul_scalar(2.0);
+    let (last, _) = lm.generator(CLEAN, GenerateOptions::greedy(steps).ignore_eos()).run(async |m| {
+        m.transformer.h[1].output().every(move |h: Tensor<B, 3>| h + scaled.clone())?;
+        m.lm_head.output().at(steps as u32 - 1).await
+    })?;
+    Ok(last)
+}
+
+#[test]
+fn steering_every_generation_step_records_a_standing_edit() {
+    let (real, shapes) = tiny();
+    let expected = steering(&real, &Default::default(), 4).unwrap();
+    let recorded =
+        record(shapes.model(), |rec| rec.save("last", &steering(&shapes, &RecordDevice::default(), 4)?)).unwrap();
+    let trace = &recorded.program.traces[0];
+    let generate = trace.generate.as_ref().expect("the trace generates");
+    assert_eq!(generate.max_new_tokens, 4);
+    assert!(!generate.stop_at_eos);
+    let edit = trace.invokes[0].nodes.iter().find_map(|n| match &n.op {
+        Op::Edit { body, .. } => Some(body),
+        _ => None,
+    });
+    let body = edit.expect("the standing edit is one edit node");
+    assert!(matches!(body[0].op, Op::Arg), "{body:?}");
+    assert_same(&replay(&real, &recorded), "last", &expected);
+}
+
+#[test]
+fn a_standing_edit_that_changes_between_steps_is_refused() {
+    let (_, shapes) = tiny();
+    let options = nnsight_models::generation::GenerateOptions::greedy(3).ignore_eos();
+    let (what, _) = refusal(record(shapes.model(), |_| {
+        Ok(shapes.generator(CLEAN, options).run(async |m| {
+            let mut scale = 1.0;
+            m.transformer.h[1].output().every(move |h: Tensor<Recorder, 3>| {
+                scale *= 2.0;
+                h * scale
+            })?;
+            m.lm_head.output().at(2).await
+        })?)
+    }));
+    assert!(what.contains("other operations at a later visit"), "{what}");
+}
+
+/// The same body as a `trace!` block.
+fn with_the_macro<B: Backend>(lm: &Lm<B>) -> nnsight::Result<(Tensor<B, 3>, Tensor<B, 3>)> {
+    nnsight::trace!(lm, CLEAN, |m| {
+        let h1: Tensor<B, 3> = m.transformer.h[1].output();
+        let logits = m.output();
+        (h1.clone() * 3.0, logits)
+    })
+}
+
+#[test]
+fn a_trace_macro_body_records_and_replays_bit_for_bit() {
+    let (real, shapes) = tiny();
+    let (h1, logits) = with_the_macro(&real).unwrap();
+    let recorded = record(shapes.model(), |rec| {
+        let (h1, logits) = with_the_macro(&shapes)?;
+        rec.save("h1", &h1)?;
+        rec.save("logits", &logits)
+    })
+    .unwrap();
+    let outcome = replay(&real, &recorded);
+    assert_same(&outcome, "h1", &h1);
+    assert_same(&outcome, "logits", &logits);
 }
