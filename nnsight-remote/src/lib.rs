@@ -19,6 +19,9 @@
 //!   [`Diagnostic`]s with a stable code, the node and the user's source location.
 //! - [`interpret`]: runs a program on a model with the engine that runs compiled bodies, bodies
 //!   on the model's untyped root envoy; the saves come back.
+//! - [`record`]: the unchanged trace body, run on the model's shape-only twin (the
+//!   [`Recorder`](record::Recorder) backend computes nothing), becomes a program; [`scan`](record::scan)
+//!   gives every site's shape.
 //! - [`intervention`]: a program and its tensors as a shareable directory.
 //! - [`tensors`]: the literals going with a program and the saves coming back, each one
 //!   safetensors file.
