@@ -44,7 +44,8 @@ fn body<B: Backend>(lm: &Lm<B>) -> nnsight::Result<(Tensor<B, 3>, Tensor<B, 3>)>
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = nnsight_support::fixture_dir("tiny-gpt2");
-    let lm: Lm<Flex> = LanguageModel::from_pretrained(dir.to_str().ok_or("a non-UTF-8 path")?, &Default::default())?;
+    let lm: Lm<Flex> =
+        LanguageModel::from_pretrained(dir.to_str().ok_or("a non-UTF-8 path")?, &Default::default())?;
 
     // The shape-only twin: the same config and tokenizer, no weights, nothing computed.
     let config = Gpt2Config::from_file(&dir.join("config.json"))?;

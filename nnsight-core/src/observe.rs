@@ -11,9 +11,9 @@ use std::panic::Location;
 use std::rc::Rc;
 
 use crate::erased::ErasedValue;
-use crate::value::SiteValue;
 use crate::state::{Key, Kind, TraceState};
 use crate::tree::NodeId;
+use crate::value::SiteValue;
 
 thread_local! {
     /// The observer of the traces started on this thread, if one is installed.
@@ -152,7 +152,11 @@ pub fn input(input: ObservedInput<'_>) {
 /// it): when an observed body is being polled, the call is reported to the observer (a recorder
 /// keeps it as one call of a hosted module); otherwise one thread-local load and a branch.
 #[inline(always)]
-pub fn module_call<M: ?Sized, A: SiteValue, O: SiteValue>(module: &M, mut args: A, call: impl FnOnce(A) -> O) -> O {
+pub fn module_call<M: ?Sized, A: SiteValue, O: SiteValue>(
+    module: &M,
+    mut args: A,
+    call: impl FnOnce(A) -> O,
+) -> O {
     if !WATCHED.with(Cell::get) {
         return call(args);
     }

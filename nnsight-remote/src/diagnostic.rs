@@ -40,6 +40,30 @@ pub enum Code {
     /// An operation's own arguments are inconsistent (an empty list, unordered steps, an index
     /// reduction without a dimension, ...).
     BadArgument,
+    /// A site the model does not have (no such module, or no such argument).
+    UnknownSite,
+    /// A parameter the model does not offer.
+    UnknownParam,
+    /// A `call` of a module the host does not let programs call.
+    NotCallable,
+    /// A site accessed after a later one, in the invoke's order (the forward pass has passed it).
+    OutOfOrder,
+    /// An occurrence the forward pass never reaches (a module called once has occurrence 0 only;
+    /// a generation of `n` tokens runs `n` passes).
+    OccurrenceOutOfRange,
+    /// A value of another shape than the site (or operand) it is given to.
+    ShapeMismatch,
+    /// A value of another element type than the site (or operand) it is given to.
+    TypeMismatch,
+    /// An operation's operands break its shape rule (ranks, a dimension out of range, ...).
+    BadShape,
+    /// A slice or an index outside its dimension.
+    OutOfBounds,
+    /// More nodes, invokes, traces, tokens or result bytes than the host accepts.
+    LimitExceeded,
+    /// An invoke's input the model cannot take (a tensor input for a language model, a prompt
+    /// longer than its context).
+    BadInput,
 }
 
 impl Code {
@@ -59,6 +83,17 @@ impl Code {
             Code::DuplicateSave => "duplicate_save",
             Code::BadArgument => "bad_argument",
             Code::BadTensors => "bad_tensors",
+            Code::UnknownSite => "unknown_site",
+            Code::UnknownParam => "unknown_param",
+            Code::NotCallable => "not_callable",
+            Code::OutOfOrder => "out_of_order",
+            Code::OccurrenceOutOfRange => "occurrence_out_of_range",
+            Code::ShapeMismatch => "shape_mismatch",
+            Code::TypeMismatch => "type_mismatch",
+            Code::BadShape => "bad_shape",
+            Code::OutOfBounds => "out_of_bounds",
+            Code::LimitExceeded => "limit_exceeded",
+            Code::BadInput => "bad_input",
         }
     }
 }

@@ -37,9 +37,11 @@ mod diagnostic;
 pub mod interpret;
 pub mod intervention;
 pub mod ir;
+pub mod manifest;
 pub mod record;
 pub mod schema;
 pub mod tensors;
+pub mod validate;
 mod version;
 
 pub use diagnostic::{Code, Diagnostic, NodePath};

@@ -77,7 +77,9 @@ pub fn write<B: Backend>(values: &BTreeMap<String, Value<B>>) -> Result<Vec<u8>,
 /// # Errors
 /// As [`write()`].
 pub fn write_data(values: &BTreeMap<String, TensorData>) -> Result<Vec<u8>, Diagnostic> {
-    let parts = values.iter().map(|(name, data)| (name.as_str(), data.shape.to_vec(), data.dtype, data.as_bytes().to_vec()));
+    let parts = values
+        .iter()
+        .map(|(name, data)| (name.as_str(), data.shape.to_vec(), data.dtype, data.as_bytes().to_vec()));
     write_parts(parts.collect())
 }
 
@@ -100,7 +102,9 @@ fn write_parts(parts: Vec<(&str, Vec<usize>, BurnDType, Vec<u8>)>) -> Result<Vec
     }
     let views = named
         .iter()
-        .map(|(name, shape, dtype, bytes)| TensorView::new(*dtype, shape.clone(), bytes).map(|view| (*name, view)))
+        .map(|(name, shape, dtype, bytes)| {
+            TensorView::new(*dtype, shape.clone(), bytes).map(|view| (*name, view))
+        })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad(format!("a value does not fit its shape: {e}")))?;
     safetensors::serialize(views, None).map_err(|e| bad(format!("cannot write the tensors: {e}")))

@@ -381,7 +381,9 @@ fn reshaped(dims: &[usize], shape: &[i64]) -> OpResult<Vec<usize>> {
             _ => return Err(format!("`reshape`: {shape:?} has an entry that is not a size, 0 or one -1")),
         }
     }
-    let known: usize = out.iter().product();
+    let Some(known) = out.iter().try_fold(1usize, |a, &b| a.checked_mul(b)) else {
+        return Err(format!("`reshape`: the shape {shape:?} has more elements than a tensor can"));
+    };
     if let Some(i) = infer {
         if known == 0 || !count.is_multiple_of(known) {
             return Err(format!("`reshape`: {dims:?} ({count} elements) cannot take the shape {shape:?}"));
@@ -624,7 +626,11 @@ pub(crate) fn full_like<B: Backend>(x: &Value<B>, value: f64) -> OpResult<Value<
 }
 
 /// burn's `linear`: `x.matmul(weight) + bias`, `weight` of shape `[d_in, d_out]`.
-pub(crate) fn linear<B: Backend>(x: Value<B>, weight: Value<B>, bias: Option<Value<B>>) -> OpResult<Value<B>> {
+pub(crate) fn linear<B: Backend>(
+    x: Value<B>,
+    weight: Value<B>,
+    bias: Option<Value<B>>,
+) -> OpResult<Value<B>> {
     let Value::F2(weight) = weight else {
         return Err(format!("`linear` takes a rank-2 float weight, not {}", weight.describe()));
     };
@@ -635,7 +641,10 @@ pub(crate) fn linear<B: Backend>(x: Value<B>, weight: Value<B>, bias: Option<Val
     };
     let [d_in, d_out] = weight.dims();
     if bias.as_ref().is_some_and(|b| b.dims() != [d_out]) {
-        return Err(format!("`linear`: a bias of shape {:?} for a weight [{d_in}, {d_out}]", bias.map(|b| b.dims())));
+        return Err(format!(
+            "`linear`: a bias of shape {:?} for a weight [{d_in}, {d_out}]",
+            bias.map(|b| b.dims())
+        ));
     }
     if x.dims().last() != Some(&d_in) {
         return Err(format!("`linear`: an input {:?} for a weight [{d_in}, {d_out}]", x.dims()));
@@ -655,7 +664,9 @@ pub(crate) fn expand<B: Backend>(x: Value<B>, shape: &[u32]) -> OpResult<Value<B
     let dims = x.dims();
     let to: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
     if to.len() != dims.len() || dims.iter().zip(&to).any(|(&d, &t)| d != t && d != 1) {
-        return Err(format!("`expand`: {dims:?} cannot expand to {to:?} (same rank, only size-1 dimensions grow)"));
+        return Err(format!(
+            "`expand`: {dims:?} cannot expand to {to:?} (same rank, only size-1 dimensions grow)"
+        ));
     }
     Ok(match x {
         Value::F1(t) => Value::F1(t.expand([to[0]])),
@@ -684,7 +695,9 @@ pub(crate) fn layer_norm<B: Backend>(
     let width = x.dims().last().copied().unwrap_or(0);
     let vector = |v: Value<B>, what: &str| match v {
         Value::F1(t) if t.dims() == [width] => Ok(t.into_primitive().tensor()),
-        other => Err(format!("`layer_norm`: {what} must be a float vector of {width}, not {}", other.describe())),
+        other => {
+            Err(format!("`layer_norm`: {what} must be a float vector of {width}, not {}", other.describe()))
+        }
     };
     let gamma = vector(gamma, "gamma")?;
     let beta = beta.map(|b| vector(b, "beta")).transpose()?;

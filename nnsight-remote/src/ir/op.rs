@@ -409,8 +409,12 @@ impl Op {
             | Op::TopK { x, .. }
             | Op::FullLike { x, .. }
             | Op::Expand { x, .. } => vec![*x],
-            Op::Linear { x, weight, bias } => [Some(*x), Some(*weight), *bias].into_iter().flatten().collect(),
-            Op::LayerNorm { x, gamma, beta, .. } => [Some(*x), Some(*gamma), *beta].into_iter().flatten().collect(),
+            Op::Linear { x, weight, bias } => {
+                [Some(*x), Some(*weight), *bias].into_iter().flatten().collect()
+            }
+            Op::LayerNorm { x, gamma, beta, .. } => {
+                [Some(*x), Some(*gamma), *beta].into_iter().flatten().collect()
+            }
             Op::Binary { lhs, rhs, .. } | Op::Compare { lhs, rhs, .. } | Op::Matmul { lhs, rhs } => {
                 vec![*lhs, *rhs]
             }

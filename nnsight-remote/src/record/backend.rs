@@ -80,7 +80,12 @@ impl RunnerChannel for RecordChannel {
 
     fn get_tensor_handle(_: &TensorIr, _: &RecordClient) {}
 
-    fn register_tensor(client: &RecordClient, _: (), shape: Shape, dtype: DType) -> RouterTensor<RecordClient> {
+    fn register_tensor(
+        client: &RecordClient,
+        _: (),
+        shape: Shape,
+        dtype: DType,
+    ) -> RouterTensor<RecordClient> {
         let id = client.create_empty_handle();
         RouterTensor::new(id, shape, dtype, client.clone())
     }

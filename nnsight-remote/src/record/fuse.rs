@@ -35,7 +35,8 @@ pub(crate) fn fuse<'a>(at: &dyn Fn(Ref) -> Option<&'a Op>, op: &Op) -> Option<Op
             let Op::CompareScalar { fun: CompareFn::Le, x: x3, scalar: Scalar(zero2) } = at(*mask)? else {
                 return None;
             };
-            (*zero == 0.0 && *zero2 == 0.0 && x2 == x && x3 == x).then_some(Op::Unary { fun: UnaryFn::Relu, x: *x })
+            (*zero == 0.0 && *zero2 == 0.0 && x2 == x && x3 == x)
+                .then_some(Op::Unary { fun: UnaryFn::Relu, x: *x })
         }
         // sigmoid: exp(-log(1 + exp(-x))), computed in f32
         Op::Cast { x: e, dtype } => {
@@ -47,7 +48,8 @@ pub(crate) fn fuse<'a>(at: &dyn Fn(Ref) -> Option<&'a Op>, op: &Op) -> Option<Op
             let Op::BinaryScalar { fun: BinaryFn::Mul, x: c, scalar: m2 } = at(*n2)? else { return None };
             let Op::Cast { x, dtype: _ } = at(*c)? else { return None };
             let _ = dtype;
-            (m1.0 == -1.0 && m2.0 == -1.0 && one.0 == 1.0).then_some(Op::Unary { fun: UnaryFn::Sigmoid, x: *x })
+            (m1.0 == -1.0 && m2.0 == -1.0 && one.0 == 1.0)
+                .then_some(Op::Unary { fun: UnaryFn::Sigmoid, x: *x })
         }
         // layer_norm: (x - mean) / sqrt(var + ε) * γ (+ β), over the last dimension
         Op::Binary { fun: BinaryFn::Mul, lhs: normalized, rhs: g } => {
@@ -59,7 +61,9 @@ pub(crate) fn fuse<'a>(at: &dyn Fn(Ref) -> Option<&'a Op>, op: &Op) -> Option<Op
             }
             let Op::Binary { fun: BinaryFn::Div, lhs: c, rhs: denom } = at(*normalized)? else { return None };
             let Op::Unary { fun: UnaryFn::Sqrt, x: ve } = at(*denom)? else { return None };
-            let Op::BinaryScalar { fun: BinaryFn::Add, x: var, scalar: epsilon } = at(*ve)? else { return None };
+            let Op::BinaryScalar { fun: BinaryFn::Add, x: var, scalar: epsilon } = at(*ve)? else {
+                return None;
+            };
             let Op::Reduce { fun: ReduceFn::Mean, x: sq, dim: Some(d) } = at(*var)? else { return None };
             let Op::Binary { fun: BinaryFn::Mul, lhs: c1, rhs: c2 } = at(*sq)? else { return None };
             let Op::Binary { fun: BinaryFn::Sub, lhs: x, rhs: mean } = at(*c)? else { return None };

@@ -16,7 +16,11 @@ use crate::ir::{BinaryFn, CompareFn, DType, Op, ReduceFn, Scalar, SliceRange, To
 type Lowered = Result<(), String>;
 
 /// Lowers `op`, registered while a body runs, onto the tape.
-pub(crate) fn lower(tape: &mut Tape, op: &OperationIr, constants: &mut HashMap<TensorId, TensorData>) -> Lowered {
+pub(crate) fn lower(
+    tape: &mut Tape,
+    op: &OperationIr,
+    constants: &mut HashMap<TensorId, TensorData>,
+) -> Lowered {
     let mut l = Lowering { tape, constants };
     match op {
         OperationIr::BaseFloat(op) | OperationIr::BaseInt(op) | OperationIr::BaseBool(op) => l.base(op),

@@ -47,8 +47,8 @@ pub use scan::{Scanned, scan};
 
 use crate::check::check;
 use crate::diagnostic::Diagnostic;
-use crate::intervention::Intervention;
 use crate::interpret::Value;
+use crate::intervention::Intervention;
 use crate::ir::{Generate, Input, Location, Op, Program, Sampler, Site, SiteKind, Steps};
 use nnsight_models::generation::{GenerateOptions, Sampling};
 use tape::{Problem, Tape};
@@ -102,7 +102,10 @@ impl<T> Recorded<T> {
     ///
     /// # Errors
     /// As [`tensors::read`](crate::tensors::read).
-    pub fn tensors_on<B: Backend>(&self, device: &B::Device) -> Result<BTreeMap<String, Value<B>>, Diagnostic> {
+    pub fn tensors_on<B: Backend>(
+        &self,
+        device: &B::Device,
+    ) -> Result<BTreeMap<String, Value<B>>, Diagnostic> {
         if self.tensors.is_empty() {
             return Ok(BTreeMap::new());
         }
@@ -128,7 +131,11 @@ impl Recording {
     /// # Errors
     /// [`RecordError::NotRecordable`] for a name saved already, or a tensor no body made (a
     /// constant, a parameter).
-    pub fn save<const D: usize, K>(&self, name: &str, value: &Tensor<Recorder, D, K>) -> Result<(), RecordError>
+    pub fn save<const D: usize, K>(
+        &self,
+        name: &str,
+        value: &Tensor<Recorder, D, K>,
+    ) -> Result<(), RecordError>
     where
         K: TensorKind<Recorder> + BasicOps<Recorder>,
         K::Primitive: 'static,
@@ -206,6 +213,11 @@ where
         return Err(RecordError::Invalid(diagnostics));
     }
     Ok(Recorded { program, tensors: tape.literals, value })
+}
+
+/// The IR's element type for burn's, if the IR has it.
+pub(crate) fn ir_dtype(dtype: burn::tensor::DType) -> Option<crate::ir::DType> {
+    lower::dtype(dtype).ok()
 }
 
 /// Every parameter of `module` with its path (`transformer.ln_f.gamma`): the names of `param`
@@ -377,7 +389,12 @@ impl Observer for RecordObserver {
         });
     }
 
-    fn read(&self, observed: &ObservedSite, value: &mut dyn ErasedValue, at: &'static PanicLocation<'static>) {
+    fn read(
+        &self,
+        observed: &ObservedSite,
+        value: &mut dyn ErasedValue,
+        at: &'static PanicLocation<'static>,
+    ) {
         let mut reads = Vec::new();
         if observed.kind == ObservedKind::Inputs {
             let mut i = 0;
@@ -407,7 +424,11 @@ impl Observer for RecordObserver {
         let Some(t) = tapes.get_mut(&std::thread::current().id()) else { return };
         t.locate(location(at));
         let Some(id) = id else {
-            return t.fail(format!("writes a `{}` to `{}`, which is not a tensor", value.type_name(), site.path));
+            return t.fail(format!(
+                "writes a `{}` to `{}`, which is not a tensor",
+                value.type_name(),
+                site.path
+            ));
         };
         match t.resolve(id, constants) {
             Ok(value) => {
@@ -452,7 +473,10 @@ impl Observer for RecordObserver {
         };
         let mut refs = Vec::with_capacity(ids.len());
         for id in ids {
-            match id.ok_or_else(|| "an argument that is not a tensor".to_owned()).and_then(|id| t.resolve(id, constants)) {
+            match id
+                .ok_or_else(|| "an argument that is not a tensor".to_owned())
+                .and_then(|id| t.resolve(id, constants))
+            {
                 Ok(r) => refs.push(r),
                 Err(what) => {
                     t.fail(format!("calls `{path}` with {what}"));

@@ -135,7 +135,10 @@ impl Tape {
     pub(crate) fn start_trace(&mut self, edits: usize, invokes: usize) {
         let inputs = std::mem::take(&mut self.inputs);
         if edits > 0 {
-            self.fail("a persistent edit (`model.edit(..)`) is applied: record its body as part of the trace".into());
+            self.fail(
+                "a persistent edit (`model.edit(..)`) is applied: record its body as part of the trace"
+                    .into(),
+            );
         }
         if inputs.len() != invokes {
             self.fail(format!(
@@ -259,7 +262,11 @@ impl Tape {
 
     /// The running invoke's reference to tensor `id`: its own node, or a new node that brings
     /// the value in (another invoke's, an earlier trace's, a constant, a parameter).
-    pub(crate) fn resolve(&mut self, id: TensorId, constants: &mut HashMap<TensorId, TensorData>) -> Result<Ref, String> {
+    pub(crate) fn resolve(
+        &mut self,
+        id: TensorId,
+        constants: &mut HashMap<TensorId, TensorData>,
+    ) -> Result<Ref, String> {
         let (t, i) = self.current().ok_or("no body is running")?;
         let scope = self.cursor.as_ref().map(|c| c.edit);
         if scope.is_none()
@@ -274,9 +281,12 @@ impl Tape {
                     (Some(a), Some(b)) if a == b => Ok(o.node),
                     (None, Some(edit)) if o.node < edit => Ok(o.node),
                     (None, Some(_)) => {
-                        Err("a value the body computed after making the standing edit, inside its closure".into())
+                        Err("a value the body computed after making the standing edit, inside its closure"
+                            .into())
                     }
-                    (Some(_), _) => Err("a value computed inside a standing edit's closure, outside it".into()),
+                    (Some(_), _) => {
+                        Err("a value computed inside a standing edit's closure, outside it".into())
+                    }
                 };
             }
             Some(o) if o.scope.is_some() => {
@@ -329,7 +339,9 @@ impl Tape {
             return name.clone();
         }
         // The same data attached once (a constant a standing edit's closure makes at every step).
-        let same = |d: &TensorData| d.shape == data.shape && d.dtype == data.dtype && d.as_bytes() == data.as_bytes();
+        let same = |d: &TensorData| {
+            d.shape == data.shape && d.dtype == data.dtype && d.as_bytes() == data.as_bytes()
+        };
         if let Some((name, _)) = self.literals.iter().find(|(_, d)| same(d)) {
             let name = name.clone();
             self.literal_names.insert(id, name.clone());

@@ -1,6 +1,6 @@
-//! The decoder and the checker on hostile input: arbitrary bytes, golden files cut short or with
-//! bytes changed, and arbitrary programs (with references anywhere). Never a panic; a program
-//! that decodes re-encodes to the same canonical text.
+//! The decoder, the checker and the validator on hostile input: arbitrary bytes, golden files cut
+//! short or with bytes changed, and arbitrary programs (with references anywhere, on real and
+//! made-up paths). Never a panic; a program that decodes re-encodes to the same canonical text.
 
 use nnsight_remote::ir::{
     BinaryFn, Invoke, Node, Op, Program, ReduceFn, Scalar, Site, SiteKind, SliceRange, Steps, Trace, UnaryFn,
@@ -11,7 +11,12 @@ use proptest::prelude::*;
 use crate::corpus::corpus;
 
 fn site() -> impl Strategy<Value = Site> {
-    (prop_oneof![Just("".to_owned()), "[a-z]{1,3}(\\.[0-9])?"], any::<bool>(), 0u32..3).prop_map(
+    let real = prop_oneof![
+        Just("transformer.h.0".to_owned()),
+        Just("transformer.h.1.mlp".to_owned()),
+        Just("lm_head".to_owned())
+    ];
+    (prop_oneof![Just("".to_owned()), "[a-z]{1,3}(\\.[0-9])?", real], any::<bool>(), 0u32..3).prop_map(
         |(path, output, occurrence)| Site {
             path,
             kind: if output { SiteKind::Output } else { SiteKind::Input(occurrence) },
@@ -133,4 +138,131 @@ proptest! {
         bytes.truncate(cut.index(bytes.len() + 1));
         let _ = nnsight_remote::tensors::read::<B>(&bytes, &device);
     }
+}
+
+/// The validator on arbitrary programs, and on damaged golden ones, against the tiny GPT-2's
+/// manifest: a result, never a panic.
+#[test]
+fn the_validator_never_panics() {
+    use nnsight_remote::validate::{Limits, validate};
+    let manifest = crate::validate::tiny_manifest();
+    let tensors = std::collections::BTreeMap::from([(
+        "steering".to_owned(),
+        (vec![1, 1, 64], nnsight_remote::ir::DType::F32),
+    )]);
+    let mut runner = deterministic(256);
+    runner
+        .run(&program(), |program| {
+            let _ = validate(&manifest, &program, &tensors, &Limits::default());
+            Ok(())
+        })
+        .unwrap();
+    let damaged = (0usize..6, any::<prop::sample::Index>(), any::<prop::sample::Index>(), any::<u8>());
+    runner
+        .run(&damaged, |(which, cut, at, byte)| {
+            let (_, program) = corpus().swap_remove(which);
+            let mut bytes = canonical::encode(&program).into_bytes();
+            let i = at.index(bytes.len());
+            bytes[i] = byte;
+            bytes.truncate(cut.index(bytes.len() + 1));
+            if let Ok(program) = canonical::decode(&bytes, 1 << 16) {
+                let _ = validate(&manifest, &program, &tensors, &Limits::default());
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// Programs that pass the structural checks — reads of real sites, then tensor operations on
+/// earlier values with arbitrary dimensions, ranges and shapes — so that the validator's shape
+/// rules run, and the interpreter runs them on the tiny GPT-2 too: a result, never a panic (no
+/// overflow on huge shapes, no index out of range), and a program the validator accepts runs.
+#[test]
+fn the_validators_shape_rules_never_panic() {
+    use nnsight_remote::ir::{DType, Input};
+    use nnsight_remote::validate::{Limits, validate};
+    let manifest = crate::validate::tiny_manifest();
+    let dir = nnsight_support::fixture_dir("tiny-gpt2");
+    let lm: nnsight_models::LanguageModel<burn::backend::Flex, nnsight_models::gpt2::Gpt2LMHeadModel<_>> =
+        nnsight_models::LanguageModel::from_pretrained(dir.to_str().unwrap(), &Default::default()).unwrap();
+    let hosted = nnsight_remote::interpret::Hosted::new();
+    let steps = proptest::collection::vec((0u8..12, any::<u32>(), any::<u32>(), any::<i64>()), 1..12);
+    let mut runner = deterministic(256);
+    let accepted = std::cell::Cell::new(0);
+    runner
+        .run(&steps, |steps| {
+            let sites = ["transformer.h.0", "transformer.h.1", "", "transformer.h.1.attn.attn_dropout"];
+            let mut nodes = vec![Node::new(Op::Read {
+                site: Site { path: sites[0].into(), kind: SiteKind::Output, occurrence: 0 },
+            })];
+            for (kind, a, b, c) in steps {
+                let n = nodes.len() as u32;
+                let (x, y) = (a % n, b % n);
+                let small = |v: i64| v.rem_euclid(9) - 2;
+                let op = match kind {
+                    0 => Op::Binary { fun: BinaryFn::Add, lhs: x, rhs: y },
+                    1 => Op::Matmul { lhs: x, rhs: y },
+                    2 => Op::Slice {
+                        x,
+                        ranges: vec![
+                            SliceRange { start: small(c), end: Some(small(c / 7)) };
+                            (a % 4) as usize
+                        ],
+                    },
+                    3 => Op::Reshape { x, shape: vec![c, small(c), -1][..(b % 4) as usize].to_vec() },
+                    4 => Op::Transpose { x, dim0: a % 5, dim1: b % 5 },
+                    5 => Op::Reduce { fun: ReduceFn::Sum, x, dim: Some((c.rem_euclid(6)) as u32) },
+                    6 => Op::Cat { xs: vec![x, y], dim: a % 4 },
+                    7 => Op::Softmax { x, dim: b % 5 },
+                    8 => Op::Permute { x, dims: vec![a % 4, b % 4, (c.rem_euclid(4)) as u32] },
+                    9 => Op::Expand { x, shape: vec![a, b, c as u32] },
+                    10 => Op::Read {
+                        site: Site {
+                            path: sites[(a % 4) as usize].into(),
+                            kind: SiteKind::Output,
+                            occurrence: b % 2,
+                        },
+                    },
+                    _ => Op::Unary { fun: UnaryFn::Exp, x },
+                };
+                nodes.push(Node::new(op));
+            }
+            let last = nodes.len() as u32 - 1;
+            let end = if last.is_multiple_of(2) {
+                Op::Write {
+                    site: Site { path: "transformer.h.1".into(), kind: SiteKind::Output, occurrence: 0 },
+                    value: last,
+                }
+            } else {
+                Op::Save { name: "out".into(), value: last, cast: None }
+            };
+            nodes.push(Node::new(end));
+            let invoke = Invoke { input: Some(Input::Tokens(vec![1, 2, 3, 4])), nodes };
+            let program = Program::new(vec![Trace { invokes: vec![invoke], generate: None }]);
+            let tensors = std::collections::BTreeMap::<String, (Vec<usize>, DType)>::new();
+            let valid = validate(&manifest, &program, &tensors, &Limits::default()).is_ok();
+            let ran =
+                nnsight_remote::interpret::run_language_model(&lm, &program, &Default::default(), &hosted);
+            prop_assert!(!valid || ran.is_ok(), "valid, but it failed: {:?}", ran.err());
+            if valid {
+                accepted.set(accepted.get() + 1);
+            }
+            // A program the validator refuses fails when run too (the validator is not stricter
+            // than the interpreter on these).
+            prop_assert!(valid || ran.is_err(), "refused, but it ran");
+            Ok(())
+        })
+        .unwrap();
+    assert!(
+        accepted.get() >= 10,
+        "only {} of 256 programs were valid: the fuzzer tests too little",
+        accepted.get()
+    );
+}
+
+/// A runner of `cases` cases with a fixed seed: the same cases on every run.
+fn deterministic(cases: u32) -> proptest::test_runner::TestRunner {
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let config = Config { cases, failure_persistence: None, ..Config::default() };
+    TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha))
 }

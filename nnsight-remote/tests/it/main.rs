@@ -13,3 +13,4 @@ mod record;
 mod record_llama;
 mod schema;
 mod tensors;
+mod validate;

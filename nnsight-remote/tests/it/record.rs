@@ -22,11 +22,12 @@ const CORRUPTED: &str = "The Colosseum is in the city of";
 
 fn tiny() -> (Lm<Flex>, Lm<Recorder>) {
     let dir = nnsight_support::fixture_dir("tiny-gpt2");
-    let real: Lm<Flex> =
-        LanguageModel::from_pretrained(dir.to_str().unwrap(), &Default::default()).expect("the fixture loads");
+    let real: Lm<Flex> = LanguageModel::from_pretrained(dir.to_str().unwrap(), &Default::default())
+        .expect("the fixture loads");
     let config = Gpt2Config::from_file(&dir.join("config.json")).expect("its config reads");
     let device = RecordDevice::default();
-    let shapes = LanguageModel::new(config.init::<Recorder>(&device), real.tokenizer().clone(), real.pad_id(), device);
+    let shapes =
+        LanguageModel::new(config.init::<Recorder>(&device), real.tokenizer().clone(), real.pad_id(), device);
     (real, shapes)
 }
 
@@ -176,8 +177,9 @@ fn session<B: Backend>(lm: &Lm<B>, device: &B::Device) -> nnsight::Result<Tensor
 fn a_session_of_two_traces_records_saved_values_and_literals() {
     let (real, shapes) = tiny();
     let expected = session(&real, &Default::default()).unwrap();
-    let recorded = record(shapes.model(), |rec| rec.save("logits", &session(&shapes, &RecordDevice::default())?))
-        .unwrap();
+    let recorded =
+        record(shapes.model(), |rec| rec.save("logits", &session(&shapes, &RecordDevice::default())?))
+            .unwrap();
     assert_eq!(recorded.program.traces.len(), 2);
     let second = &recorded.program.traces[1].invokes[0].nodes;
     assert!(second.iter().any(|n| matches!(n.op, Op::Saved { .. })), "{second:?}");
@@ -223,9 +225,8 @@ fn what_cannot_be_recorded_is_an_error_naming_it() {
     assert!(what.contains("random"), "{what}");
     // A persistent edit is refused (record its body as part of the trace).
     let edited = shapes.edit(async |m| m.transformer.h[0].output().edit(|h| h * 2.0).await);
-    let (what, _) = refusal(record(shapes.model(), |_| {
-        Ok(edited.trace(CLEAN).run(async |m| m.output().await)?)
-    }));
+    let (what, _) =
+        refusal(record(shapes.model(), |_| Ok(edited.trace(CLEAN).run(async |m| m.output().await)?)));
     assert!(what.contains("persistent edit"), "{what}");
     // A trace that fails locally fails while recording, before anything is sent.
     let result = record(shapes.model(), |_| {
@@ -250,7 +251,11 @@ fn scan_gives_every_site_shape_in_forward_order_without_computing() {
     assert_eq!(logits.shape[1], tokens);
     let blocks: Vec<usize> = sites
         .iter()
-        .filter(|s| s.site.kind == SiteKind::Output && s.site.path.starts_with("transformer.h.") && s.site.path.len() == 15)
+        .filter(|s| {
+            s.site.kind == SiteKind::Output
+                && s.site.path.starts_with("transformer.h.")
+                && s.site.path.len() == 15
+        })
         .map(|s| s.site.path[14..].parse().unwrap())
         .collect();
     assert_eq!(blocks, vec![0, 1], "blocks in forward order");
@@ -277,7 +282,8 @@ fn steering_every_generation_step_records_a_standing_edit() {
     let (real, shapes) = tiny();
     let expected = steering(&real, &Default::default(), 4).unwrap();
     let recorded =
-        record(shapes.model(), |rec| rec.save("last", &steering(&shapes, &RecordDevice::default(), 4)?)).unwrap();
+        record(shapes.model(), |rec| rec.save("last", &steering(&shapes, &RecordDevice::default(), 4)?))
+            .unwrap();
     let trace = &recorded.program.traces[0];
     let generate = trace.generate.as_ref().expect("the trace generates");
     assert_eq!(generate.max_new_tokens, 4);

@@ -77,7 +77,13 @@ fn steering<B: Backend>(lm: &Lm<B>, prompt: &str, steps: usize) -> nnsight::Resu
     Ok(last)
 }
 
-fn assert_recorded_corpus_matches(real: &Lm<Flex>, config: &LlamaConfig, clean: &str, corrupted: &str, steps: usize) {
+fn assert_recorded_corpus_matches(
+    real: &Lm<Flex>,
+    config: &LlamaConfig,
+    clean: &str,
+    corrupted: &str,
+    steps: usize,
+) {
     let shapes = twin(real, config);
     let recorded = record(shapes.model(), |rec| {
         rec.save("patched", &patching(&shapes, clean, corrupted)?)?;
@@ -114,5 +120,11 @@ fn smollm2_recorded_corpus_replays_bit_for_bit() {
     };
     let real: Lm<Flex> = LanguageModel::from_gguf(&path, &Default::default()).unwrap();
     let config = LlamaConfig::from_gguf(&GgufFile::open(&path).unwrap()).unwrap();
-    assert_recorded_corpus_matches(&real, &config, "The Eiffel Tower is in the city of", "The Colosseum is in the city of", 3);
+    assert_recorded_corpus_matches(
+        &real,
+        &config,
+        "The Eiffel Tower is in the city of",
+        "The Colosseum is in the city of",
+        3,
+    );
 }
