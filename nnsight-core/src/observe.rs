@@ -65,8 +65,14 @@ pub trait Observer {
     fn trace_started(&self, _edits: usize, _invokes: usize) {}
     /// The trace has finished running (successfully or not).
     fn trace_ended(&self) {}
+    /// Whether it wants every site visit ([`fired`](Self::fired)): the engine then serves every
+    /// site, bodies or not (a scan); asked once per trace.
+    fn wants_visits(&self) -> bool {
+        false
+    }
     /// The forward pass visits `site` (after the bodies' edits), whose value is `value` (for an
-    /// input, the call's arguments as a tuple).
+    /// input, the call's arguments as a tuple). Only for an observer that
+    /// [wants visits](Self::wants_visits).
     fn fired(&self, _site: &ObservedSite, _value: &dyn ErasedValue) {}
     /// The engine starts polling body `body` (edits first, then invokes; `None`: it stopped).
     fn polling(&self, _body: Option<usize>) {}

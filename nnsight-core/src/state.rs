@@ -40,7 +40,7 @@ pub(crate) const ENDED: u8 = 32;
 /// A body has written a site in this trace: values that only the model made so far (token ids)
 /// may now come from a body, and the checks of module inputs run.
 pub(crate) const WRITTEN: u8 = 64;
-/// An observer watches the trace (a recorder, a scan): every site visit is reported to it.
+/// An observer wants every site visit reported (a scan).
 pub(crate) const OBSERVING: u8 = 128;
 
 /// What an access finds when its future is polled.
@@ -105,9 +105,9 @@ impl fmt::Debug for TraceState {
 }
 
 impl TraceState {
-    /// Raises [`OBSERVING`] when an observer watches.
+    /// Raises [`OBSERVING`] when an observer wants every site visit.
     fn observed_flag(self) -> Self {
-        if self.observer.is_some() {
+        if self.observer.as_ref().is_some_and(|o| o.wants_visits()) {
             self.raise(OBSERVING);
         }
         self

@@ -167,6 +167,33 @@ fn bench(c: &mut Criterion) {
         make_steering(),
         make_sweep()
     );
+    // Where the steering program's time goes, once: recording, encoding, validating.
+    let timed = |f: &mut dyn FnMut()| {
+        let start = std::time::Instant::now();
+        for _ in 0..20 {
+            f();
+        }
+        start.elapsed() / 20
+    };
+    let recorded = record(twin.model(), |rec| {
+        rec.save("last", &steering(&twin, &vectors::<Recorder>(hidden, &device))?)
+    })
+    .unwrap();
+    let t_record = timed(&mut || {
+        black_box(
+            record(twin.model(), |rec| {
+                rec.save("last", &steering(&twin, &vectors::<Recorder>(hidden, &device))?)
+            })
+            .unwrap(),
+        );
+    });
+    let t_encode = timed(&mut || {
+        black_box(canonical::encode(&recorded.program));
+    });
+    let t_validate = timed(&mut || {
+        black_box(checked(&manifest, &recorded));
+    });
+    println!("steering program: record {t_record:?}, encode {t_encode:?}, encode + validate {t_validate:?}");
     // Before timing: the recorded sweep, run by the interpreter, gives the local bytes.
     let recorded = record(twin.model(), |rec| {
         for (k, logits) in sweep(&twin)?.iter().enumerate() {

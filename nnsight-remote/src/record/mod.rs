@@ -15,14 +15,19 @@
 //! The forward pass runs shape-only on the recorder, through the same engine, so the site order,
 //! the shapes and every error of a local trace (an out-of-order access, an unknown path) are
 //! there before anything is sent. Every burn operation a body runs is lowered at once to the IR
-//! (burn's own description of it never leaves the process); values the body brings in become
-//! nodes too: a tensor made before the trace is an attached literal, a model parameter a
-//! `param` node, another invoke's value a `shared` node, an earlier trace's value a `saved` one.
+//! (burn's own description of it never leaves the process; the operations backends fuse are
+//! recorded fused, see `fuse`); values the body brings in become nodes too: a tensor made
+//! before the trace is an attached literal, an operation run between traces is recorded where
+//! its value is used, a model parameter is a `param` node, a call of one of the model's
+//! instrumented modules a `call` node, another invoke's value a `shared` node, an earlier
+//! trace's value a `saved` one. Standing edits (`every`, `steps`) become `edit` nodes, skips and
+//! stops their nodes, and a generation's options the trace's `generate`.
 //!
 //! What cannot be recorded is an error naming it, with the source line of the body's last site
 //! access: reading a tensor's values on the host inside a body (value-dependent host code),
-//! burn operations outside the IR's list, random numbers, standing edits, caches, generation,
-//! persistent edits, and inputs other than a language model's prompts (one per invoke).
+//! burn operations outside the IR's list, random numbers, a standing edit whose closure runs
+//! other operations at later visits, caches, persistent edits, untyped standing edits, and
+//! inputs other than a language model's prompts (one per invoke).
 
 mod backend;
 mod fuse;

@@ -54,6 +54,10 @@ impl Scan {
 }
 
 impl Observer for Scan {
+    fn wants_visits(&self) -> bool {
+        true
+    }
+
     fn fired(&self, observed: &ObservedSite, value: &dyn ErasedValue) {
         if observed.kind != ObservedKind::Inputs {
             return self.push(site(observed, None), value);

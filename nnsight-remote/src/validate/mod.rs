@@ -109,6 +109,11 @@ struct View {
     seq: Option<usize>,
     /// Forward passes the trace runs.
     passes: u32,
+    /// Whether the trace generates: its passes after the first see one new position.
+    generating: bool,
+    /// The most a dimension that depends on the input can be (the longest prompt and the
+    /// generated tokens; the context when a prompt's length is not known).
+    bound: usize,
 }
 
 struct Validator<'a> {
@@ -183,23 +188,26 @@ impl Validator<'_> {
         // The prompt once, then one position per row and generated token.
         let rows = batch as u64;
         plan.positions += rows * longest.unwrap_or(context) as u64 + rows * u64::from(passes - 1);
-        let seq = if trace.generate.is_some() { None } else { longest };
+        let generating = trace.generate.is_some();
+        let seq = if generating { None } else { longest };
+        let new_tokens = trace.generate.as_ref().map_or(0, |g| g.max_new_tokens as usize);
+        let bound = longest.map_or(context, |l| (l + new_tokens).min(context.max(l)));
         let mut types: Vec<BTreeMap<Ref, Ty>> = vec![BTreeMap::new(); trace.invokes.len()];
         for (i, invoke) in trace.invokes.iter().enumerate() {
             let rows = if invoke.input.is_some() { 1 } else { batch.max(1) };
-            let view = View { rows, seq, passes };
+            let view = View { rows, seq, passes, generating, bound };
             let mut order: Option<((u32, usize), Ref)> = None;
             let mut n: Ref = 0;
             for node in &invoke.nodes {
                 let at = NodePath { trace: t as u32, invoke: i as u32, node: n };
                 plan.nodes += 1;
-                let ty = self.node(at, node, view, &mut types, &mut order, plan, context);
+                let ty = self.node(at, node, view, &mut types, &mut order, plan);
                 if let Some(ty) = ty {
                     types[i].insert(n, ty);
                 }
                 if let Op::Edit { body, .. } = &node.op {
                     plan.nodes += body.len();
-                    self.edit(at, node, view, &mut types, plan, context);
+                    self.edit(at, node, view, &mut types, plan);
                     n += body.len() as Ref;
                 }
                 n += 1;
@@ -252,6 +260,8 @@ impl Validator<'_> {
             .map(|d| match d {
                 Dim::Fixed(n) => Size::Known(*n),
                 Dim::Batch => Size::Known(view.rows),
+                // A generation's later passes see the one new position.
+                Dim::Seq if view.generating && pass > 0 => Size::Known(1),
                 Dim::Seq => view.seq.map_or(Size::Unknown, Size::Known),
                 Dim::Dynamic => Size::Unknown,
             })
@@ -307,7 +317,6 @@ impl Validator<'_> {
         types: &mut [BTreeMap<Ref, Ty>],
         order: &mut Option<((u32, usize), Ref)>,
         plan: &mut Plan,
-        context: usize,
     ) -> Option<Ty> {
         let i = at.invoke as usize;
         let get = |r: Ref| types[i].get(&r).cloned();
@@ -382,7 +391,7 @@ impl Validator<'_> {
                     if let Some(c) = cast {
                         ty.dtype = *c;
                     }
-                    plan.saved_bytes += ty.elements(context.max(view.rows)) * ty.dtype.size() as u64;
+                    plan.saved_bytes += ty.elements(view.bound).saturating_mul(ty.dtype.size() as u64);
                     self.saved.insert(name.clone(), ty);
                 }
                 None
@@ -417,7 +426,6 @@ impl Validator<'_> {
         view: View,
         types: &mut [BTreeMap<Ref, Ty>],
         plan: &mut Plan,
-        context: usize,
     ) {
         let Op::Edit { site, body, .. } = &edit.op else { return };
         let Some((slot, _)) = self.site(at, edit, site, view, false) else { return };
@@ -429,7 +437,7 @@ impl Validator<'_> {
             let here = NodePath { node: r, ..at };
             let ty = match node.op {
                 Op::Arg => Some(slot.clone()),
-                _ => self.node(here, node, view, types, &mut order, plan, context),
+                _ => self.node(here, node, view, types, &mut order, plan),
             };
             if let Some(ty) = &ty {
                 types[i].insert(r, ty.clone());

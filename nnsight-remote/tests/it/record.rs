@@ -337,3 +337,25 @@ fn a_trace_macro_body_records_and_replays_bit_for_bit() {
     assert_same(&outcome, "h1", &h1);
     assert_same(&outcome, "logits", &logits);
 }
+
+/// Zero-ablation of block 0's MLP by skipping it (its input's shape, zeros), block 1's mean
+/// output, and the forward pass stopped there.
+fn ablation<B: Backend>(lm: &Lm<B>) -> nnsight::Result<Tensor<B, 3>> {
+    lm.trace(CLEAN).run(async |m| {
+        let x: Tensor<B, 3> = m.transformer.h[0].mlp.input().await?;
+        m.transformer.h[0].mlp.skip(x.zeros_like()).await?;
+        let h1 = m.transformer.h[1].output().await?;
+        m.stop()?;
+        Ok(h1.mean_dim(2))
+    })
+}
+
+#[test]
+fn zero_ablation_by_skip_and_a_stop_record_and_replay_bit_for_bit() {
+    let (real, shapes) = tiny();
+    let expected = ablation(&real).unwrap();
+    let recorded = record(shapes.model(), |rec| rec.save("mean", &ablation(&shapes)?)).unwrap();
+    let ops: Vec<&str> = recorded.program.traces[0].invokes[0].nodes.iter().map(|n| n.op.name()).collect();
+    assert!(ops.contains(&"skip") && ops.contains(&"stop"), "{ops:?}");
+    assert_same(&replay(&real, &recorded), "mean", &expected);
+}
