@@ -384,6 +384,55 @@ impl Op {
         )
     }
 
+    /// The references of [`inputs`](Self::inputs), to rewrite them (a renumbering).
+    pub fn inputs_mut(&mut self) -> Vec<&mut Ref> {
+        match self {
+            Op::Write { value, .. }
+            | Op::Skip { value, .. }
+            | Op::Save { value, .. }
+            | Op::Log { value, .. } => {
+                vec![value]
+            }
+            Op::Call { args, .. } | Op::Cat { xs: args, .. } | Op::Stack { xs: args, .. } => {
+                args.iter_mut().collect()
+            }
+            Op::Unary { x, .. }
+            | Op::BinaryScalar { x, .. }
+            | Op::CompareScalar { x, .. }
+            | Op::Reduce { x, .. }
+            | Op::Softmax { x, .. }
+            | Op::LogSoftmax { x, .. }
+            | Op::Reshape { x, .. }
+            | Op::Permute { x, .. }
+            | Op::Transpose { x, .. }
+            | Op::Slice { x, .. }
+            | Op::Cast { x, .. }
+            | Op::TopK { x, .. }
+            | Op::FullLike { x, .. }
+            | Op::Expand { x, .. } => vec![x],
+            Op::Linear { x, weight, bias } => {
+                [Some(x), Some(weight), bias.as_mut()].into_iter().flatten().collect()
+            }
+            Op::LayerNorm { x, gamma, beta, .. } => {
+                [Some(x), Some(gamma), beta.as_mut()].into_iter().flatten().collect()
+            }
+            Op::Binary { lhs, rhs, .. } | Op::Compare { lhs, rhs, .. } | Op::Matmul { lhs, rhs } => {
+                vec![lhs, rhs]
+            }
+            Op::Where { mask, value, otherwise } => vec![mask, value, otherwise],
+            Op::SliceAssign { x, value, .. } => vec![x, value],
+            Op::IndexSelect { x, indices, .. } => vec![x, indices],
+            Op::Read { .. }
+            | Op::Edit { .. }
+            | Op::Arg
+            | Op::Stop
+            | Op::Tensor { .. }
+            | Op::Saved { .. }
+            | Op::Param { .. }
+            | Op::Shared { .. } => Vec::new(),
+        }
+    }
+
     /// The values of this invoke the node uses (not counting an edit body's own nodes, nor
     /// [`Op::Shared`]'s reference, which is another invoke's).
     pub fn inputs(&self) -> Vec<Ref> {

@@ -97,76 +97,12 @@ fn mark(live: &mut [HashMap<Ref, bool>], i: usize, op: &Op) {
 
 /// Rewrites the references of `node` (of invoke `i`) to the IR's numbers.
 fn renumber(node: &mut Node, numbers: &[HashMap<Ref, Ref>], i: usize) {
-    let own = |r: Ref| numbers[i].get(&r).copied().unwrap_or(r);
-    remap(&mut node.op, own);
+    for r in node.op.inputs_mut() {
+        *r = numbers[i].get(r).copied().unwrap_or(*r);
+    }
     if let Op::Shared { invoke, node: r } = &mut node.op
         && let Some(new) = numbers.get(*invoke as usize).and_then(|m| m.get(r))
     {
         *r = *new;
-    }
-}
-
-/// Rewrites the references of `op` to its invoke's values with `f` (not `shared`'s, which names
-/// another invoke's node; not an edit's body, renumbered node by node).
-fn remap(op: &mut Op, f: impl Fn(Ref) -> Ref) {
-    match op {
-        Op::Write { value, .. } | Op::Skip { value, .. } | Op::Save { value, .. } | Op::Log { value, .. } => {
-            *value = f(*value)
-        }
-        Op::Call { args, .. } => args.iter_mut().for_each(|r| *r = f(*r)),
-        Op::Unary { x, .. }
-        | Op::BinaryScalar { x, .. }
-        | Op::CompareScalar { x, .. }
-        | Op::Reduce { x, .. }
-        | Op::Softmax { x, .. }
-        | Op::LogSoftmax { x, .. }
-        | Op::Reshape { x, .. }
-        | Op::Permute { x, .. }
-        | Op::Transpose { x, .. }
-        | Op::Slice { x, .. }
-        | Op::Cast { x, .. }
-        | Op::TopK { x, .. }
-        | Op::FullLike { x, .. }
-        | Op::Expand { x, .. } => *x = f(*x),
-        Op::LayerNorm { x, gamma, beta, .. } => {
-            *x = f(*x);
-            *gamma = f(*gamma);
-            if let Some(b) = beta {
-                *b = f(*b);
-            }
-        }
-        Op::Linear { x, weight, bias } => {
-            *x = f(*x);
-            *weight = f(*weight);
-            if let Some(b) = bias {
-                *b = f(*b);
-            }
-        }
-        Op::Binary { lhs, rhs, .. } | Op::Compare { lhs, rhs, .. } | Op::Matmul { lhs, rhs } => {
-            *lhs = f(*lhs);
-            *rhs = f(*rhs);
-        }
-        Op::Where { mask, value, otherwise } => {
-            *mask = f(*mask);
-            *value = f(*value);
-            *otherwise = f(*otherwise);
-        }
-        Op::SliceAssign { x, value, .. } => {
-            *x = f(*x);
-            *value = f(*value);
-        }
-        Op::IndexSelect { x, indices, .. } => {
-            *x = f(*x);
-            *indices = f(*indices);
-        }
-        Op::Cat { xs, .. } | Op::Stack { xs, .. } => xs.iter_mut().for_each(|r| *r = f(*r)),
-        Op::Edit { .. }
-        | Op::Read { .. }
-        | Op::Arg
-        | Op::Stop
-        | Op::Tensor { .. }
-        | Op::Saved { .. }
-        | Op::Param { .. }
-        | Op::Shared { .. } => {}
     }
 }

@@ -27,37 +27,45 @@ fn site() -> impl Strategy<Value = Site> {
 
 fn op(depth: u32) -> BoxedStrategy<Op> {
     let r = 0u32..12;
-    let leaf = prop_oneof![
-        site().prop_map(|site| Op::Read { site }),
-        (site(), r.clone()).prop_map(|(site, value)| Op::Write { site, value }),
-        Just(Op::Arg),
-        Just(Op::Stop),
-        "[a-z]{1,2}".prop_map(|name| Op::Saved { name }),
-        (0u32..3, r.clone()).prop_map(|(invoke, node)| Op::Shared { invoke, node }),
-        r.clone().prop_map(|x| Op::Unary { fun: UnaryFn::Gelu, x }),
-        (r.clone(), r.clone()).prop_map(|(lhs, rhs)| Op::Binary { fun: BinaryFn::Sub, lhs, rhs }),
-        (r.clone(), any::<f64>()).prop_map(|(x, s)| Op::BinaryScalar {
-            fun: BinaryFn::Pow,
-            x,
-            scalar: Scalar(s)
-        }),
-        (r.clone(), proptest::option::of(0u32..4)).prop_map(|(x, dim)| Op::Reduce {
-            fun: ReduceFn::Argmin,
-            x,
-            dim
-        }),
-        (r.clone(), proptest::collection::vec(-3i64..4, 0..4))
-            .prop_map(|(x, shape)| Op::Reshape { x, shape }),
-        (r.clone(), proptest::collection::vec(0u32..4, 0..4)).prop_map(|(x, dims)| Op::Permute { x, dims }),
-        (r.clone(), proptest::collection::vec((-4i64..4, proptest::option::of(-4i64..4)), 0..3)).prop_map(
-            |(x, ranges)| Op::Slice {
+    let leaf =
+        prop_oneof![
+            site().prop_map(|site| Op::Read { site }),
+            (site(), r.clone()).prop_map(|(site, value)| Op::Write { site, value }),
+            Just(Op::Arg),
+            Just(Op::Stop),
+            "[a-z]{1,2}".prop_map(|name| Op::Saved { name }),
+            (0u32..3, r.clone()).prop_map(|(invoke, node)| Op::Shared { invoke, node }),
+            r.clone().prop_map(|x| Op::Unary { fun: UnaryFn::Gelu, x }),
+            (r.clone(), r.clone()).prop_map(|(lhs, rhs)| Op::Binary { fun: BinaryFn::Sub, lhs, rhs }),
+            (r.clone(), any::<f64>()).prop_map(|(x, s)| Op::BinaryScalar {
+                fun: BinaryFn::Pow,
                 x,
-                ranges: ranges.into_iter().map(|(start, end)| SliceRange { start, end }).collect()
-            }
-        ),
-        (proptest::collection::vec(r.clone(), 0..3), 0u32..3).prop_map(|(xs, dim)| Op::Cat { xs, dim }),
-        ("[a-z]{1,2}", r.clone()).prop_map(|(name, value)| Op::Save { name, value, cast: None }),
-    ];
+                scalar: Scalar(s)
+            }),
+            (r.clone(), proptest::option::of(0u32..4)).prop_map(|(x, dim)| Op::Reduce {
+                fun: ReduceFn::Argmin,
+                x,
+                dim
+            }),
+            (r.clone(), proptest::collection::vec(-3i64..4, 0..4))
+                .prop_map(|(x, shape)| Op::Reshape { x, shape }),
+            (r.clone(), proptest::collection::vec(0u32..4, 0..4))
+                .prop_map(|(x, dims)| Op::Permute { x, dims }),
+            (r.clone(), proptest::collection::vec((-4i64..4, proptest::option::of(-4i64..4)), 0..3))
+                .prop_map(|(x, ranges)| Op::Slice {
+                    x,
+                    ranges: ranges.into_iter().map(|(start, end)| SliceRange { start, end }).collect()
+                }),
+            (proptest::collection::vec(r.clone(), 0..3), 0u32..3).prop_map(|(xs, dim)| Op::Cat { xs, dim }),
+            ("[a-z]{1,2}", r.clone()).prop_map(|(name, value)| Op::Save { name, value, cast: None }),
+            "[a-z]{1,3}(\\.[a-z]{1,3})?".prop_map(|path| Op::Param { path }),
+            (r.clone(), r.clone(), proptest::option::of(r.clone()))
+                .prop_map(|(x, weight, bias)| Op::Linear { x, weight, bias }),
+            (r.clone(), r.clone(), proptest::option::of(r.clone()), any::<f64>())
+                .prop_map(|(x, gamma, beta, e)| Op::LayerNorm { x, gamma, beta, epsilon: Scalar(e) }),
+            (r.clone(), proptest::collection::vec(0u32..6, 0..4))
+                .prop_map(|(x, shape)| Op::Expand { x, shape }),
+        ];
     if depth == 0 {
         return leaf.boxed();
     }
@@ -118,6 +126,12 @@ proptest! {
         prop_assert_eq!(&decoded, &program);
         prop_assert_eq!(canonical::encode(&decoded), text);
         let _ = check::check(&decoded);
+        // The references a renumbering rewrites are the ones the checker follows.
+        for node in decoded.traces.iter().flat_map(|t| &t.invokes).flat_map(|i| &i.nodes) {
+            let mut op = node.op.clone();
+            let refs: Vec<_> = op.inputs_mut().into_iter().map(|r| *r).collect();
+            prop_assert_eq!(refs, node.op.inputs());
+        }
     }
 
     #[test]
