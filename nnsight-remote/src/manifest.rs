@@ -149,6 +149,47 @@ impl Manifest {
         let (two, ()) = scan(|| lm.trace(prompts).run(async |_| Ok(())))?;
         let sites = Self::sites(&one, &two, (s1, s2))?;
         let model = lm.model();
+        let tokenizer = lm.tokenizer().to_string(false).ok().map(|json| sha256(json.as_bytes()));
+        let mut manifest = Self::assemble(model, sites, callable, tokenizer);
+        manifest.max_positions = model.max_positions();
+        manifest.config_digest = manifest.architecture_digest();
+        Ok(manifest)
+    }
+
+    /// The manifest of any `Inspectable` model, from its shape-only twin `model` and two inputs
+    /// for it: `one` of batch 1 and sequence length `lengths.0`, `two` of batch 2 and length
+    /// `lengths.1` (for a model without a sequence, any two different sizes of another
+    /// dimension, or equal ones). A bare model does not generate; its context is unbounded.
+    ///
+    /// # Errors
+    /// As [`of_language_model`](Self::of_language_model).
+    pub fn of_model<M, I>(
+        model: &M,
+        one: I,
+        two: I,
+        lengths: (usize, usize),
+        callable: &[&str],
+    ) -> Result<Manifest, ManifestError>
+    where
+        M: nnsight::inspect::Forward + nnsight::Inspectable + burn::module::Module<Recorder>,
+        I: nnsight::inspect::IntoInputs<M::Inputs>,
+    {
+        use nnsight::TraceExt;
+        let (a, ()) = scan(|| model.trace(one).run(async |_| Ok(())))?;
+        let (b, ()) = scan(|| model.trace(two).run(async |_| Ok(())))?;
+        let sites = Self::sites(&a, &b, lengths)?;
+        let mut manifest = Self::assemble(model, sites, callable, None);
+        manifest.generates = false;
+        manifest.max_positions = usize::MAX;
+        manifest.config_digest = manifest.architecture_digest();
+        Ok(manifest)
+    }
+
+    /// A manifest of `model` with `sites` (digest, generation and context still to set).
+    fn assemble<M>(model: &M, sites: Vec<SiteEntry>, callable: &[&str], tokenizer: Option<String>) -> Manifest
+    where
+        M: nnsight::Inspectable + burn::module::Module<Recorder>,
+    {
         let params = crate::record::parameters(model)
             .into_iter()
             .filter_map(|(path, value)| {
@@ -161,8 +202,7 @@ impl Manifest {
             .into_iter()
             .map(|(_, _, path)| ModuleEntry { path })
             .collect();
-        let tokenizer = lm.tokenizer().to_string(false).ok().map(|json| sha256(json.as_bytes()));
-        let mut manifest = Manifest {
+        Manifest {
             ir: Version::CURRENT,
             model: std::any::type_name::<M>().split('<').next().unwrap_or_default().to_owned(),
             modules,
@@ -170,13 +210,11 @@ impl Manifest {
             params,
             callable: callable.iter().map(|s| (*s).to_owned()).collect(),
             generates: true,
-            max_positions: model.max_positions(),
+            max_positions: 0,
             config_digest: String::new(),
             weights_digest: None,
             tokenizer_digest: tokenizer,
-        };
-        manifest.config_digest = manifest.architecture_digest();
-        Ok(manifest)
+        }
     }
 
     fn sites(one: &[Scanned], two: &[Scanned], seq: (usize, usize)) -> Result<Vec<SiteEntry>, ManifestError> {

@@ -77,6 +77,22 @@ fn steering<B: Backend>(lm: &Lm<B>, prompt: &str, steps: usize) -> nnsight::Resu
     Ok(last)
 }
 
+/// Every layer's output read; the MLP of layer 0 skipped with zeros; the pass stopped after
+/// layer 1; the mean of its output.
+fn reads_skip_and_stop<B: Backend>(
+    lm: &Lm<B>,
+    prompt: &str,
+) -> nnsight::Result<(Tensor<B, 3>, Tensor<B, 3>)> {
+    lm.trace(prompt).run(async |m| {
+        let x: Tensor<B, 3> = m.model.layers[0].mlp.input().await?;
+        m.model.layers[0].mlp.skip(x.zeros_like()).await?;
+        let h0 = m.model.layers[0].output().await?;
+        let h1 = m.model.layers[1].output().await?;
+        m.stop()?;
+        Ok((h0, h1.mean_dim(2)))
+    })
+}
+
 fn assert_recorded_corpus_matches(
     real: &Lm<Flex>,
     config: &LlamaConfig,
@@ -88,15 +104,21 @@ fn assert_recorded_corpus_matches(
     let recorded = record(shapes.model(), |rec| {
         rec.save("patched", &patching(&shapes, clean, corrupted)?)?;
         rec.save("top", &logit_lens(&shapes, clean)?)?;
-        rec.save("last", &steering(&shapes, clean, steps)?)
+        rec.save("last", &steering(&shapes, clean, steps)?)?;
+        let (h0, mean) = reads_skip_and_stop(&shapes, corrupted)?;
+        rec.save("h0", &h0)?;
+        rec.save("mean", &mean)
     })
     .unwrap();
-    assert_eq!(recorded.program.traces.len(), 3, "a session of three traces");
+    assert_eq!(recorded.program.traces.len(), 4, "a session of four traces");
     let outcome = replay(real, &recorded);
     assert_same(&outcome, "patched", &patching(real, clean, corrupted).unwrap());
     let (_, _, top) = outcome.saves["top"].to_bytes();
     assert!(top == logit_lens(real, clean).unwrap().to_data().as_bytes(), "logit lens");
     assert_same(&outcome, "last", &steering(real, clean, steps).unwrap());
+    let (h0, mean) = reads_skip_and_stop(real, corrupted).unwrap();
+    assert_same(&outcome, "h0", &h0);
+    assert_same(&outcome, "mean", &mean);
 }
 
 #[test]

@@ -195,3 +195,22 @@ fn each_bad_program_is_a_diagnostic_with_its_code() {
     tensor_input.traces[0].invokes[0].input = Some(Input::Tensor("x".into()));
     assert!(codes(&manifest, &tensor_input).iter().any(|d| d.code == Code::BadInput));
 }
+
+#[test]
+fn any_inspectable_model_has_a_manifest() {
+    let (_, twin, lm_manifest) = models();
+    let ids = |batch: usize, n: usize| {
+        let data: Vec<i32> = (0..batch * n).map(|i| (i % 7 + 1) as i32).collect();
+        let device = RecordDevice::default();
+        let ids = burn::tensor::Tensor::<Recorder, 2, burn::tensor::Int>::from_data(
+            burn::tensor::TensorData::new(data, [batch, n]),
+            &device,
+        );
+        let mask = ids.clone().ones_like();
+        (ids, mask)
+    };
+    let bare = Manifest::of_model(twin.model(), ids(1, 3), ids(2, 5), (3, 5), &["lm_head"]).unwrap();
+    assert!(!bare.generates);
+    assert_eq!(bare.sites, lm_manifest.sites, "the bare model's sites are the language model's");
+    assert_eq!(bare.config_digest.len(), 64);
+}
