@@ -22,6 +22,10 @@
 //! - [`record`]: the unchanged trace body, run on the model's shape-only twin (the
 //!   [`Recorder`](record::Recorder) backend computes nothing), becomes a program; [`scan`](record::scan)
 //!   gives every site's shape.
+//! - [`manifest`]: what a hosted model offers programs — modules, every site's symbolic shape,
+//!   parameters, callable modules, digests — made from its shape-only twin.
+//! - [`validate`](validate::validate): a program checked against a manifest before it is sent,
+//!   each problem a [`Diagnostic`]; a valid program gets a plan with its cost.
 //! - [`intervention`]: a program and its tensors as a shareable directory.
 //! - [`tensors`]: the literals going with a program and the saves coming back, each one
 //!   safetensors file.
