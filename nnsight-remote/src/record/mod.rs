@@ -147,8 +147,11 @@ impl Recording {
     {
         let id = tensor_id(value);
         let mut state = self.client.lock();
-        let tape = state.tapes.get_mut(&std::thread::current().id()).ok_or(RecordError::Nested)?;
         let not = |what: String| RecordError::NotRecordable { what, at: None };
+        let tape = state
+            .tapes
+            .get_mut(&std::thread::current().id())
+            .ok_or_else(|| not(format!("`{name}` is saved on another thread than the recording's")))?;
         if !tape.saved.insert(name.to_owned()) {
             return Err(not(format!("`{name}` is saved twice")));
         }

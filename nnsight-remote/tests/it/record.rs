@@ -236,6 +236,13 @@ fn what_cannot_be_recorded_is_an_error_naming_it() {
         })?)
     });
     assert!(matches!(result, Err(RecordError::Trace(nnsight::Error::OutOfOrder { .. }))), "{result:?}");
+    // A save from another thread than the recording's is refused, naming the value.
+    let result = record(shapes.model(), |rec| {
+        let h = reads(&shapes)?.0;
+        std::thread::scope(|s| s.spawn(|| rec.save("h", &h)).join().expect("the thread runs"))
+    });
+    let (what, _) = refusal(result);
+    assert!(what.contains("another thread"), "{what}");
     // Recording leaves the thread clean: a new recording works.
     assert!(record(shapes.model(), |rec| rec.save("h", &reads(&shapes)?.0)).is_ok());
 }
@@ -358,4 +365,28 @@ fn zero_ablation_by_skip_and_a_stop_record_and_replay_bit_for_bit() {
     let ops: Vec<&str> = recorded.program.traces[0].invokes[0].nodes.iter().map(|n| n.op.name()).collect();
     assert!(ops.contains(&"skip") && ops.contains(&"stop"), "{ops:?}");
     assert_same(&replay(&real, &recorded), "mean", &expected);
+}
+
+#[test]
+fn concurrent_recordings_on_one_twin_are_independent_and_equal() {
+    let (_, shapes) = tiny();
+    let once = || {
+        record(shapes.model(), |rec| {
+            rec.save("logits", &patching(&shapes)?)?;
+            let (h0, mixed, probs) = reads(&shapes)?;
+            rec.save("h0", &h0)?;
+            rec.save("mixed", &mixed)?;
+            rec.save("probs", &probs)
+        })
+        .expect("the recording succeeds")
+        .program
+    };
+    let alone = once();
+    let together: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4).map(|_| s.spawn(once)).collect();
+        handles.into_iter().map(|h| h.join().expect("a recording thread")).collect()
+    });
+    for program in together {
+        assert_eq!(program, alone, "a recording on another thread at the same time gives the same program");
+    }
 }
