@@ -213,6 +213,10 @@ where
         Ok(value) => value?,
         Err(panic) => std::panic::resume_unwind(panic),
     };
+    if tape.traces.is_empty() {
+        let what = "no trace ran inside `record`: there is nothing to send".to_owned();
+        return Err(RecordError::NotRecordable { what, at: None });
+    }
     let mut traces = tape.traces;
     traces.iter_mut().for_each(prune::prune);
     let program = Program::new(traces);

@@ -236,6 +236,17 @@ fn what_cannot_be_recorded_is_an_error_naming_it() {
         })?)
     });
     assert!(matches!(result, Err(RecordError::Trace(nnsight::Error::OutOfOrder { .. }))), "{result:?}");
+    // A recording inside a recording on the same thread is refused.
+    let inner = std::cell::RefCell::new(None);
+    record(shapes.model(), |rec| {
+        *inner.borrow_mut() = Some(record(shapes.model(), |_| Ok(())).map(|_| ()));
+        rec.save("h", &reads(&shapes)?.0)
+    })
+    .unwrap();
+    assert!(matches!(inner.take(), Some(Err(RecordError::Nested))));
+    // A recording in which no trace runs has nothing to send.
+    let (what, _) = refusal(record(shapes.model(), |_| Ok(())));
+    assert!(what.contains("no trace ran"), "{what}");
     // A save from another thread than the recording's is refused, naming the value.
     let result = record(shapes.model(), |rec| {
         let h = reads(&shapes)?.0;
