@@ -30,6 +30,7 @@
 //! inputs other than a language model's prompts (one per invoke).
 
 mod backend;
+mod caller;
 mod fuse;
 mod lower;
 mod prune;

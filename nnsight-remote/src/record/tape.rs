@@ -367,8 +367,14 @@ impl Tape {
             }
             return;
         }
-        if let Err(what) = lower::lower(self, op, constants) {
+        if let Err(what) = lower::lower(self, op, constants)
+            && self.problem.is_none()
+        {
+            // The line that runs the operation, when a backtrace names it.
             self.fail(what);
+            if let (Some(problem), Some(line)) = (&mut self.problem, super::caller::user_line()) {
+                problem.at = Some(line);
+            }
         }
     }
 
@@ -385,7 +391,13 @@ impl Tape {
             tensor.dtype,
             tensor.shape.as_slice()
         );
-        self.fail(what.clone());
+        if self.problem.is_none() {
+            // The line that reads, when a backtrace names it; else the last site access.
+            self.fail(what.clone());
+            if let (Some(problem), Some(line)) = (&mut self.problem, super::caller::user_line()) {
+                problem.at = Some(line);
+            }
+        }
         Some(what)
     }
 

@@ -198,13 +198,19 @@ fn refusal<T: std::fmt::Debug>(result: Result<Recorded<T>, RecordError>) -> (Str
 #[test]
 fn what_cannot_be_recorded_is_an_error_naming_it() {
     let (_, shapes) = tiny();
-    // An operation outside the IR's list.
+    // An operation outside the IR's list: the error names it and the line that runs it.
+    let op_line = line!() + 3;
     let (what, at) = refusal(record(shapes.model(), |_| {
-        Ok(shapes.trace(CLEAN).run(async |m| Ok(m.transformer.h[0].output().await?.repeat_dim(0, 2)))?)
+        Ok(shapes.trace(CLEAN).run(async |m| {
+            let h: Tensor<Recorder, 3> = m.transformer.h[0].output().await?;
+            Ok(h.repeat_dim(0, 2))
+        })?)
     }));
     assert!(what.contains("RepeatDim"), "{what}");
-    assert!(at.is_some_and(|a| a.contains("record.rs")));
-    // Value-dependent host code.
+    let at = at.expect("a location");
+    assert!(at.contains(&format!("record.rs:{}:", op_line + 1)), "{at} (expected line {})", op_line + 1);
+    // Value-dependent host code: the error names the line that reads the value.
+    let read_line = line!() + 4;
     let result = record(shapes.model(), |_| {
         Ok(shapes.trace(CLEAN).run(async |m| {
             let h: Tensor<Recorder, 3> = m.transformer.h[0].output().await?;
@@ -212,8 +218,10 @@ fn what_cannot_be_recorded_is_an_error_naming_it() {
             Ok(positive)
         })?)
     });
-    let (what, _) = refusal(result);
+    let (what, at) = refusal(result);
     assert!(what.contains("value-dependent host code"), "{what}");
+    let at = at.expect("a location");
+    assert!(at.contains(&format!("record.rs:{read_line}:")), "{at} (expected line {read_line})");
     // Random numbers in the body.
     let (what, _) = refusal(record(shapes.model(), |_| {
         Ok(shapes.trace(CLEAN).run(async |m| {
