@@ -8,9 +8,7 @@ use std::collections::BTreeMap;
 
 use burn::backend::Flex;
 use burn::prelude::*;
-use nnsight::Shared;
 use nnsight_models::LanguageModel;
-use nnsight_models::generation::GenerateOptions;
 use nnsight_models::llama::LlamaForCausalLM;
 use nnsight_remote::interpret::{Hosted, Value, run_language_model};
 use nnsight_remote::ir::{
@@ -95,21 +93,8 @@ fn assert_corpus_matches(lm: &Llama, clean: &str, corrupted: &str, steps: u32) {
 
     let outcome =
         run_language_model(lm, &patching(layer, clean, corrupted), &BTreeMap::new(), &hosted).unwrap();
-    let hidden = Shared::new("clean layer 1");
-    let ((), patched) = lm
-        .tracer()
-        .invoke(clean, async |m| hidden.set(m.model.layers[1].output().await?))
-        .invoke(corrupted, async |m| {
-            m.model.layers[1]
-                .output()
-                .try_edit(|h| Ok(h.slice_assign([0..1, 1..2], hidden.get()?.slice([0..1, 1..2]))))
-                .await?;
-            let logits = m.output().await?;
-            let last = logits.dims()[1] - 1;
-            Ok(logits.slice([0..1, last..last + 1]))
-        })
-        .run()
-        .unwrap();
+    // The compiled bodies are the ones the recorder records (`record_llama`).
+    let patched = crate::record_llama::patching(lm, clean, corrupted).unwrap();
     assert!(bytes(&outcome.saves["patched"]) == patched.to_data().as_bytes(), "patching");
 
     let outcome =
@@ -127,14 +112,7 @@ fn assert_corpus_matches(lm: &Llama, clean: &str, corrupted: &str, steps: u32) {
     .reshape([1, 1, hidden]);
     let tensors = BTreeMap::from([("steering".to_owned(), Value::F3(vector.clone()))]);
     let outcome = run_language_model(lm, &steering(layer, clean, steps), &tensors, &hosted).unwrap();
-    let scaled = vector.mul_scalar(2.0);
-    let (last, _) = lm
-        .generator(clean, GenerateOptions::greedy(steps as usize).ignore_eos())
-        .run(async |m| {
-            m.model.layers[1].output().every(move |h: Tensor<B, 3>| h + scaled.clone())?;
-            m.lm_head.output().at(steps - 1).await
-        })
-        .unwrap();
+    let last = crate::record_llama::steering(lm, clean, steps as usize).unwrap();
     assert!(bytes(&outcome.saves["last"]) == last.to_data().as_bytes(), "steering");
 }
 

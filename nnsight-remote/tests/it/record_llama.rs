@@ -39,7 +39,11 @@ fn assert_same<const D: usize>(outcome: &Outcome<Flex>, name: &str, expected: &T
     assert!(bytes == data.as_bytes(), "{name}: the bytes differ from the compiled body's");
 }
 
-fn patching<B: Backend>(lm: &Lm<B>, clean: &str, corrupted: &str) -> nnsight::Result<Tensor<B, 3>> {
+pub(crate) fn patching<B: Backend>(
+    lm: &Lm<B>,
+    clean: &str,
+    corrupted: &str,
+) -> nnsight::Result<Tensor<B, 3>> {
     let hidden = Shared::new("clean layer 1");
     let ((), patched) = lm
         .tracer()
@@ -65,7 +69,7 @@ fn logit_lens<B: Backend>(lm: &Lm<B>, prompt: &str) -> nnsight::Result<Tensor<B,
     })
 }
 
-fn steering<B: Backend>(lm: &Lm<B>, prompt: &str, steps: usize) -> nnsight::Result<Tensor<B, 3>> {
+pub(crate) fn steering<B: Backend>(lm: &Lm<B>, prompt: &str, steps: usize) -> nnsight::Result<Tensor<B, 3>> {
     let hidden = lm.model().model.embed_tokens.weight.val().dims()[1];
     let values: Vec<f32> = (0..hidden).map(|i| ((i % 7) as f32 - 3.0) * 0.05).collect();
     let device = lm.model().model.embed_tokens.weight.val().device();
