@@ -434,51 +434,13 @@ impl Op {
     }
 
     /// The values of this invoke the node uses (not counting an edit body's own nodes, nor
-    /// [`Op::Shared`]'s reference, which is another invoke's).
+    /// [`Op::Shared`]'s reference, which is another invoke's): those of
+    /// [`inputs_mut`](Self::inputs_mut), the one list of each operation's references.
     pub fn inputs(&self) -> Vec<Ref> {
-        match self {
-            Op::Write { value, .. }
-            | Op::Skip { value, .. }
-            | Op::Save { value, .. }
-            | Op::Log { value, .. } => {
-                vec![*value]
-            }
-            Op::Call { args, .. } => args.clone(),
-            Op::Unary { x, .. }
-            | Op::BinaryScalar { x, .. }
-            | Op::CompareScalar { x, .. }
-            | Op::Reduce { x, .. }
-            | Op::Softmax { x, .. }
-            | Op::LogSoftmax { x, .. }
-            | Op::Reshape { x, .. }
-            | Op::Permute { x, .. }
-            | Op::Transpose { x, .. }
-            | Op::Slice { x, .. }
-            | Op::Cast { x, .. }
-            | Op::TopK { x, .. }
-            | Op::FullLike { x, .. }
-            | Op::Expand { x, .. } => vec![*x],
-            Op::Linear { x, weight, bias } => {
-                [Some(*x), Some(*weight), *bias].into_iter().flatten().collect()
-            }
-            Op::LayerNorm { x, gamma, beta, .. } => {
-                [Some(*x), Some(*gamma), *beta].into_iter().flatten().collect()
-            }
-            Op::Binary { lhs, rhs, .. } | Op::Compare { lhs, rhs, .. } | Op::Matmul { lhs, rhs } => {
-                vec![*lhs, *rhs]
-            }
-            Op::Where { mask, value, otherwise } => vec![*mask, *value, *otherwise],
-            Op::SliceAssign { x, value, .. } => vec![*x, *value],
-            Op::IndexSelect { x, indices, .. } => vec![*x, *indices],
-            Op::Cat { xs, .. } | Op::Stack { xs, .. } => xs.clone(),
-            Op::Read { .. }
-            | Op::Edit { .. }
-            | Op::Arg
-            | Op::Stop
-            | Op::Tensor { .. }
-            | Op::Saved { .. }
-            | Op::Param { .. }
-            | Op::Shared { .. } => Vec::new(),
+        // An edit uses none of its invoke's values directly; do not copy its body to say so.
+        if let Op::Edit { .. } = self {
+            return Vec::new();
         }
+        self.clone().inputs_mut().into_iter().map(|r| *r).collect()
     }
 }
