@@ -2,12 +2,12 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ir::{Location, Ref};
 
 /// The stable code of a diagnostic: clients match on it (the message may be reworded).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Code {
     /// The program is larger than the reader accepts.
@@ -105,7 +105,7 @@ impl fmt::Display for Code {
 }
 
 /// Which node: trace, invoke and node position (as [`Ref`] numbers them).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NodePath {
     /// The trace, from 0.
     pub trace: u32,
@@ -122,15 +122,15 @@ impl fmt::Display for NodePath {
 }
 
 /// One thing wrong with a program.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Diagnostic {
     /// What kind of problem.
     pub code: Code,
     /// The node it is about, when it is about one.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<NodePath>,
     /// The user's source line that made the node, when recorded.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<Location>,
     /// What is wrong and what to do, in words.
     pub message: String,

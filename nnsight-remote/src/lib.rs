@@ -32,11 +32,21 @@
 //! - [`schema`]: the JSON Schema of the IR, generated from the types and committed
 //!   (`schema/ir-v1.schema.json`), for clients written in other languages.
 //!
+//! - [`arch`]: the model families (GPT-2, Llama) as a host loads them and a client builds their
+//!   twins.
+//! - [`api`]: the HTTP API of `nnsight-server`, as types; `client` (feature `client`): a
+//!   blocking client of it — record a body, validate it against the host's manifest, send it,
+//!   follow its job and fetch the saves.
+//!
 //! Local traces never touch this crate: it is linked only by code that records, sends or runs
 //! programs (the crate depends on the engine, never the reverse).
 
+pub mod api;
+pub mod arch;
 pub mod canonical;
 pub mod check;
+#[cfg(feature = "client")]
+pub mod client;
 mod diagnostic;
 pub mod interpret;
 pub mod intervention;

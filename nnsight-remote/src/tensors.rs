@@ -60,6 +60,37 @@ pub fn read<B: Backend>(bytes: &[u8], device: &B::Device) -> Result<BTreeMap<Str
     Ok(out)
 }
 
+/// The shape and element type of every tensor of a safetensors file, read from its header only
+/// (what [`validate`](crate::validate::validate) needs, without building tensors).
+///
+/// # Errors
+/// As [`read`].
+pub fn shapes(bytes: &[u8]) -> Result<BTreeMap<String, (Vec<usize>, crate::ir::DType)>, Diagnostic> {
+    use crate::ir::DType as Ir;
+    let bad = |message: String| Diagnostic::program(Code::BadTensors, message);
+    let file = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let mut out = BTreeMap::new();
+    for (name, view) in file.tensors() {
+        let dtype = match view.dtype() {
+            Dtype::F32 => Ir::F32,
+            Dtype::F64 => Ir::F64,
+            Dtype::F16 => Ir::F16,
+            Dtype::BF16 => Ir::Bf16,
+            Dtype::I64 => Ir::I64,
+            Dtype::I32 => Ir::I32,
+            Dtype::BOOL => Ir::Bool,
+            other => return Err(bad(format!("tensor `{name}` is {other:?}, which the IR does not hold"))),
+        };
+        let shape = view.shape().to_vec();
+        if shape.is_empty() || shape.len() > 4 {
+            return Err(bad(format!("tensor `{name}` has rank {}; the IR holds ranks 1 to 4", shape.len())));
+        }
+        out.insert(name, (shape, dtype));
+    }
+    Ok(out)
+}
+
 /// `values` as a safetensors file, each in its own element type.
 ///
 /// # Errors

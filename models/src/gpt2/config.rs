@@ -2,13 +2,13 @@
 
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use nnsight::{Error, Result};
 
 /// The hyper-parameters of a GPT-2 model, read from a Hugging Face `config.json` (field names as
 /// transformers' `GPT2Config`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Gpt2Config {
     /// Vocabulary size (rows of `wte`).
     pub vocab_size: usize,

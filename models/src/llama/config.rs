@@ -2,13 +2,13 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use nnsight::{Error, Result};
 
 /// The hyper-parameters of a Llama model, read from a Hugging Face `config.json` (field names as
 /// transformers' `LlamaConfig`; Mistral's `MistralConfig` adds `sliding_window`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LlamaConfig {
     /// `llama` or `mistral` (other architectures with these module names differ in details).
     #[serde(default)]
@@ -75,7 +75,7 @@ pub struct LlamaConfig {
 }
 
 /// Rotary position embedding parameters: `rope_scaling` or `rope_parameters` of a `config.json`.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct RopeParameters {
     /// `default`, `linear` or `llama3` (older configs spell the key `type`).
     #[serde(default, alias = "type")]

@@ -9,7 +9,9 @@ use nnsight::DynEnvoy;
 use nnsight_models::generation::{Decoder, GenerateOptions, Sampling};
 use nnsight_models::{LanguageModel, Prompts};
 
-use super::{Host, Hosted, Outcome, RunError, Value, run_on};
+use std::rc::Rc;
+
+use super::{Host, Hosted, Outcome, RunError, Value, Watch, run_on, run_watched};
 use crate::ir::{Input, Program, Sampler, Trace};
 
 /// Runs `program` on `lm` (see [`run`](super::run)): invokes take text or token-id prompts; a
@@ -24,6 +26,21 @@ pub fn run_language_model<B: Backend, M: Decoder<B>>(
     hosted: &Hosted<'_, B>,
 ) -> Result<Outcome<B>, RunError> {
     run_on(&Lm(lm), program, tensors, hosted)
+}
+
+/// [`run_language_model`], asking `watch` before every site access whether to go on (a server
+/// stops a cancelled or overlong job this way, and reports its progress).
+///
+/// # Errors
+/// As [`run_language_model`]; [`RunError::Stopped`] when `watch` stops it.
+pub fn run_language_model_watched<B: Backend, M: Decoder<B>>(
+    lm: &LanguageModel<B, M>,
+    program: &Program,
+    tensors: &BTreeMap<String, Value<B>>,
+    hosted: &Hosted<'_, B>,
+    watch: Rc<dyn Watch>,
+) -> Result<Outcome<B>, RunError> {
+    run_watched(&Lm(lm), program, tensors, hosted, watch)
 }
 
 struct Lm<'m, B: Backend, M: Decoder<B>>(&'m LanguageModel<B, M>);

@@ -15,8 +15,9 @@ mod language_model;
 mod ops;
 mod value;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use burn::prelude::*;
 use nnsight::inspect::{Forward, Inspectable};
@@ -25,7 +26,7 @@ use nnsight::site::{ErasedValue, Kind as SiteSide};
 use nnsight::{DynEnvoy, Error, TraceExt};
 
 pub use hosted::Hosted;
-pub use language_model::run_language_model;
+pub use language_model::{run_language_model, run_language_model_watched};
 pub use value::{Kind, Value};
 
 use crate::check::check;
@@ -65,6 +66,14 @@ pub enum RunError {
         /// What is callable.
         callable: String,
     },
+    /// The host's [`Watch`] stopped the program at a site (a cancelled job, a time limit).
+    #[error("trace {trace} stopped: {reason}")]
+    Stopped {
+        /// The trace.
+        trace: usize,
+        /// The watch's reason.
+        reason: String,
+    },
     /// A trace failed while running (the engine's error, or a node's, naming the node).
     #[error("trace {trace} failed: {error}")]
     Trace {
@@ -73,6 +82,32 @@ pub enum RunError {
         /// What failed.
         error: Error,
     },
+}
+
+/// What a host sees of a running program, and how it stops one (a cancelled job, a wall-clock
+/// limit): asked before every site access of the program — each read, write and skip, and each
+/// visit of a standing edit.
+pub trait Watch {
+    /// Trace `trace` is about to access a site at `occurrence` (a generation's step). `Err(reason)`
+    /// stops the program there: [`RunError::Stopped`].
+    ///
+    /// # Errors
+    /// The reason to stop.
+    fn site(&self, trace: usize, occurrence: u32) -> Result<(), String>;
+
+    /// Trace `trace` of `traces` has run to its end.
+    fn trace_done(&self, trace: usize, traces: usize) {
+        let _ = (trace, traces);
+    }
+}
+
+/// Watches nothing, stops nothing.
+struct Unwatched;
+
+impl Watch for Unwatched {
+    fn site(&self, _: usize, _: u32) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// What runs a trace's bodies: one batched forward pass of a bare model ([`run`]), or a language
@@ -170,6 +205,20 @@ pub fn run_on<B: Backend, H: Host>(
     tensors: &BTreeMap<String, Value<B>>,
     hosted: &Hosted<'_, B>,
 ) -> Result<Outcome<B>, RunError> {
+    run_watched(host, program, tensors, hosted, Rc::new(Unwatched))
+}
+
+/// [`run_on`], asking `watch` before every site access whether to go on.
+///
+/// # Errors
+/// As [`run`]; [`RunError::Stopped`] when `watch` stops it.
+pub fn run_watched<B: Backend, H: Host>(
+    host: &H,
+    program: &Program,
+    tensors: &BTreeMap<String, Value<B>>,
+    hosted: &Hosted<'_, B>,
+    watch: Rc<dyn Watch>,
+) -> Result<Outcome<B>, RunError> {
     let diagnostics = check(program);
     if !diagnostics.is_empty() {
         return Err(RunError::Invalid(diagnostics));
@@ -212,8 +261,11 @@ pub fn run_on<B: Backend, H: Host>(
         }
     }
     let mut outcome = Outcome { saves: BTreeMap::new(), log: Vec::new() };
+    let stopped = Rc::new(RefCell::new(None));
     for (t, trace) in program.traces.iter().enumerate() {
         let context = Context {
+            watch: watch.clone(),
+            stopped: stopped.clone(),
             trace: t,
             invokes: &trace.invokes,
             tensors,
@@ -231,10 +283,15 @@ pub fn run_on<B: Backend, H: Host>(
                 })
             })
             .collect();
-        host.run_trace(trace, bodies).map_err(|error| RunError::Trace { trace: t, error })?;
+        let ran = host.run_trace(trace, bodies);
+        if let Some(reason) = stopped.take() {
+            return Err(RunError::Stopped { trace: t, reason });
+        }
+        ran.map_err(|error| RunError::Trace { trace: t, error })?;
         let (saves, log) = (context.saves.take(), context.log.take());
         outcome.saves.extend(saves);
         outcome.log.extend(log);
+        watch.trace_done(t, program.traces.len());
     }
     Ok(outcome)
 }
@@ -250,6 +307,9 @@ fn not_interpreted(trace: &Trace) -> Option<&'static str> {
 
 /// What the bodies of one trace share.
 struct Context<'p, B: Backend> {
+    watch: Rc<dyn Watch>,
+    /// Why the watch stopped the program, once it has.
+    stopped: Rc<RefCell<Option<String>>>,
     trace: usize,
     invokes: &'p [crate::ir::Invoke],
     tensors: &'p BTreeMap<String, Value<B>>,
@@ -263,6 +323,21 @@ struct Context<'p, B: Backend> {
 }
 
 impl<B: Backend> Context<'_, B> {
+    /// Asks the watch whether to go on to a site at `occurrence`.
+    fn ask(&self, occurrence: u32) -> Result<(), NodeError> {
+        ask(&*self.watch, &self.stopped, self.trace, occurrence)
+    }
+
+    /// What asks the watch, at a site reached at `occurrence`, whether to go on (an engine
+    /// error ends the body; the reason is kept for the outcome).
+    fn asking(&self, occurrence: u32) -> impl Fn() -> nnsight::Result<()> + 'static {
+        let (watch, stopped, trace) = (self.watch.clone(), self.stopped.clone(), self.trace);
+        move || match ask(&*watch, &stopped, trace, occurrence) {
+            Err(NodeError::Op(problem)) => Err(Error::Input { problem }),
+            _ => Ok(()),
+        }
+    }
+
     /// Runs invoke `i`'s nodes in order.
     async fn invoke(&self, root: DynEnvoy<'_>, i: usize) -> nnsight::Result<()> {
         for node in &self.invokes[i].nodes {
@@ -346,6 +421,9 @@ impl<B: Backend> Context<'_, B> {
             constants.push(self.constant(&node.op)?);
         }
         let edit = Standing {
+            watch: self.watch.clone(),
+            stopped: self.stopped.clone(),
+            visit: Rc::new(Cell::new(0)),
             trace: self.trace,
             invoke: i,
             node: n,
@@ -363,7 +441,8 @@ impl<B: Backend> Context<'_, B> {
         };
         for (first, end) in visits {
             let range = first..end;
-            let edit = edit.clone();
+            let mut edit = edit.clone();
+            edit.visit = Rc::new(Cell::new(first));
             module
                 .erased(side, 0)
                 .steps(range, move |value: &mut dyn ErasedValue, writer| edit.apply(value, writer))?;
@@ -381,6 +460,11 @@ impl<B: Backend> Context<'_, B> {
         let value = |r: u32| self.get(i, r);
         if let Some(constant) = self.constant(&node.op)? {
             return Ok(Some(constant));
+        }
+        // Reads and writes ask the watch when their site is reached (in their visit); a skip
+        // asks before it waits.
+        if let Op::Skip { occurrence, .. } = &node.op {
+            self.ask(*occurrence)?;
         }
         match &node.op {
             Op::Edit { site, steps, body } => {
@@ -403,18 +487,24 @@ impl<B: Backend> Context<'_, B> {
         match &node.op {
             Op::Read { site } => {
                 let (module, side, element) = locate(root, site)?;
+                let at = self.asking(site.occurrence);
                 let read = module
                     .erased(side, site.occurrence)
-                    .visit(false, move |value: &mut dyn ErasedValue, _| Ok(tensor_of(value, element)))
+                    .visit(false, move |value: &mut dyn ErasedValue, _| {
+                        at()?;
+                        Ok(tensor_of(value, element))
+                    })
                     .await?;
                 Ok(Some(read.map_err(NodeError::Op)?))
             }
             Op::Write { site, value: r } => {
                 let (module, side, element) = locate(root, site)?;
                 let new = value(*r)?;
+                let at = self.asking(site.occurrence);
                 module
                     .erased(side, site.occurrence)
                     .visit(true, move |value: &mut dyn ErasedValue, writer| {
+                        at()?;
                         let slot = match element {
                             Some(e) => value.element_mut(e).ok_or_else(|| Error::Input {
                                 problem: format!("the call has no argument {e}"),
@@ -446,6 +536,21 @@ impl<B: Backend> Context<'_, B> {
             _ => Err(NodeError::Op(format!("`{}` is not interpreted here", node.op.name()))),
         }
     }
+}
+
+/// Asks `watch` whether trace `trace` goes on to a site at `occurrence`; a refusal is kept in
+/// `stopped` (the program's outcome) and ends the body.
+fn ask(
+    watch: &dyn Watch,
+    stopped: &RefCell<Option<String>>,
+    trace: usize,
+    occurrence: u32,
+) -> Result<(), NodeError> {
+    watch.site(trace, occurrence).map_err(|reason| {
+        let problem = format!("stopped: {reason}");
+        stopped.borrow_mut().get_or_insert(reason);
+        NodeError::Op(problem)
+    })
 }
 
 /// The error of one node: the engine's (passed on), or the operation's (named with the node).
@@ -536,6 +641,10 @@ fn compute<B: Backend>(
 /// A standing edit's body with what it uses from before it, run at each step.
 #[derive(Clone)]
 struct Standing<B: Backend> {
+    watch: Rc<dyn Watch>,
+    stopped: Rc<RefCell<Option<String>>>,
+    /// The step of the next visit.
+    visit: Rc<Cell<u32>>,
     trace: usize,
     invoke: usize,
     node: u32,
@@ -557,6 +666,10 @@ impl<B: Backend> Standing<B> {
                 self.trace, self.invoke, self.node
             ),
         };
+        let step = self.visit.replace(self.visit.get().saturating_add(1));
+        if let Err(NodeError::Op(problem)) = ask(&*self.watch, &self.stopped, self.trace, step) {
+            return Err(fail(problem));
+        }
         let slot = match self.element {
             Some(e) => value.element_mut(e).ok_or_else(|| fail(format!("the call has no argument {e}")))?,
             None => value,

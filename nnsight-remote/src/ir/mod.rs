@@ -111,6 +111,27 @@ pub enum Sampler {
 }
 
 impl Program {
+    /// Every text prompt replaced by its token ids under `encode` (the hosted model's
+    /// tokenizer): the sequence lengths become known, so validation checks every dimension, and
+    /// the program runs as it would with the text.
+    ///
+    /// # Errors
+    /// `encode`'s error for the first prompt it cannot encode: trace, invoke and message.
+    pub fn tokenize(
+        &mut self,
+        encode: impl Fn(&str) -> Result<Vec<u32>, String>,
+    ) -> Result<(), (usize, usize, String)> {
+        for (t, trace) in self.traces.iter_mut().enumerate() {
+            for (i, invoke) in trace.invokes.iter_mut().enumerate() {
+                if let Some(Input::Text(text)) = &invoke.input {
+                    let ids = encode(text).map_err(|message| (t, i, message))?;
+                    invoke.input = Some(Input::Tokens(ids));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// A program of `traces`, stamped with the lowest version that has every operation it uses.
     pub fn new(traces: Vec<Trace>) -> Self {
         let mut program = Program { ir: Version::CURRENT, traces };

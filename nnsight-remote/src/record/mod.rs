@@ -229,7 +229,7 @@ where
 }
 
 /// The IR's element type for burn's, if the IR has it.
-pub(crate) fn ir_dtype(dtype: burn::tensor::DType) -> Option<crate::ir::DType> {
+pub fn ir_dtype(dtype: burn::tensor::DType) -> Option<crate::ir::DType> {
     lower::dtype(dtype).ok()
 }
 

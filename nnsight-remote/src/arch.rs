@@ -1,0 +1,103 @@
+//! The model families a host serves and a client records for: what both sides need to build the
+//! same model from a config — the host with its weights, the client as a shape-only twin on the
+//! [`Recorder`](crate::record::Recorder) — and which modules a family offers programs to `call`.
+
+use burn::module::Module;
+use burn::prelude::*;
+use nnsight_models::generation::Decoder;
+use nnsight_models::gpt2::{Gpt2Config, Gpt2LMHeadModel};
+use nnsight_models::llama::{LlamaConfig, LlamaForCausalLM};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::interpret::Hosted;
+
+/// A family of language models (GPT-2, Llama): its config, how a model is built from one, and
+/// what a host lets programs call.
+pub trait Architecture: 'static {
+    /// Its name on the wire (`gpt2`, `llama`).
+    const NAME: &'static str;
+
+    /// The model, on any backend.
+    type Model<B: Backend>: Decoder<B> + Module<B>;
+
+    /// Its config (a Hugging Face `config.json`).
+    type Config: Serialize + DeserializeOwned + Clone;
+
+    /// The config in `json`, checked.
+    ///
+    /// # Errors
+    /// Not this family's config, or one with impossible values.
+    fn parse_config(json: &str) -> nnsight::Result<Self::Config>;
+
+    /// A model with `config`'s shapes and freshly initialised weights on `device` (on the
+    /// recorder: a shape-only twin, nothing allocated).
+    fn init<B: Backend>(config: &Self::Config, device: &B::Device) -> Self::Model<B>;
+
+    /// The modules programs may `call` (a logit lens: the final norm and the head).
+    fn callable() -> &'static [&'static str];
+
+    /// `model`'s callable modules and parameters, for the interpreter.
+    fn hosted<B: Backend>(model: &Self::Model<B>) -> Hosted<'_, B>;
+}
+
+/// GPT-2 ([`Gpt2LMHeadModel`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Gpt2;
+
+impl Architecture for Gpt2 {
+    const NAME: &'static str = "gpt2";
+    type Model<B: Backend> = Gpt2LMHeadModel<B>;
+    type Config = Gpt2Config;
+
+    fn parse_config(json: &str) -> nnsight::Result<Gpt2Config> {
+        let config: Gpt2Config = serde_json::from_str(json)
+            .map_err(|e| nnsight::Error::Config { problem: format!("not a GPT-2 config.json: {e}") })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn init<B: Backend>(config: &Gpt2Config, device: &B::Device) -> Gpt2LMHeadModel<B> {
+        config.init(device)
+    }
+
+    fn callable() -> &'static [&'static str] {
+        &["transformer.ln_f", "lm_head"]
+    }
+
+    fn hosted<B: Backend>(model: &Gpt2LMHeadModel<B>) -> Hosted<'_, B> {
+        Hosted::new()
+            .parameters(model)
+            .layer_norm("transformer.ln_f", &model.transformer.ln_f)
+            .forward("lm_head", &model.lm_head)
+    }
+}
+
+/// The Llama family ([`LlamaForCausalLM`]: Llama 2/3, SmolLM2, Mistral).
+#[derive(Clone, Copy, Debug)]
+pub struct Llama;
+
+impl Architecture for Llama {
+    const NAME: &'static str = "llama";
+    type Model<B: Backend> = LlamaForCausalLM<B>;
+    type Config = LlamaConfig;
+
+    fn parse_config(json: &str) -> nnsight::Result<LlamaConfig> {
+        LlamaConfig::from_json(json)
+    }
+
+    fn init<B: Backend>(config: &LlamaConfig, device: &B::Device) -> LlamaForCausalLM<B> {
+        config.init(device)
+    }
+
+    fn callable() -> &'static [&'static str] {
+        &["model.norm", "lm_head"]
+    }
+
+    fn hosted<B: Backend>(model: &LlamaForCausalLM<B>) -> Hosted<'_, B> {
+        Hosted::new()
+            .parameters(model)
+            .rms_norm("model.norm", &model.model.norm)
+            .forward("lm_head", &model.lm_head)
+    }
+}

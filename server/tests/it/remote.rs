@@ -1,0 +1,129 @@
+//! Local == remote: the same generic bodies run compiled on the fixtures and, through
+//! `RemoteModel`, recorded → HTTP → validated → queued → interpreted by a worker → safetensors
+//! back; every save is byte-identical.
+
+use burn::backend::Flex;
+use burn::prelude::*;
+use nnsight::Shared;
+use nnsight_models::LanguageModel;
+use nnsight_models::generation::GenerateOptions;
+use nnsight_models::gpt2::Gpt2LMHeadModel;
+use nnsight_models::llama::LlamaForCausalLM;
+use nnsight_remote::arch::{Gpt2, Llama};
+use nnsight_remote::client::{RemoteModel, Saves};
+
+use super::harness::Harness;
+
+type Gpt2Lm<B> = LanguageModel<B, Gpt2LMHeadModel<B>>;
+type LlamaLm<B> = LanguageModel<B, LlamaForCausalLM<B>>;
+
+const CLEAN: &str = "The Eiffel Tower is in the city of";
+const CORRUPTED: &str = "The Colosseum is in the city of";
+
+/// Patching one position across prompts, and a logit lens through the final norm and the head.
+pub(crate) fn patching_and_lens<B: Backend>(lm: &Gpt2Lm<B>) -> nnsight::Result<(Tensor<B, 3>, Tensor<B, 3>)> {
+    let clean = Shared::new("clean block 1");
+    let ((), patched) = lm
+        .tracer()
+        .invoke(CLEAN, async |m| clean.set(m.transformer.h[1].output().await?))
+        .invoke(CORRUPTED, async |m| {
+            m.transformer.h[1]
+                .output()
+                .try_edit(|h| {
+                    let [b, _, d] = h.dims();
+                    Ok(h.slice_assign([0..b, 2..3, 0..d], clean.get()?.slice([0..b, 2..3, 0..d])))
+                })
+                .await?;
+            m.output().await
+        })
+        .run()?;
+    let model = lm.model();
+    let lens = lm.trace(CLEAN).run(async |m| {
+        let h0 = m.transformer.h[0].output().await?;
+        Ok(model.lm_head.forward(model.transformer.ln_f.forward(h0)))
+    })?;
+    Ok((patched, lens))
+}
+
+/// Steering every generation step, reading the head's output at the last one.
+pub(crate) fn steering<B: Backend>(lm: &LlamaLm<B>, steps: usize) -> nnsight::Result<Tensor<B, 3>> {
+    let hidden = lm.model().model.embed_tokens.weight.val().dims()[1];
+    let values: Vec<f32> = (0..hidden).map(|i| ((i % 7) as f32 - 3.0) * 0.05).collect();
+    let device = lm.model().model.embed_tokens.weight.val().device();
+    let direction = Tensor::<B, 3>::from_data(TensorData::new(values, [1, 1, hidden]), &device);
+    let (last, _) = lm.generator(CLEAN, GenerateOptions::greedy(steps).ignore_eos()).run(async |m| {
+        m.model.layers[1].output().every(move |h: Tensor<B, 3>| h + direction.clone())?;
+        m.lm_head.output().at(steps as u32 - 1).await
+    })?;
+    Ok(last)
+}
+
+pub(crate) fn local_gpt2() -> Gpt2Lm<Flex> {
+    let dir = nnsight_support::fixture_dir("tiny-gpt2");
+    LanguageModel::from_pretrained(dir.to_str().expect("a UTF-8 path"), &Default::default())
+        .expect("the fixture loads")
+}
+
+fn local_llama() -> LlamaLm<Flex> {
+    let dir = nnsight_support::fixture_dir("tiny-llama");
+    LanguageModel::from_pretrained(dir.to_str().expect("a UTF-8 path"), &Default::default())
+        .expect("the fixture loads")
+}
+
+pub(crate) fn assert_same<const D: usize>(saves: &Saves, name: &str, local: &Tensor<Flex, D>) {
+    let remote = saves.get(name).unwrap_or_else(|| panic!("`{name}` came back"));
+    let local = local.to_data();
+    assert_eq!((&remote.shape, remote.dtype), (&local.shape, local.dtype), "{name}");
+    assert!(remote.as_bytes() == local.as_bytes(), "{name}: remote bytes differ from the local run's");
+}
+
+#[test]
+fn gpt2_patching_and_logit_lens_come_back_byte_identical() {
+    let harness = Harness::start(|_| {});
+    let key = harness.key("alice");
+    let remote = RemoteModel::<Gpt2>::connect(&harness.url(), &key, "gpt2").expect("connects");
+    let saves = remote
+        .trace(|lm, rec| {
+            let (patched, lens) = patching_and_lens(lm)?;
+            rec.save("patched", &patched)?;
+            rec.save("lens", &lens)
+        })
+        .expect("the remote trace runs");
+    let (patched, lens) = patching_and_lens(&local_gpt2()).unwrap();
+    assert_same(&saves, "patched", &patched);
+    assert_same(&saves, "lens", &lens);
+}
+
+#[test]
+fn llama_steering_every_generation_step_comes_back_byte_identical() {
+    let harness = Harness::start(|_| {});
+    let key = harness.key("alice");
+    let remote = RemoteModel::<Llama>::connect(&harness.url(), &key, "llama").expect("connects");
+    let saves = remote.trace(|lm, rec| rec.save("last", &steering(lm, 4)?)).expect("the remote trace runs");
+    assert_same(&saves, "last", &steering(&local_llama(), 4).unwrap());
+}
+
+#[test]
+fn a_trace_macro_body_runs_remotely_as_locally() {
+    fn body<B: Backend>(lm: &Gpt2Lm<B>) -> nnsight::Result<Tensor<B, 3>> {
+        nnsight::trace!(lm, CLEAN, |m| {
+            let h = m.transformer.h[0].output();
+            let mlp = m.transformer.h[1].mlp.output();
+            m.transformer.h[1].mlp.output() = mlp * 0.5;
+            h + m.transformer.h[1].output()
+        })
+    }
+    let harness = Harness::start(|_| {});
+    let key = harness.key("alice");
+    let remote = RemoteModel::<Gpt2>::connect(&harness.url(), &key, "gpt2").expect("connects");
+    let saves = remote.trace(|lm, rec| rec.save("sum", &body(lm)?)).expect("the remote trace runs");
+    assert_same(&saves, "sum", &body(&local_gpt2()).unwrap());
+}
+
+#[test]
+fn connecting_with_the_wrong_family_is_an_error_naming_both() {
+    let harness = Harness::start(|_| {});
+    let key = harness.key("alice");
+    let error = RemoteModel::<Llama>::connect(&harness.url(), &key, "gpt2").unwrap_err().to_string();
+    assert!(error.contains("gpt2") && error.contains("llama"), "{error}");
+}
