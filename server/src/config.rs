@@ -64,6 +64,9 @@ pub struct Config {
     /// The quota of a key that sets none of its own.
     #[serde(default)]
     pub quota: Quota,
+    /// How jobs of different users share forward passes.
+    #[serde(default)]
+    pub batching: Batching,
     /// The hosted models.
     #[serde(default)]
     pub models: Vec<ModelConfig>,
@@ -115,6 +118,25 @@ impl Default for ProgramLimits {
             max_result_bytes: 256 << 20,
             max_program_bytes: 16 << 20,
         }
+    }
+}
+
+/// How compatible jobs share forward passes (see `nnsight_server::batch`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Batching {
+    /// The most jobs in one batch (1: no batching, NDIF's one job at a time).
+    pub max_jobs: usize,
+    /// The most padded prompt positions (rows × the longest prompt) in one batch.
+    pub token_budget: usize,
+    /// How long a worker that took a job waits for more to join it, in milliseconds. 0: only
+    /// jobs already waiting join (they pile up while the model is busy).
+    pub admission_window_ms: u64,
+}
+
+impl Default for Batching {
+    fn default() -> Self {
+        Batching { max_jobs: 32, token_budget: 8192, admission_window_ms: 0 }
     }
 }
 

@@ -5,6 +5,7 @@
 //! - [`keys`]: API keys, stored hashed, with per-key quotas and model lists.
 //! - [`hosted`]: the hosted models — loaded by their workers, served as manifests and twins.
 //! - [`queue`]: each model's queue, round-robin across keys.
+//! - [`batch`]: compatible jobs of different users merged into one forward pass, and split back.
 //! - [`jobs`]: every job's state, history and result (kept for a time to live).
 //! - [`worker`]: threads that run jobs with the interpreter, stopping at the next site when
 //!   cancelled or past the time limit.
@@ -14,6 +15,7 @@
 //! [`Server::bind`] starts one; the `nnsight-server` binary wraps it (`serve`, `keys`).
 
 pub mod api;
+pub mod batch;
 pub mod config;
 pub mod hosted;
 pub mod jobs;
@@ -94,6 +96,7 @@ impl Server {
             jobs: jobs.clone(),
             metrics: metrics.clone(),
             time_limit: Duration::from_secs(config.job_time_limit_s),
+            batching: config.batching.clone(),
             stopping: stopping.clone(),
         };
         let mut workers = Vec::new();

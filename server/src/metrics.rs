@@ -13,6 +13,7 @@ const HELP: &[(&str, &str, &str)] = &[
     ("nnsight_jobs_finished_total", "counter", "Jobs that ended, by final state."),
     ("nnsight_job_run_seconds_total", "counter", "Seconds workers spent running jobs."),
     ("nnsight_forward_batches_total", "counter", "Forward runs of workers (a batch of one or more jobs)."),
+    ("nnsight_batched_jobs_total", "counter", "Jobs taken by workers, in batches of one or more."),
     ("nnsight_queue_depth", "gauge", "Jobs waiting."),
     ("nnsight_jobs_running", "gauge", "Jobs running."),
     ("nnsight_model_ready", "gauge", "Whether a model is loaded (1) or not (0)."),

@@ -25,6 +25,10 @@ pub struct Task {
     pub max_result_bytes: u64,
     /// The key's `max_running`.
     pub max_running: usize,
+    /// The jobs it may share a forward pass with (`None`: it runs alone).
+    pub class: Option<crate::batch::Class>,
+    /// Its rows and longest prompt (what it adds to a batch's padded positions).
+    pub footprint: (usize, usize),
 }
 
 #[derive(Default)]
@@ -104,6 +108,47 @@ impl Queue {
             }
             inner = self.ready.wait_timeout(inner, left).unwrap_or_else(|p| p.into_inner()).0;
         }
+    }
+
+    /// Up to `max` more waiting tasks for which `fits` holds (asked in round-robin order, one
+    /// task of a key per turn, each key's oldest first; `fits` may count what it accepts), each
+    /// counted running: the rest of a batch.
+    pub fn take_matching(&self, max: usize, mut fits: impl FnMut(&Task) -> bool) -> Vec<Task> {
+        let mut inner = self.lock();
+        let mut taken = Vec::new();
+        loop {
+            let before = taken.len();
+            for _ in 0..inner.turns.len() {
+                if taken.len() == max {
+                    return taken;
+                }
+                let Some(key) = inner.turns.pop_front() else { break };
+                let running = inner.running.get(&key).copied().unwrap_or(0);
+                let Some(list) = inner.waiting.get_mut(&key) else { continue };
+                let eligible = list.front().is_some_and(|t| running < t.max_running.max(1) && fits(t));
+                if !eligible {
+                    inner.turns.push_back(key);
+                    continue;
+                }
+                let task = list.pop_front().expect("the front task exists");
+                if list.is_empty() {
+                    inner.waiting.remove(&key);
+                } else {
+                    inner.turns.push_back(key.clone());
+                }
+                *inner.running.entry(key).or_default() += 1;
+                taken.push(task);
+            }
+            if taken.len() == before {
+                return taken;
+            }
+        }
+    }
+
+    /// Waits until a task is pushed or `timeout` passes.
+    pub fn wait(&self, timeout: Duration) {
+        let inner = self.lock();
+        let _ = self.ready.wait_timeout(inner, timeout);
     }
 
     /// A task of `key` has ended: its key may run another.

@@ -71,6 +71,8 @@ pub enum RunError {
     Stopped {
         /// The trace.
         trace: usize,
+        /// The invoke whose site the watch refused.
+        invoke: usize,
         /// The watch's reason.
         reason: String,
     },
@@ -79,6 +81,8 @@ pub enum RunError {
     Trace {
         /// The trace.
         trace: usize,
+        /// The invoke whose body (or standing edit) failed, when it was one of them.
+        invoke: Option<usize>,
         /// What failed.
         error: Error,
     },
@@ -88,12 +92,12 @@ pub enum RunError {
 /// limit): asked before every site access of the program — each read, write and skip, and each
 /// visit of a standing edit.
 pub trait Watch {
-    /// Trace `trace` is about to access a site at `occurrence` (a generation's step). `Err(reason)`
-    /// stops the program there: [`RunError::Stopped`].
+    /// Invoke `invoke` of trace `trace` has reached a site at `occurrence` (a generation's step).
+    /// `Err(reason)` stops the program there: [`RunError::Stopped`].
     ///
     /// # Errors
     /// The reason to stop.
-    fn site(&self, trace: usize, occurrence: u32) -> Result<(), String>;
+    fn site(&self, trace: usize, invoke: usize, occurrence: u32) -> Result<(), String>;
 
     /// Trace `trace` of `traces` has run to its end.
     fn trace_done(&self, trace: usize, traces: usize) {
@@ -105,7 +109,7 @@ pub trait Watch {
 struct Unwatched;
 
 impl Watch for Unwatched {
-    fn site(&self, _: usize, _: u32) -> Result<(), String> {
+    fn site(&self, _: usize, _: usize, _: u32) -> Result<(), String> {
         Ok(())
     }
 }
@@ -262,10 +266,12 @@ pub fn run_watched<B: Backend, H: Host>(
     }
     let mut outcome = Outcome { saves: BTreeMap::new(), log: Vec::new() };
     let stopped = Rc::new(RefCell::new(None));
+    let failed = Rc::new(Cell::new(None));
     for (t, trace) in program.traces.iter().enumerate() {
         let context = Context {
             watch: watch.clone(),
             stopped: stopped.clone(),
+            failed: failed.clone(),
             trace: t,
             invokes: &trace.invokes,
             tensors,
@@ -284,10 +290,10 @@ pub fn run_watched<B: Backend, H: Host>(
             })
             .collect();
         let ran = host.run_trace(trace, bodies);
-        if let Some(reason) = stopped.take() {
-            return Err(RunError::Stopped { trace: t, reason });
+        if let Some((invoke, reason)) = stopped.take() {
+            return Err(RunError::Stopped { trace: t, invoke, reason });
         }
-        ran.map_err(|error| RunError::Trace { trace: t, error })?;
+        ran.map_err(|error| RunError::Trace { trace: t, invoke: failed.take(), error })?;
         let (saves, log) = (context.saves.take(), context.log.take());
         outcome.saves.extend(saves);
         outcome.log.extend(log);
@@ -308,8 +314,10 @@ fn not_interpreted(trace: &Trace) -> Option<&'static str> {
 /// What the bodies of one trace share.
 struct Context<'p, B: Backend> {
     watch: Rc<dyn Watch>,
-    /// Why the watch stopped the program, once it has.
-    stopped: Rc<RefCell<Option<String>>>,
+    /// Which invoke the watch stopped, and why, once it has.
+    stopped: Rc<RefCell<Option<(usize, String)>>>,
+    /// The first invoke whose body or standing edit failed.
+    failed: Rc<Cell<Option<usize>>>,
     trace: usize,
     invokes: &'p [crate::ir::Invoke],
     tensors: &'p BTreeMap<String, Value<B>>,
@@ -323,16 +331,16 @@ struct Context<'p, B: Backend> {
 }
 
 impl<B: Backend> Context<'_, B> {
-    /// Asks the watch whether to go on to a site at `occurrence`.
-    fn ask(&self, occurrence: u32) -> Result<(), NodeError> {
-        ask(&*self.watch, &self.stopped, self.trace, occurrence)
+    /// Asks the watch whether invoke `i` goes on to a site at `occurrence`.
+    fn ask(&self, i: usize, occurrence: u32) -> Result<(), NodeError> {
+        ask(&*self.watch, &self.stopped, self.trace, i, occurrence)
     }
 
     /// What asks the watch, at a site reached at `occurrence`, whether to go on (an engine
     /// error ends the body; the reason is kept for the outcome).
-    fn asking(&self, occurrence: u32) -> impl Fn() -> nnsight::Result<()> + 'static {
+    fn asking(&self, i: usize, occurrence: u32) -> impl Fn() -> nnsight::Result<()> + 'static {
         let (watch, stopped, trace) = (self.watch.clone(), self.stopped.clone(), self.trace);
-        move || match ask(&*watch, &stopped, trace, occurrence) {
+        move || match ask(&*watch, &stopped, trace, i, occurrence) {
             Err(NodeError::Op(problem)) => Err(Error::Input { problem }),
             _ => Ok(()),
         }
@@ -342,7 +350,12 @@ impl<B: Backend> Context<'_, B> {
     async fn invoke(&self, root: DynEnvoy<'_>, i: usize) -> nnsight::Result<()> {
         for node in &self.invokes[i].nodes {
             let id = self.values.borrow()[i].len() as u32;
-            let value = self.node(root, i, id, node).await.map_err(|e| self.at(i, id, node, e))?;
+            let value = self.node(root, i, id, node).await.map_err(|e| {
+                if self.failed.get().is_none() {
+                    self.failed.set(Some(i));
+                }
+                self.at(i, id, node, e)
+            })?;
             let mut values = self.values.borrow_mut();
             values[i].push(value);
             // An edit's body nodes are numbered after it (their values live in the edit's steps).
@@ -423,6 +436,7 @@ impl<B: Backend> Context<'_, B> {
         let edit = Standing {
             watch: self.watch.clone(),
             stopped: self.stopped.clone(),
+            failed: self.failed.clone(),
             visit: Rc::new(Cell::new(0)),
             trace: self.trace,
             invoke: i,
@@ -464,7 +478,7 @@ impl<B: Backend> Context<'_, B> {
         // Reads and writes ask the watch when their site is reached (in their visit); a skip
         // asks before it waits.
         if let Op::Skip { occurrence, .. } = &node.op {
-            self.ask(*occurrence)?;
+            self.ask(i, *occurrence)?;
         }
         match &node.op {
             Op::Edit { site, steps, body } => {
@@ -487,7 +501,7 @@ impl<B: Backend> Context<'_, B> {
         match &node.op {
             Op::Read { site } => {
                 let (module, side, element) = locate(root, site)?;
-                let at = self.asking(site.occurrence);
+                let at = self.asking(i, site.occurrence);
                 let read = module
                     .erased(side, site.occurrence)
                     .visit(false, move |value: &mut dyn ErasedValue, _| {
@@ -500,7 +514,7 @@ impl<B: Backend> Context<'_, B> {
             Op::Write { site, value: r } => {
                 let (module, side, element) = locate(root, site)?;
                 let new = value(*r)?;
-                let at = self.asking(site.occurrence);
+                let at = self.asking(i, site.occurrence);
                 module
                     .erased(side, site.occurrence)
                     .visit(true, move |value: &mut dyn ErasedValue, writer| {
@@ -538,17 +552,18 @@ impl<B: Backend> Context<'_, B> {
     }
 }
 
-/// Asks `watch` whether trace `trace` goes on to a site at `occurrence`; a refusal is kept in
+/// Asks `watch` whether invoke `invoke` of trace `trace` goes on to a site at `occurrence`; a refusal is kept in
 /// `stopped` (the program's outcome) and ends the body.
 fn ask(
     watch: &dyn Watch,
-    stopped: &RefCell<Option<String>>,
+    stopped: &RefCell<Option<(usize, String)>>,
     trace: usize,
+    invoke: usize,
     occurrence: u32,
 ) -> Result<(), NodeError> {
-    watch.site(trace, occurrence).map_err(|reason| {
+    watch.site(trace, invoke, occurrence).map_err(|reason| {
         let problem = format!("stopped: {reason}");
-        stopped.borrow_mut().get_or_insert(reason);
+        stopped.borrow_mut().get_or_insert((invoke, reason));
         NodeError::Op(problem)
     })
 }
@@ -642,7 +657,8 @@ fn compute<B: Backend>(
 #[derive(Clone)]
 struct Standing<B: Backend> {
     watch: Rc<dyn Watch>,
-    stopped: Rc<RefCell<Option<String>>>,
+    stopped: Rc<RefCell<Option<(usize, String)>>>,
+    failed: Rc<Cell<Option<usize>>>,
     /// The step of the next visit.
     visit: Rc<Cell<u32>>,
     trace: usize,
@@ -660,6 +676,18 @@ struct Standing<B: Backend> {
 
 impl<B: Backend> Standing<B> {
     fn apply(&self, value: &mut dyn ErasedValue, writer: nnsight::site::Writer<'_>) -> nnsight::Result<()> {
+        let applied = self.apply_once(value, writer);
+        if applied.is_err() && self.failed.get().is_none() {
+            self.failed.set(Some(self.invoke));
+        }
+        applied
+    }
+
+    fn apply_once(
+        &self,
+        value: &mut dyn ErasedValue,
+        writer: nnsight::site::Writer<'_>,
+    ) -> nnsight::Result<()> {
         let fail = |problem: String| Error::Input {
             problem: format!(
                 "trace {} invoke {} node {} `edit`: {problem}",
@@ -667,7 +695,7 @@ impl<B: Backend> Standing<B> {
             ),
         };
         let step = self.visit.replace(self.visit.get().saturating_add(1));
-        if let Err(NodeError::Op(problem)) = ask(&*self.watch, &self.stopped, self.trace, step) {
+        if let Err(NodeError::Op(problem)) = ask(&*self.watch, &self.stopped, self.trace, self.invoke, step) {
             return Err(fail(problem));
         }
         let slot = match self.element {

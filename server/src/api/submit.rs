@@ -90,7 +90,11 @@ pub(super) async fn submit(
         })?;
     let position = slot.queue.ahead(&key.id);
     let id = app.jobs.create(&key.id, &form.model, position, idempotency);
+    let class = if form.exclusive { None } else { crate::batch::class(&checked.program) };
+    let footprint = crate::batch::footprint(&checked.program);
     slot.queue.push(Task {
+        class,
+        footprint,
         id: id.clone(),
         key: key.id.clone(),
         program: checked.program,
