@@ -67,6 +67,9 @@ pub struct Config {
     /// How jobs of different users share forward passes.
     #[serde(default)]
     pub batching: Batching,
+    /// A NATS JetStream broker for queues, job state and results (none: one process, in memory).
+    #[serde(default)]
+    pub nats: Option<NatsConfig>,
     /// The hosted models.
     #[serde(default)]
     pub models: Vec<ModelConfig>,
@@ -140,6 +143,51 @@ impl Default for Batching {
     fn default() -> Self {
         Batching { max_jobs: 32, token_budget: 8192, admission_window_ms: 0 }
     }
+}
+
+/// The NATS JetStream broker that API processes and workers on many machines share.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsConfig {
+    /// Its address (`nats://127.0.0.1:4222`).
+    pub url: String,
+    /// Seconds a worker may hold a job without acknowledging it before it is delivered again
+    /// (a running job's worker sends in-progress acknowledgements well within it).
+    #[serde(default = "default_ack_wait")]
+    pub ack_wait_s: u64,
+    /// Workers that may start one job and die with it before it is failed as `worker_crashed`
+    /// (the stream's `MaxDeliver` is set above it, for the deliveries of jobs that dying workers
+    /// only held).
+    #[serde(default = "default_max_deliver")]
+    pub max_deliver: i64,
+    /// Jobs a worker process holds ahead (taken from the keys in turn, run round-robin by key):
+    /// enough to fill batches; a key with one job waits behind at most these, per worker.
+    #[serde(default = "default_prefetch")]
+    pub prefetch: usize,
+}
+
+impl NatsConfig {
+    /// The broker at `url`, with the default delivery settings.
+    pub fn at(url: &str) -> NatsConfig {
+        NatsConfig {
+            url: url.to_owned(),
+            ack_wait_s: default_ack_wait(),
+            max_deliver: default_max_deliver(),
+            prefetch: default_prefetch(),
+        }
+    }
+}
+
+fn default_ack_wait() -> u64 {
+    30
+}
+
+fn default_max_deliver() -> i64 {
+    3
+}
+
+fn default_prefetch() -> usize {
+    32
 }
 
 /// What one key may use.

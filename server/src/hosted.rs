@@ -122,6 +122,14 @@ pub struct Ready {
 }
 
 impl Ready {
+    /// What a worker published ([`ModelDoc`](crate::nats::intake::ModelDoc)'s JSON).
+    pub fn from_doc(bytes: &[u8]) -> Option<Ready> {
+        let doc: crate::nats::intake::ModelDoc = serde_json::from_slice(bytes).ok()?;
+        let manifest = serde_json::from_str(&doc.manifest_json).ok()?;
+        let tokenizer = doc.twin.tokenizer.parse().ok()?;
+        Some(Ready { info: doc.info, manifest, manifest_json: doc.manifest_json, twin: doc.twin, tokenizer })
+    }
+
     /// The token ids of `text`, as the model's `encode` gives them.
     ///
     /// # Errors

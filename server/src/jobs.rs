@@ -148,16 +148,22 @@ impl Jobs {
         Ok(())
     }
 
-    /// A new job of `key` on `model`, queued at `position`; `idempotency` is remembered for
+    /// A new job id.
+    pub fn new_id() -> String {
+        format!("job_{}", crate::keys::random_id(12))
+    }
+
+    /// Job `id` of `key` on `model`, queued at `position`; `idempotency` is remembered for
     /// repeats.
     pub fn create(
         &self,
+        id: &str,
         key: &str,
         model: &str,
         position: usize,
         idempotency: Option<(String, String)>,
-    ) -> String {
-        let id = format!("job_{}", crate::keys::random_id(12));
+    ) {
+        let id = id.to_owned();
         let mut job = Job {
             key: key.to_owned(),
             model: model.to_owned(),
@@ -172,9 +178,8 @@ impl Jobs {
         let mut inner = self.lock();
         inner.jobs.insert(id.clone(), job);
         if let Some((idem, digest)) = idempotency {
-            inner.idempotency.insert((key.to_owned(), idem), (id.clone(), digest));
+            inner.idempotency.insert((key.to_owned(), idem), (id, digest));
         }
-        id
     }
 
     /// Adds `kind` to job `id`'s history (nothing once it has ended).

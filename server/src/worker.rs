@@ -1,7 +1,7 @@
 //! Workers: threads that each hold a copy of one model and run the jobs of its queue with the
 //! interpreter — the same engine and backend code as local traces, so a job run alone gives the
 //! bytes a local run gives. A worker that takes a job also takes the waiting jobs it can share
-//! a forward pass with ([`batch`](crate::batch)); a job that fails or is stopped in a batch is
+//! a forward pass with ([`batch`]); a job that fails or is stopped in a batch is
 //! taken out and the batch re-run without it (the failing job then runs alone, for its own
 //! error). Every site a job reaches asks its watch whether to go on: a cancelled job stops there,
 //! and so does one past the wall-clock limit.
@@ -29,11 +29,50 @@ use crate::queue::{Queue, Task};
 /// The reason a cancelled job's watch gives.
 const CANCELLED: &str = "cancelled by its owner";
 
+/// Where a worker reports what happens to the jobs it runs: the in-memory [`Jobs`] of a
+/// one-process server, or the job records of a NATS broker.
+pub trait Reporter: Send + Sync + 'static {
+    /// Job `id` starts on `worker` in a batch of `batch` jobs: its cancel flag, or `None` when
+    /// it must not run (it ended already, e.g. cancelled while it was taken).
+    fn start(&self, id: &str, worker: &str, batch: usize) -> Option<Arc<AtomicBool>>;
+    /// Adds `kind` to job `id`'s history.
+    fn event(&self, id: &str, kind: EventKind);
+    /// Job `id` completed with `result` (stored before this returns).
+    fn complete(&self, id: &str, result: Vec<u8>);
+    /// Job `id` failed with `code`.
+    fn fail(&self, id: &str, code: &str, message: String) {
+        self.event(id, EventKind::Failed { code: code.to_owned(), message });
+    }
+    /// The worker is done with job `id`: whatever it reported is stored (a broker acks its
+    /// message now).
+    fn done(&self, id: &str) {
+        let _ = id;
+    }
+    /// Model `model` is loaded (a broker publishes its manifest and twin for API processes).
+    fn ready(&self, model: &str, ready: &Ready) {
+        let _ = (model, ready);
+    }
+}
+
+impl Reporter for Jobs {
+    fn start(&self, id: &str, worker: &str, batch: usize) -> Option<Arc<AtomicBool>> {
+        Jobs::start(self, id, worker, batch)
+    }
+
+    fn event(&self, id: &str, kind: EventKind) {
+        Jobs::event(self, id, kind);
+    }
+
+    fn complete(&self, id: &str, result: Vec<u8>) {
+        Jobs::complete(self, id, result);
+    }
+}
+
 /// What a worker shares with the server.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Shared {
-    /// The jobs.
-    pub jobs: Arc<Jobs>,
+    /// Where it reports.
+    pub jobs: Arc<dyn Reporter>,
     /// The counters.
     pub metrics: Arc<Metrics>,
     /// The longest a job may run.
@@ -68,6 +107,7 @@ fn work<A: Hostable>(slot: &Slot, shared: &Shared, name: &str) {
         Ok((lm, ready)) => {
             if slot.ready().is_none() {
                 eprintln!("nnsight-server: model `{}` ready ({})", slot.config.key, slot.config.source);
+                shared.jobs.ready(&slot.config.key, &ready);
                 slot.set_status(Status::Ready(Arc::new(ready)));
             }
             lm
@@ -84,6 +124,7 @@ fn work<A: Hostable>(slot: &Slot, shared: &Shared, name: &str) {
         let Some(first) = slot.queue.pop(Duration::from_millis(200)) else { continue };
         let tasks = gather(&slot.queue, first, &shared.batching);
         let keys: Vec<String> = tasks.iter().map(|t| t.key.clone()).collect();
+        let ids: Vec<String> = tasks.iter().map(|t| t.id.clone()).collect();
         let started = Instant::now();
         let forwards = Worker::<A> { lm: &lm, hosted: &hosted, shared, name }.run(tasks);
         shared.metrics.add("nnsight_job_run_seconds_total", &labels, started.elapsed().as_secs_f64());
@@ -91,6 +132,9 @@ fn work<A: Hostable>(slot: &Slot, shared: &Shared, name: &str) {
         shared.metrics.add("nnsight_batched_jobs_total", &labels, keys.len() as f64);
         for key in keys {
             slot.queue.done(&key);
+        }
+        for id in ids {
+            shared.jobs.done(&id);
         }
     }
 }
@@ -325,7 +369,7 @@ struct Entry {
 /// The jobs of one run, watched: each one's cancel flag and deadline at every site it reaches,
 /// and its progress.
 struct JobsWatch {
-    jobs: Arc<Jobs>,
+    jobs: Arc<dyn Reporter>,
     entries: Vec<Entry>,
     deadline: Instant,
     limit: Duration,

@@ -12,8 +12,23 @@ use super::{Client, ClientError};
 use crate::api::{Event, EventKind, JobView};
 
 /// How many times [`Job::wait`] reconnects an event stream that ended before the job did (a
-/// restarted API process) before it gives up.
-const RECONNECTS: usize = 20;
+/// restarted API process), waiting a little longer each time (up to 2 s), before it gives up.
+const RECONNECTS: usize = 40;
+
+/// Whether `error` may pass if asked again (no answer, or a server that is starting or whose
+/// broker is away).
+fn transient(error: &ClientError) -> bool {
+    match error {
+        ClientError::Transport(_) => true,
+        ClientError::Server { status, .. } => *status == 503 || *status == 502,
+        _ => false,
+    }
+}
+
+/// The pause before attempt `n` (from 0).
+fn backoff(n: usize) -> std::time::Duration {
+    std::time::Duration::from_millis((100 * n as u64).min(2000))
+}
 
 /// A job on the server.
 #[derive(Clone, Debug)]
@@ -99,8 +114,14 @@ impl Job {
         });
         let mut next = 0;
         let mut last = None;
-        for _ in 0..RECONNECTS {
-            for event in self.events(next)? {
+        for attempt in 0..RECONNECTS {
+            std::thread::sleep(backoff(attempt));
+            let events = match self.events(next) {
+                Ok(events) => events,
+                Err(error) if transient(&error) => continue,
+                Err(error) => return Err(error),
+            };
+            for event in events {
                 let event = match event {
                     Ok(event) => event,
                     // A dropped connection: resume where it stopped.
@@ -125,7 +146,18 @@ impl Job {
             bar.finish_and_clear();
         }
         match last {
-            Some(EventKind::Completed { .. }) => self.result(),
+            Some(EventKind::Completed { .. }) => {
+                let mut attempt = 0;
+                loop {
+                    match self.result() {
+                        Err(error) if transient(&error) && attempt < RECONNECTS => {
+                            attempt += 1;
+                            std::thread::sleep(backoff(attempt));
+                        }
+                        other => return other,
+                    }
+                }
+            }
             Some(EventKind::Failed { code, message }) => Err(ClientError::Failed { code, message }),
             Some(EventKind::Cancelled) => Err(ClientError::Cancelled),
             _ => {

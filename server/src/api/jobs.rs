@@ -13,10 +13,11 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures_util::Stream;
-use nnsight_remote::api::{Event, JobView};
+use futures_util::{Stream, StreamExt};
+use nnsight_remote::api::JobView;
 
 use super::auth::authorize;
+use super::submit::unavailable;
 use super::{ApiError, App};
 use crate::jobs::ResultError;
 
@@ -27,7 +28,7 @@ pub(super) async fn status(
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     let key = authorize(&app, &headers)?;
-    app.jobs.view(&id, &key.id).map(Json).ok_or_else(|| ApiError::no_job(&id))
+    app.store.view(&id, &key.id).await.map_err(unavailable)?.map(Json).ok_or_else(|| ApiError::no_job(&id))
 }
 
 /// Cancels a job (see the [`api`](nnsight_remote::api) table).
@@ -37,9 +38,12 @@ pub(super) async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     let key = authorize(&app, &headers)?;
-    let (model, _) = app.jobs.owned(&id, &key.id).ok_or_else(|| ApiError::no_job(&id))?;
-    let removed = app.models.get(&model).is_some_and(|slot| slot.queue.remove(&key.id, &id));
-    app.jobs.cancel(&id, &key.id, removed).map(Json).ok_or_else(|| ApiError::no_job(&id))
+    app.store
+        .cancel(&app.models, &id, &key.id)
+        .await
+        .map_err(unavailable)?
+        .map(Json)
+        .ok_or_else(|| ApiError::no_job(&id))
 }
 
 /// A job's events, as they happen.
@@ -56,53 +60,17 @@ pub(super) async fn events(
                 || ApiError::bad_request("`Last-Event-ID` is the number of the last event received"),
             )?,
         };
-    let (_, _, receiver) = app.jobs.follow(&id, &key.id, from).ok_or_else(|| ApiError::no_job(&id))?;
-    let state = Follow { app, id, key: key.id, next: from, pending: Vec::new(), receiver, done: false };
-    let stream = futures_util::stream::unfold(state, next_event);
+    let events = app
+        .store
+        .follow(&id, &key.id, from)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| ApiError::no_job(&id))?;
+    let stream = events.map(|event| {
+        let data = serde_json::to_string(&event).unwrap_or_default();
+        Ok(SseEvent::default().id(event.id.to_string()).event(event.kind.name()).data(data))
+    });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(10))))
-}
-
-/// Where an event stream is.
-struct Follow {
-    app: Arc<App>,
-    id: String,
-    key: String,
-    next: u64,
-    /// Events read but not sent yet, newest last.
-    pending: Vec<Event>,
-    receiver: tokio::sync::watch::Receiver<u64>,
-    done: bool,
-}
-
-/// The stream's next event, waiting for one when none is there; `None` once the job's last
-/// event is sent.
-async fn next_event(mut s: Follow) -> Option<(Result<SseEvent, Infallible>, Follow)> {
-    loop {
-        if !s.pending.is_empty() {
-            let event = s.pending.remove(0);
-            s.next = event.id + 1;
-            let data = serde_json::to_string(&event).unwrap_or_default();
-            let sse = SseEvent::default().id(event.id.to_string()).event(event.kind.name()).data(data);
-            return Some((Ok(sse), s));
-        }
-        if s.done {
-            return None;
-        }
-        s.receiver.borrow_and_update();
-        // The job may be forgotten (its time to live) while followed: the stream ends.
-        let (events, ended, _) = s.app.jobs.follow(&s.id, &s.key, s.next)?;
-        if events.is_empty() {
-            if ended {
-                return None;
-            }
-            if s.receiver.changed().await.is_err() {
-                return None;
-            }
-            continue;
-        }
-        s.done = ended;
-        s.pending = events;
-    }
 }
 
 /// A job's result, whole or the `Range` asked.
@@ -112,7 +80,7 @@ pub(super) async fn result(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let key = authorize(&app, &headers)?;
-    let bytes = app.jobs.result(&id, &key.id).map_err(|e| match e {
+    let bytes = app.store.result(&id, &key.id).await.map_err(unavailable)?.map_err(|e| match e {
         ResultError::NotFound => ApiError::no_job(&id),
         ResultError::NotFinished(state) => {
             let mut error = ApiError::new(

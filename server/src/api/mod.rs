@@ -18,9 +18,9 @@ pub use error::ApiError;
 
 use crate::config::Config;
 use crate::hosted::Models;
-use crate::jobs::Jobs;
 use crate::keys::KeyStore;
 use crate::metrics::Metrics;
+use crate::store::Store;
 
 /// What every handler shares.
 #[derive(Debug)]
@@ -31,10 +31,19 @@ pub struct App {
     pub keys: KeyStore,
     /// The hosted models and their queues.
     pub models: Models,
-    /// The jobs.
-    pub jobs: Arc<Jobs>,
+    /// Where jobs are kept.
+    pub store: Store,
     /// The counters.
     pub metrics: Arc<Metrics>,
+}
+
+/// The operators' routes only (a worker process): `/healthz`, `/readyz`, `/metrics`.
+pub fn operations(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .with_state(app)
 }
 
 /// The routes.

@@ -9,6 +9,7 @@ use nnsight_remote::api::State as JobState;
 
 use super::App;
 use crate::hosted::Status;
+use crate::store::Store;
 
 /// The process answers.
 pub(super) async fn healthz() -> &'static str {
@@ -42,12 +43,15 @@ pub(super) async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
         gauges.push(("nnsight_jobs_running", labels.clone(), slot.queue.running() as f64));
         gauges.push(("nnsight_model_ready", labels, f64::from(u8::from(slot.ready().is_some()))));
     }
-    let counts = app.jobs.counts();
-    for state in
-        [JobState::Queued, JobState::Running, JobState::Completed, JobState::Failed, JobState::Cancelled]
-    {
-        let n = counts.get(&state).copied().unwrap_or(0);
-        gauges.push(("nnsight_jobs", format!("state=\"{}\"", state_name(state)), n as f64));
+    // Jobs per state: a broker's records are counted by the broker's own tools.
+    if let Store::Memory(jobs) = &app.store {
+        let counts = jobs.counts();
+        for state in
+            [JobState::Queued, JobState::Running, JobState::Completed, JobState::Failed, JobState::Cancelled]
+        {
+            let n = counts.get(&state).copied().unwrap_or(0);
+            gauges.push(("nnsight_jobs", format!("state=\"{}\"", state_name(state)), n as f64));
+        }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render(&gauges))
 }

@@ -23,6 +23,7 @@ use super::{ApiError, App};
 use crate::config::Quota;
 use crate::keys::KeyEntry;
 use crate::queue::Task;
+use crate::store::Refusal;
 
 /// The fields of a submission.
 #[derive(Default)]
@@ -54,7 +55,7 @@ pub(super) async fn submit(
         (String::from_utf8_lossy(v.as_bytes()).into_owned(), digest)
     });
     if let Some((idem, digest)) = &idempotency {
-        match app.jobs.idempotent(&key.id, idem, digest) {
+        match app.store.idempotent(&key.id, idem, digest).await.map_err(unavailable)? {
             Ok(Some(id)) => return Ok((StatusCode::ACCEPTED, Json(Submitted { id, position: 0 }))),
             Ok(None) => {}
             Err(job) => {
@@ -66,33 +67,13 @@ pub(super) async fn submit(
             }
         }
     }
-    let slot = app.models.get(&form.model).ok_or_else(|| ApiError::bad_request("the model went away"))?;
-    let queued: usize = app.models.iter().map(|(_, s)| s.queue.waiting_of(&key.id)).sum();
-    if queued >= quota.max_queued {
-        let mut error = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "quota_exceeded",
-            format!("this key has {queued} jobs queued, its most (wait for some to run)"),
-        );
-        error.retry_after = Some(1);
-        refused(&app, &error);
-        return Err(error);
-    }
     let max_result_bytes = max_result_bytes(&app, &quota);
     let estimate = checked.plan.saved_bytes.min(max_result_bytes);
-    app.jobs
-        .charge(&key.id, checked.plan.positions, quota.compute_per_day, estimate, quota.max_result_bytes)
-        .map_err(|over| {
-            let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", over.what);
-            error.retry_after = Some(over.retry_after);
-            refused(&app, &error);
-            error
-        })?;
-    let position = slot.queue.ahead(&key.id);
-    let id = app.jobs.create(&key.id, &form.model, position, idempotency);
     let class = if form.exclusive { None } else { crate::batch::class(&checked.program) };
     let footprint = crate::batch::footprint(&checked.program);
-    slot.queue.push(Task {
+    let id = crate::jobs::Jobs::new_id();
+    let program_json = nnsight_remote::canonical::encode(&checked.program);
+    let task = Task {
         class,
         footprint,
         id: id.clone(),
@@ -102,9 +83,41 @@ pub(super) async fn submit(
         exclusive: form.exclusive,
         max_result_bytes,
         max_running: quota.max_running,
-    });
+    };
+    let admitted = app
+        .store
+        .admit(
+            &app.models,
+            &form.model,
+            task,
+            checked.plan.positions,
+            &quota,
+            estimate,
+            program_json.as_bytes(),
+            idempotency,
+        )
+        .await;
+    let position = admitted.map_err(|refusal| {
+        let error = match refusal {
+            Refusal::Quota(over) => {
+                let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", over.what);
+                error.retry_after = Some(over.retry_after);
+                error
+            }
+            Refusal::Broker(error) => unavailable(error),
+        };
+        refused(&app, &error);
+        error
+    })?;
     app.metrics.add("nnsight_jobs_submitted_total", &format!("model=\"{}\"", form.model), 1.0);
     Ok((StatusCode::ACCEPTED, Json(Submitted { id, position })))
+}
+
+/// `503 broker_unavailable`.
+pub(super) fn unavailable(error: crate::nats::BrokerError) -> ApiError {
+    let mut error = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable", error.to_string());
+    error.retry_after = Some(1);
+    error
 }
 
 /// Checks a submission as [`submit`] does and says what it would cost; queues nothing.
