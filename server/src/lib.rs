@@ -220,6 +220,10 @@ impl Server {
         };
         let router =
             if role == Role::Worker { api::operations(app.clone()) } else { api::router(app.clone()) };
+        // Small answers go out at once (no Nagle delay waiting for the client's ack).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let served = axum::serve(listener, router).with_graceful_shutdown(stop).await;
         if let Some(sweeper) = sweeper {
             sweeper.abort();
