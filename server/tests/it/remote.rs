@@ -127,3 +127,49 @@ fn connecting_with_the_wrong_family_is_an_error_naming_both() {
     let error = RemoteModel::<Llama>::connect(&harness.url(), &key, "gpt2").unwrap_err().to_string();
     assert!(error.contains("gpt2") && error.contains("llama"), "{error}");
 }
+
+/// Zero-ablation of block 0's MLP (a skip), then a stop after block 1: the mean of its output.
+fn skip_and_stop<B: Backend>(lm: &Gpt2Lm<B>) -> nnsight::Result<Tensor<B, 3>> {
+    lm.trace(CLEAN).run(async |m| {
+        let x: Tensor<B, 3> = m.transformer.h[0].mlp.input().await?;
+        m.transformer.h[0].mlp.skip(x.zeros_like()).await?;
+        let h1 = m.transformer.h[1].output().await?;
+        m.stop()?;
+        Ok(h1.mean_dim(2))
+    })
+}
+
+/// A session: the first trace's block-0 output, saved, patched into the second trace at one
+/// position.
+fn session<B: Backend>(lm: &Gpt2Lm<B>) -> nnsight::Result<Tensor<B, 3>> {
+    let clean = lm.trace(CLEAN).run(async |m| m.transformer.h[0].output().await)?;
+    lm.trace(CORRUPTED).run(async |m| {
+        m.transformer.h[0]
+            .output()
+            .edit(move |h: Tensor<B, 3>| {
+                let [b, _, d] = h.dims();
+                h.slice_assign([0..b, 3..4, 0..d], clean.clone().slice([0..b, 3..4, 0..d]))
+            })
+            .await?;
+        m.output().await
+    })
+}
+
+#[test]
+fn ablation_stop_and_sessions_come_back_byte_identical() {
+    let harness = Harness::start(|_| {});
+    let key = harness.key("alice");
+    let remote = RemoteModel::<Gpt2>::connect(&harness.url(), &key, "gpt2").expect("connects");
+    let alone = nnsight_remote::client::SubmitOptions { exclusive: true, ..Default::default() };
+    let saves = remote
+        .submit(&alone, |lm, rec| {
+            rec.save("mean", &skip_and_stop(lm)?)?;
+            rec.save("session", &session(lm)?)
+        })
+        .expect("records and is accepted")
+        .wait(false)
+        .expect("runs");
+    let lm = local_gpt2();
+    assert_same(&saves, "mean", &skip_and_stop(&lm).unwrap());
+    assert_same(&saves, "session", &session(&lm).unwrap());
+}
