@@ -12,19 +12,18 @@ use safetensors::tensor::{Dtype, TensorView};
 use crate::diagnostic::{Code, Diagnostic};
 use crate::interpret::Value;
 
-/// The tensors of a safetensors file, by name, on `device`.
+/// The tensors of a safetensors file, by name, as data (each in its element type).
 ///
 /// # Errors
 /// [`Code::BadTensors`]: not a safetensors file (truncated, offsets out of bounds, ...), or a
-/// tensor of an element type or rank the IR does not hold (ranks 1 to 4; `f32`, `f64`, `f16`,
-/// `bf16`, `i64`, `i32`, `bool`), naming it.
-pub fn read<B: Backend>(bytes: &[u8], device: &B::Device) -> Result<BTreeMap<String, Value<B>>, Diagnostic> {
+/// tensor of an element type the IR does not hold (`f32`, `f64`, `f16`, `bf16`, `i64`, `i32`,
+/// `bool`), naming it.
+pub fn read_data(bytes: &[u8]) -> Result<BTreeMap<String, TensorData>, Diagnostic> {
     let bad = |message: String| Diagnostic::program(Code::BadTensors, message);
     let file = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
     let mut out = BTreeMap::new();
     for (name, view) in file.tensors() {
-        let shape = view.shape().to_vec();
         let dtype = match view.dtype() {
             Dtype::F32 => BurnDType::F32,
             Dtype::F64 => BurnDType::F64,
@@ -35,10 +34,23 @@ pub fn read<B: Backend>(bytes: &[u8], device: &B::Device) -> Result<BTreeMap<Str
             Dtype::BOOL => BurnDType::Bool(BoolStore::Native),
             other => return Err(bad(format!("tensor `{name}` is {other:?}, which the IR does not hold"))),
         };
+        out.insert(name, TensorData::from_bytes_vec(view.data().to_vec(), view.shape().to_vec(), dtype));
+    }
+    Ok(out)
+}
+
+/// The tensors of a safetensors file, by name, on `device`.
+///
+/// # Errors
+/// As [`read_data`]; also a tensor of a rank the IR does not hold (ranks 1 to 4).
+pub fn read<B: Backend>(bytes: &[u8], device: &B::Device) -> Result<BTreeMap<String, Value<B>>, Diagnostic> {
+    let bad = |message: String| Diagnostic::program(Code::BadTensors, message);
+    let mut out = BTreeMap::new();
+    for (name, data) in read_data(bytes)? {
+        let (shape, dtype) = (data.shape.to_vec(), data.dtype);
         if shape.is_empty() || shape.len() > 4 {
             return Err(bad(format!("tensor `{name}` has rank {}; the IR holds ranks 1 to 4", shape.len())));
         }
-        let data = TensorData::from_bytes_vec(view.data().to_vec(), shape.clone(), dtype);
         let options = (device, dtype);
         macro_rules! build {
             ($k:ty, $v1:ident, $v2:ident, $v3:ident, $v4:ident) => {

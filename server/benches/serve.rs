@@ -74,7 +74,10 @@ fn median(mut xs: Vec<f64>) -> f64 {
 fn run<A: Architecture>(
     case: &Case,
     full: bool,
-    body: impl Fn(&TwinLm<A>, &nnsight_remote::record::Recording) -> Result<(), nnsight_remote::record::RecordError>,
+    body: impl Fn(
+        &TwinLm<A>,
+        &nnsight_remote::record::Recording,
+    ) -> Result<(), nnsight_remote::record::RecordError>,
     local: impl Fn() -> f64,
 ) {
     let dir = std::env::temp_dir().join(format!("nnsight-bench-serve-{}-{}", std::process::id(), case.name));
@@ -84,7 +87,10 @@ fn run<A: Architecture>(
     let remote = RemoteModel::<A>::connect(&batched.url(), &batched_key, "m").unwrap();
     let intervention = remote.record(|lm, rec| body(lm, rec)).unwrap();
     let users_list: &[usize] = if full { &[1, 8, 32] } else { &[1, 8] };
-    println!("\n{}: jobs/s and latency p50 / p99 (ms), batched vs one job at a time (NDIF's policy)", case.name);
+    println!(
+        "\n{}: jobs/s and latency p50 / p99 (ms), batched vs one job at a time (NDIF's policy)",
+        case.name
+    );
     let rounds = if full { 3 } else { 1 };
     for &users in users_list {
         let per_user = if full { (case.jobs)(users) } else { 2 };
@@ -127,7 +133,8 @@ const PROMPT: [u32; 8] = [464, 412, 733, 417, 318, 287, 262, 1748];
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let tiny = nnsight_support::fixture_dir("tiny-gpt2");
-    let case = Case { name: "tiny GPT-2", source: tiny.display().to_string(), jobs: |users| 320 / users.min(8) };
+    let case =
+        Case { name: "tiny GPT-2", source: tiny.display().to_string(), jobs: |users| 320 / users.min(8) };
     let prompt: Vec<u32> = PROMPT.iter().map(|t| t % 500).collect();
     let local_lm: LanguageModel<Flex, <Gpt2 as Architecture>::Model<Flex>> =
         LanguageModel::from_pretrained(tiny.to_str().unwrap(), &Default::default()).unwrap();
@@ -152,7 +159,8 @@ fn main() {
         println!("\nSmolLM2: not in the cache (run the quickstart once); skipped");
         return;
     };
-    let case = Case { name: "SmolLM2-135M", source: path.display().to_string(), jobs: |users| (96 / users).max(3) };
+    let case =
+        Case { name: "SmolLM2-135M", source: path.display().to_string(), jobs: |users| (96 / users).max(3) };
     let prompt: Vec<u32> = PROMPT.to_vec();
     let local_lm: LanguageModel<Flex, <Llama as Architecture>::Model<Flex>> =
         LanguageModel::from_gguf(&path, &Default::default()).unwrap();

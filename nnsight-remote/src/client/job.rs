@@ -5,8 +5,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 
 use burn::prelude::*;
-use burn::tensor::{BoolStore, DType as BurnDType, TensorData};
-use safetensors::tensor::Dtype;
+use burn::tensor::TensorData;
 
 use super::{Client, ClientError};
 use crate::api::{Event, EventKind, JobView};
@@ -251,24 +250,9 @@ impl Saves {
     /// # Errors
     /// [`ClientError::Protocol`]: not a safetensors file, or an element type the IR has not.
     pub fn from_safetensors(bytes: &[u8]) -> Result<Saves, ClientError> {
-        let bad = |m: String| ClientError::Protocol(format!("the result is not a tensors file: {m}"));
-        let file = safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
-        let mut values = BTreeMap::new();
-        for (name, view) in file.tensors() {
-            let dtype = match view.dtype() {
-                Dtype::F32 => BurnDType::F32,
-                Dtype::F64 => BurnDType::F64,
-                Dtype::F16 => BurnDType::F16,
-                Dtype::BF16 => BurnDType::BF16,
-                Dtype::I64 => BurnDType::I64,
-                Dtype::I32 => BurnDType::I32,
-                Dtype::BOOL => BurnDType::Bool(BoolStore::Native),
-                other => return Err(bad(format!("`{name}` is {other:?}"))),
-            };
-            values
-                .insert(name, TensorData::from_bytes_vec(view.data().to_vec(), view.shape().to_vec(), dtype));
-        }
-        Ok(Saves { values })
+        crate::tensors::read_data(bytes)
+            .map(|values| Saves { values })
+            .map_err(|d| ClientError::Protocol(format!("the result is not a tensors file: {}", d.message)))
     }
 
     /// The save `name`.

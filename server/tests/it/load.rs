@@ -67,7 +67,8 @@ fn five_hundred_jobs_of_sixty_four_clients_complete_once_each_with_their_own_val
                     let remote = &remotes[i % 2][i % KEYS];
                     let prompt = PROMPTS[i % 2];
                     let marker = (i + 1) as f32;
-                    let options = SubmitOptions { exclusive: i.is_multiple_of(10), ..SubmitOptions::default() };
+                    let options =
+                        SubmitOptions { exclusive: i.is_multiple_of(10), ..SubmitOptions::default() };
                     let job = remote
                         .submit(&options, |lm, rec| rec.save("h", &marked(lm, prompt, marker)?))
                         .unwrap();
