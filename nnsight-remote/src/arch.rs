@@ -101,3 +101,18 @@ impl Architecture for Llama {
             .forward("lm_head", &model.lm_head)
     }
 }
+
+/// The family a model type belongs to (what `RemoteExt::remote` of a local
+/// language model connects as).
+pub trait Family {
+    /// Its family.
+    type Arch: Architecture;
+}
+
+impl<B: Backend> Family for Gpt2LMHeadModel<B> {
+    type Arch = Gpt2;
+}
+
+impl<B: Backend> Family for LlamaForCausalLM<B> {
+    type Arch = Llama;
+}

@@ -2,7 +2,8 @@
 //! recorded on a shape-only twin of the hosted model, checked against its manifest before
 //! anything is sent, run on the server, their saves fetched back.
 //!
-//! - [`RemoteModel`]: a hosted language model — [`trace`](RemoteModel::trace) blocks (with a
+//! - [`RemoteModel`] (or `lm.remote(url, key, model)` of a local model, [`RemoteExt`]): a hosted
+//!   language model — [`trace`](RemoteModel::trace) blocks (with a
 //!   progress bar) and returns the saves; [`submit`](RemoteModel::submit) returns a [`Job`].
 //! - [`Client`]: the server's endpoints, for programs recorded or written elsewhere.
 //! - [`Job`]: poll, stream events, cancel, fetch the result ([`Saves`]).
@@ -13,7 +14,7 @@ mod remote_model;
 
 pub use http::{Client, SubmitOptions};
 pub use job::{Events, Job, Saves};
-pub use remote_model::{RemoteModel, TwinLm};
+pub use remote_model::{RemoteExt, RemoteModel, TwinLm};
 
 use crate::Diagnostic;
 use crate::api::ErrorBody;

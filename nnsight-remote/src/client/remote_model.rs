@@ -184,3 +184,24 @@ impl<A: Architecture> RemoteModel<A> {
         self.submit(&SubmitOptions::default(), body)?.wait(true)
     }
 }
+
+/// `lm.remote(url, key, model)`: the hosted counterpart of a local language model, as nnsight's
+/// `remote=True` — the same bodies, run by the server on its copy of the model.
+pub trait RemoteExt {
+    /// The model's family.
+    type Arch: Architecture;
+
+    /// Connects to hosted model `model` (of this model's family) on the server at `url`.
+    ///
+    /// # Errors
+    /// As [`RemoteModel::connect`].
+    fn remote(&self, url: &str, key: &str, model: &str) -> Result<RemoteModel<Self::Arch>, ClientError>;
+}
+
+impl<B: burn::prelude::Backend, M: crate::arch::Family> RemoteExt for LanguageModel<B, M> {
+    type Arch = M::Arch;
+
+    fn remote(&self, url: &str, key: &str, model: &str) -> Result<RemoteModel<M::Arch>, ClientError> {
+        RemoteModel::connect(url, key, model)
+    }
+}

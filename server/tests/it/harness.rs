@@ -47,6 +47,11 @@ impl Harness {
         self.keys.add(name, Some(quota), models).expect("a key is added").0
     }
 
+    /// The keys file.
+    pub(crate) fn keys_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("keys.json")
+    }
+
     /// The base URL.
     pub(crate) fn url(&self) -> String {
         self.server.url()

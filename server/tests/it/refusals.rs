@@ -251,3 +251,34 @@ fn an_idempotency_key_submits_once() {
         client.submit("gpt2", &intervention, &SubmitOptions { exclusive: true, ..options }).unwrap_err();
     assert_eq!(other.code(), Some("idempotency_conflict"), "{other}");
 }
+
+#[test]
+fn malformed_resumes_and_unknown_jobs_are_refused() {
+    let harness = Harness::start(|_| {});
+    let key = harness.key("alice");
+    let intervention = program(&harness, &key);
+    let job =
+        Client::new(&harness.url(), &key).submit("gpt2", &intervention, &SubmitOptions::default()).unwrap();
+    job.wait(false).unwrap();
+    let events = format!("{}/v1/jobs/{}/events", harness.url(), job.id());
+    let found = answer(
+        ureq::get(&events).set("Authorization", &format!("Bearer {key}")).set("Last-Event-ID", "soon").call(),
+    );
+    expect(found, 400, "bad_request");
+    let missing = Client::new(&harness.url(), &key).job("job_000000000000000000000000");
+    assert_eq!(missing.cancel().unwrap_err().code(), Some("not_found"));
+    assert_eq!(missing.status().unwrap_err().code(), Some("not_found"));
+    assert_eq!(missing.result().unwrap_err().code(), Some("not_found"));
+    // A form whose `exclusive` is not a boolean.
+    let json = canonical::encode(&intervention.program);
+    let (content_type, body) =
+        form(&[("model", b"gpt2"), ("program", json.as_bytes()), ("exclusive", b"maybe")]);
+    expect(post(&harness, "/v1/jobs", Some(&key), &content_type, &body), 400, "bad_request");
+    // A key file that is being rewritten badly does not lock anyone out.
+    let path = harness.keys_path();
+    let good = std::fs::read(&path).unwrap();
+    std::fs::write(&path, b"{\"keys\": [").unwrap();
+    let (status, ..) = get(&harness, "/v1/models", Some(&key));
+    assert_eq!(status, 200, "the keys read last still hold");
+    std::fs::write(&path, good).unwrap();
+}

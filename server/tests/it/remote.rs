@@ -121,6 +121,17 @@ fn a_trace_macro_body_runs_remotely_as_locally() {
 }
 
 #[test]
+fn a_local_model_reaches_its_hosted_counterpart() {
+    use nnsight_remote::client::RemoteExt;
+    let harness = Harness::start(|_| {});
+    let key = harness.key("alice");
+    let lm = local_gpt2();
+    let remote = lm.remote(&harness.url(), &key, "gpt2").expect("connects");
+    let saves = remote.trace(|lm, rec| rec.save("sum", &patching_and_lens(lm)?.1)).unwrap();
+    assert_same(&saves, "sum", &patching_and_lens(&lm).unwrap().1);
+}
+
+#[test]
 fn connecting_with_the_wrong_family_is_an_error_naming_both() {
     let harness = Harness::start(|_| {});
     let key = harness.key("alice");
