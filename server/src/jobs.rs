@@ -87,15 +87,26 @@ impl Jobs {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The job an earlier submission of `key` with idempotency key `idem` made, if its request
-    /// had the digest `digest`; `Err(job)` when the same idempotency key came with another request.
-    pub fn idempotent(&self, key: &str, idem: &str, digest: &str) -> Result<Option<String>, String> {
-        let inner = self.lock();
-        match inner.idempotency.get(&(key.to_owned(), idem.to_owned())) {
-            Some((job, d)) if d == digest => Ok(Some(job.clone())),
-            Some((job, _)) => Err(job.clone()),
-            None => Ok(None),
+    /// Claims idempotency key `idem` of `key` for job `id` (a request of digest `digest`), in one
+    /// step: `Ok(None)` when it is new (now `id`'s), `Ok(Some(job))` when an earlier submission of
+    /// the same request made `job`, `Err(job)` when the key came with another request.
+    pub fn claim(&self, key: &str, idem: &str, digest: &str, id: &str) -> Result<Option<String>, String> {
+        let mut inner = self.lock();
+        match inner.idempotency.entry((key.to_owned(), idem.to_owned())) {
+            std::collections::hash_map::Entry::Occupied(e) if e.get().1 == digest => {
+                Ok(Some(e.get().0.clone()))
+            }
+            std::collections::hash_map::Entry::Occupied(e) => Err(e.get().0.clone()),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert((id.to_owned(), digest.to_owned()));
+                Ok(None)
+            }
         }
+    }
+
+    /// Gives back a claim of [`claim`](Self::claim) whose job was not queued.
+    pub fn release(&self, key: &str, idem: &str) {
+        self.lock().idempotency.remove(&(key.to_owned(), idem.to_owned()));
     }
 
     /// Charges `positions` of compute to `key` for today, if its `per_day` allows; and checks
@@ -153,16 +164,8 @@ impl Jobs {
         format!("job_{}", crate::keys::random_id(12))
     }
 
-    /// Job `id` of `key` on `model`, queued at `position`; `idempotency` is remembered for
-    /// repeats.
-    pub fn create(
-        &self,
-        id: &str,
-        key: &str,
-        model: &str,
-        position: usize,
-        idempotency: Option<(String, String)>,
-    ) {
+    /// Job `id` of `key` on `model`, queued at `position`.
+    pub fn create(&self, id: &str, key: &str, model: &str, position: usize) {
         let id = id.to_owned();
         let mut job = Job {
             key: key.to_owned(),
@@ -176,10 +179,7 @@ impl Jobs {
         };
         push(&mut job, EventKind::Queued { position }, self.ttl_ms);
         let mut inner = self.lock();
-        inner.jobs.insert(id.clone(), job);
-        if let Some((idem, digest)) = idempotency {
-            inner.idempotency.insert((key.to_owned(), idem), (id, digest));
-        }
+        inner.jobs.insert(id, job);
     }
 
     /// Adds `kind` to job `id`'s history (nothing once it has ended).

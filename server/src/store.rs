@@ -36,20 +36,30 @@ pub enum Refusal {
 }
 
 impl Store {
-    /// The job an earlier submission with the same idempotency key made (see
-    /// [`Jobs::idempotent`]).
+    /// Claims an idempotency key for job `id` (see [`Jobs::claim`]).
     ///
     /// # Errors
     /// The broker's.
-    pub async fn idempotent(
+    pub async fn claim(
         &self,
         key: &str,
         idem: &str,
         digest: &str,
+        id: &str,
     ) -> Result<Result<Option<String>, String>, BrokerError> {
         match self {
-            Store::Memory(jobs) => Ok(jobs.idempotent(key, idem, digest)),
-            Store::Nats(broker) => broker.idempotent(key, idem, digest).await,
+            Store::Memory(jobs) => Ok(jobs.claim(key, idem, digest, id)),
+            Store::Nats(broker) => broker.claim(key, idem, digest, id).await,
+        }
+    }
+
+    /// Gives back a claim whose job was not queued.
+    pub async fn release(&self, key: &str, idem: &str) {
+        match self {
+            Store::Memory(jobs) => jobs.release(key, idem),
+            Store::Nats(broker) => {
+                let _ = broker.release(key, idem).await;
+            }
         }
     }
 
@@ -67,7 +77,6 @@ impl Store {
         quota: &crate::config::Quota,
         result_bytes: u64,
         program_json: &[u8],
-        idempotency: Option<(String, String)>,
     ) -> Result<usize, Refusal> {
         match self {
             Store::Memory(jobs) => {
@@ -88,7 +97,7 @@ impl Store {
                 )
                 .map_err(Refusal::Quota)?;
                 let position = slot.queue.ahead(&task.key);
-                jobs.create(&task.id, &task.key, model, position, idempotency);
+                jobs.create(&task.id, &task.key, model, position);
                 slot.queue.push(task);
                 Ok(position)
             }
@@ -115,10 +124,7 @@ impl Store {
                     max_running: task.max_running,
                 };
                 let request = crate::nats::pack_request(program_json, &task.tensors);
-                broker
-                    .submit(model, position, request, &header, idempotency)
-                    .await
-                    .map_err(Refusal::Broker)?;
+                broker.submit(model, position, request, &header).await.map_err(Refusal::Broker)?;
                 Ok(position)
             }
         }

@@ -54,8 +54,10 @@ pub(super) async fn submit(
         let digest = digest(&form);
         (String::from_utf8_lossy(v.as_bytes()).into_owned(), digest)
     });
+    let id = crate::jobs::Jobs::new_id();
+    // Claimed before queueing, in one step: two retries sent at once queue one job.
     if let Some((idem, digest)) = &idempotency {
-        match app.store.idempotent(&key.id, idem, digest).await.map_err(unavailable)? {
+        match app.store.claim(&key.id, idem, digest, &id).await.map_err(unavailable)? {
             Ok(Some(id)) => return Ok((StatusCode::ACCEPTED, Json(Submitted { id, position: 0 }))),
             Ok(None) => {}
             Err(job) => {
@@ -71,7 +73,6 @@ pub(super) async fn submit(
     let estimate = checked.plan.saved_bytes.min(max_result_bytes);
     let class = if form.exclusive { None } else { crate::batch::class(&checked.program) };
     let footprint = crate::batch::footprint(&checked.program);
-    let id = crate::jobs::Jobs::new_id();
     let program_json = nnsight_remote::canonical::encode(&checked.program);
     let task = Task {
         class,
@@ -94,9 +95,13 @@ pub(super) async fn submit(
             &quota,
             estimate,
             program_json.as_bytes(),
-            idempotency,
         )
         .await;
+    if admitted.is_err()
+        && let Some((idem, _)) = &idempotency
+    {
+        app.store.release(&key.id, idem).await;
+    }
     let position = admitted.map_err(|refusal| {
         let error = match refusal {
             Refusal::Quota(over) => {

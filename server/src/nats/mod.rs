@@ -91,19 +91,27 @@ impl Broker {
             })
             .await
             .map_err(BrokerError::of)?;
+        // Processes starting together race to make each bucket: the loser takes the winner's.
         let kv = match js.get_key_value("nnsight_jobs").await {
             Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: "nnsight_jobs".to_owned(),
-                    history: 1,
-                    // A record outlives its result by a second time to live, as in memory.
-                    max_age: ttl * 2,
-                    storage: stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(BrokerError::of)?,
+            Err(_) => {
+                let made = js
+                    .create_key_value(kv::Config {
+                        bucket: "nnsight_jobs".to_owned(),
+                        history: 1,
+                        // A record outlives its result by a second time to live, as in memory.
+                        max_age: ttl * 2,
+                        storage: stream::StorageType::File,
+                        ..Default::default()
+                    })
+                    .await;
+                match made {
+                    Ok(kv) => kv,
+                    Err(error) => {
+                        js.get_key_value("nnsight_jobs").await.map_err(|_| BrokerError::of(error))?
+                    }
+                }
+            }
         };
         let bucket = |name: &str, max_age: Duration| object_store::Config {
             bucket: name.to_owned(),
@@ -113,7 +121,10 @@ impl Broker {
         };
         let store = async |name: &str, max_age: Duration| match js.get_object_store(name).await {
             Ok(store) => Ok(store),
-            Err(_) => js.create_object_store(bucket(name, max_age)).await.map_err(BrokerError::of),
+            Err(_) => match js.create_object_store(bucket(name, max_age)).await {
+                Ok(store) => Ok(store),
+                Err(error) => js.get_object_store(name).await.map_err(|_| BrokerError::of(error)),
+            },
         };
         let requests = store("nnsight_requests", ttl * 2).await?;
         let results = store("nnsight_results", ttl).await?;

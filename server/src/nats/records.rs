@@ -180,23 +180,41 @@ impl Broker {
         out.ok_or_else(|| BrokerError(format!("the usage of `{key}` could not be written")))
     }
 
-    /// The job an earlier submission of `key` with idempotency key `idem` made (see
-    /// [`Jobs::idempotent`](crate::jobs::Jobs::idempotent)).
+    /// Claims idempotency key `idem` of `key` for job `id`, atomically across API replicas
+    /// (see [`Jobs::claim`](crate::jobs::Jobs::claim)).
     ///
     /// # Errors
     /// The broker's.
-    pub async fn idempotent(
+    pub async fn claim(
         &self,
         key: &str,
         idem: &str,
         digest: &str,
+        id: &str,
     ) -> Result<Result<Option<String>, String>, BrokerError> {
         let name = format!("idem.{key}.{}", crate::keys::hash_token(idem));
-        Ok(match self.read::<(String, String)>(&name).await? {
-            Some(((job, d), _)) if d == digest => Ok(Some(job)),
-            Some(((job, _), _)) => Err(job),
-            None => Ok(None),
-        })
+        let value = serde_json::to_vec(&(id, digest)).map_err(BrokerError::of)?;
+        for _ in 0..8 {
+            if self.kv.create(&name, value.clone().into()).await.is_ok() {
+                return Ok(Ok(None));
+            }
+            match self.read::<(String, String)>(&name).await? {
+                Some(((job, d), _)) if d == digest => return Ok(Ok(Some(job))),
+                Some(((job, _), _)) => return Ok(Err(job)),
+                // Released between the two: try again.
+                None => continue,
+            }
+        }
+        Err(BrokerError(format!("the idempotency key of `{key}` kept changing")))
+    }
+
+    /// Gives back a claim whose job was not queued.
+    ///
+    /// # Errors
+    /// The broker's.
+    pub async fn release(&self, key: &str, idem: &str) -> Result<(), BrokerError> {
+        let name = format!("idem.{key}.{}", crate::keys::hash_token(idem));
+        self.kv.purge(name).await.map_err(BrokerError::of)
     }
 
     /// Charges compute and checks result room as [`Jobs::charge`](crate::jobs::Jobs::charge),
@@ -268,8 +286,8 @@ impl Broker {
         .await
     }
 
-    /// Queues the job of `header` on `model` at `position`: its request stored, its record made
-    /// (with `idempotency`), its message published.
+    /// Queues the job of `header` on `model` at `position`: its request stored, its record made,
+    /// its message published.
     ///
     /// # Errors
     /// The broker's.
@@ -279,7 +297,6 @@ impl Broker {
         position: usize,
         request: Vec<u8>,
         header: &super::intake::Header,
-        idempotency: Option<(String, String)>,
     ) -> Result<(), BrokerError> {
         let (id, key) = (header.id.as_str(), header.key.as_str());
         Self::put(&self.requests, id, &request).await?;
@@ -296,12 +313,6 @@ impl Broker {
         record.push(EventKind::Queued { position }, self.ttl_ms);
         let bytes = serde_json::to_vec(&record).map_err(BrokerError::of)?;
         self.kv.create(job_key(id), bytes.into()).await.map_err(BrokerError::of)?;
-        if let Some((idem, digest)) = idempotency {
-            let name = format!("idem.{key}.{}", crate::keys::hash_token(&idem));
-            let value = serde_json::to_vec(&(id, digest)).map_err(BrokerError::of)?;
-            // A concurrent twin submission may have won: the first one stands.
-            let _ = self.kv.create(name, value.into()).await;
-        }
         let payload = serde_json::to_vec(header).map_err(BrokerError::of)?;
         let ack = self
             .js

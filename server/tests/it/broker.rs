@@ -119,9 +119,10 @@ fn read_port(dir: &Path) -> u16 {
     }
 }
 
-/// Waits up to 60 s for `ready`.
+/// Waits up to 3 minutes for `ready` (processes started by tests running side by side on two
+/// cores can be slow to load their models).
 pub(crate) fn wait_for(mut ready: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(180);
     while !ready() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(25));

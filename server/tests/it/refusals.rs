@@ -282,3 +282,19 @@ fn malformed_resumes_and_unknown_jobs_are_refused() {
     assert_eq!(status, 200, "the keys read last still hold");
     std::fs::write(&path, good).unwrap();
 }
+
+#[test]
+fn retries_sent_at_once_with_one_idempotency_key_queue_one_job() {
+    let harness = Harness::start(|_| {});
+    let key = harness.key("alice");
+    let intervention = program(&harness, &key);
+    let client = Client::new(&harness.url(), &key);
+    let options = SubmitOptions { idempotency_key: Some("at-once".to_owned()), ..SubmitOptions::default() };
+    let ids: std::collections::BTreeSet<String> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| client.submit("gpt2", &intervention, &options).unwrap().id().to_owned()))
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    assert_eq!(ids.len(), 1, "{ids:?}");
+}
