@@ -12,6 +12,23 @@ use safetensors::tensor::{Dtype, TensorView};
 use crate::diagnostic::{Code, Diagnostic};
 use crate::interpret::Value;
 
+/// burn's element type for tensor `name`'s safetensors one, if the IR holds it.
+fn element_type(name: &str, dtype: Dtype) -> Result<BurnDType, Diagnostic> {
+    Ok(match dtype {
+        Dtype::F32 => BurnDType::F32,
+        Dtype::F64 => BurnDType::F64,
+        Dtype::F16 => BurnDType::F16,
+        Dtype::BF16 => BurnDType::BF16,
+        Dtype::I64 => BurnDType::I64,
+        Dtype::I32 => BurnDType::I32,
+        Dtype::BOOL => BurnDType::Bool(BoolStore::Native),
+        other => {
+            let message = format!("tensor `{name}` is {other:?}, which the IR does not hold");
+            return Err(Diagnostic::program(Code::BadTensors, message));
+        }
+    })
+}
+
 /// The tensors of a safetensors file, by name, as data (each in its element type).
 ///
 /// # Errors
@@ -24,16 +41,7 @@ pub fn read_data(bytes: &[u8]) -> Result<BTreeMap<String, TensorData>, Diagnosti
         .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
     let mut out = BTreeMap::new();
     for (name, view) in file.tensors() {
-        let dtype = match view.dtype() {
-            Dtype::F32 => BurnDType::F32,
-            Dtype::F64 => BurnDType::F64,
-            Dtype::F16 => BurnDType::F16,
-            Dtype::BF16 => BurnDType::BF16,
-            Dtype::I64 => BurnDType::I64,
-            Dtype::I32 => BurnDType::I32,
-            Dtype::BOOL => BurnDType::Bool(BoolStore::Native),
-            other => return Err(bad(format!("tensor `{name}` is {other:?}, which the IR does not hold"))),
-        };
+        let dtype = element_type(&name, view.dtype())?;
         out.insert(name, TensorData::from_bytes_vec(view.data().to_vec(), view.shape().to_vec(), dtype));
     }
     Ok(out)
@@ -78,22 +86,13 @@ pub fn read<B: Backend>(bytes: &[u8], device: &B::Device) -> Result<BTreeMap<Str
 /// # Errors
 /// As [`read`].
 pub fn shapes(bytes: &[u8]) -> Result<BTreeMap<String, (Vec<usize>, crate::ir::DType)>, Diagnostic> {
-    use crate::ir::DType as Ir;
     let bad = |message: String| Diagnostic::program(Code::BadTensors, message);
     let file = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
     let mut out = BTreeMap::new();
     for (name, view) in file.tensors() {
-        let dtype = match view.dtype() {
-            Dtype::F32 => Ir::F32,
-            Dtype::F64 => Ir::F64,
-            Dtype::F16 => Ir::F16,
-            Dtype::BF16 => Ir::Bf16,
-            Dtype::I64 => Ir::I64,
-            Dtype::I32 => Ir::I32,
-            Dtype::BOOL => Ir::Bool,
-            other => return Err(bad(format!("tensor `{name}` is {other:?}, which the IR does not hold"))),
-        };
+        let dtype = crate::record::ir_dtype(element_type(&name, view.dtype())?)
+            .ok_or_else(|| bad(format!("tensor `{name}` has an element type the IR does not hold")))?;
         let shape = view.shape().to_vec();
         if shape.is_empty() || shape.len() > 4 {
             return Err(bad(format!("tensor `{name}` has rank {}; the IR holds ranks 1 to 4", shape.len())));
