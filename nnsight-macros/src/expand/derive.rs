@@ -36,6 +36,11 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
     let envoy_args = quote!(#(#params),*);
 
     let count = s.modules.len() as u32;
+    // A submodule type that names none of the struct's parameters is asserted `Inspectable` once,
+    // in the impl's where clause, spanned at the field: inside the impl the bound then holds, so a
+    // field that is not a module is reported there and at the envoy's field, not at each of the
+    // derive's uses of its envoy (a concrete bound that fails is an error where it is written).
+    let mut bounds = Vec::new();
     let mut fields = Vec::new();
     let mut registers = Vec::new();
     let mut builds = Vec::new();
@@ -44,6 +49,12 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
         let slot = slot as u32;
         let (fvis, fname) = (field.vis, field.name);
         let doc = format!("The envoy of the submodule `{fname}`.");
+        let element = match field.kind {
+            FieldKind::Single(ty) | FieldKind::List(ty) | FieldKind::Optional(ty) => ty,
+        };
+        if is_concrete(element, &input.generics, name) {
+            bounds.push(quote_spanned!(element.span()=> #element: ::nnsight::inspect::Inspectable));
+        }
         let (envoy_ty, register, build) = match field.kind {
             FieldKind::Single(ty) => (
                 quote_spanned!(ty.span()=> <#ty as ::nnsight::inspect::Inspectable>::Envoy<#t>),
@@ -74,6 +85,14 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
         ));
     }
 
+    let inspectable_where = match (where_clause, bounds.is_empty()) {
+        (_, true) => quote!(#where_clause),
+        (Some(w), false) => {
+            let predicates = w.predicates.iter();
+            quote!(where #(#predicates,)* #(#bounds,)*)
+        }
+        (None, false) => quote!(where #(#bounds,)*),
+    };
     let doc = format!(
         "The envoy of [`{name}`] in a trace: one field per submodule; its own sites \
          (`output()`, `input()`, `inputs()`) through [`ModuleEnvoy`](::nnsight::ModuleEnvoy)."
@@ -100,7 +119,7 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
             }
         }
 
-        impl #impl_generics ::nnsight::inspect::Inspectable for #name #ty_generics #where_clause {
+        impl #impl_generics ::nnsight::inspect::Inspectable for #name #ty_generics #inspectable_where {
             type Envoy<#t> = #envoy<#t, #envoy_args>;
 
             fn register(&self, tree: &mut ::nnsight::inspect::TreeBuilder) {
@@ -121,4 +140,33 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
             #(#slots)*
         }
     })
+}
+
+/// Whether `ty` names none of `generics`' type or const parameters, nor the struct itself (a
+/// bound on the type being derived would be a cycle).
+fn is_concrete(ty: &syn::Type, generics: &syn::Generics, name: &syn::Ident) -> bool {
+    struct Finder<'a> {
+        params: Vec<&'a syn::Ident>,
+        name: &'a syn::Ident,
+        found: bool,
+    }
+    impl<'ast> syn::visit::Visit<'ast> for Finder<'_> {
+        fn visit_ident(&mut self, ident: &'ast syn::Ident) {
+            if ident == self.name || ident == "Self" || self.params.iter().any(|p| *p == ident) {
+                self.found = true;
+            }
+        }
+    }
+    let params = generics
+        .params
+        .iter()
+        .filter_map(|p| match p {
+            GenericParam::Type(t) => Some(&t.ident),
+            GenericParam::Const(c) => Some(&c.ident),
+            GenericParam::Lifetime(_) => None,
+        })
+        .collect();
+    let mut finder = Finder { params, name, found: false };
+    syn::visit::Visit::visit_type(&mut finder, ty);
+    !finder.found
 }
