@@ -20,6 +20,7 @@
 #![deny(unsafe_code)]
 
 pub mod causal;
+mod fused_attention;
 pub mod generation;
 pub mod gguf;
 pub mod gpt2;

@@ -62,6 +62,11 @@ pub(crate) struct CacheStore {
 }
 
 impl CacheStore {
+    /// Whether this cache records a site of `node`.
+    pub(crate) fn records(&self, node: NodeId) -> bool {
+        self.nodes.as_ref().is_none_or(|nodes| nodes.binary_search_by_key(&node.0, |n| n.0).is_ok())
+    }
+
     /// Keeps `value` if this cache records `key`.
     pub(crate) fn record<T: SiteValue>(&self, tree: &Tree, key: Key, value: &T) {
         if key.kind == Kind::Input && !self.inputs {

@@ -114,6 +114,26 @@ pub fn site<M: Inspectable + ?Sized, A: SiteValue, O: SiteValue>(
     engine.site(child, module, args, call)
 }
 
+/// Whether nothing in the trace running on this thread can touch the next call of `module`, a
+/// child of the current module, so that the caller may compute past it without making its value
+/// (a fused kernel instead of the explicit steps whose result the module would see): no body
+/// waits for one of its sites, no cache records it, no standing edit or skip applies to it, and
+/// no observer scans every site. Then the call is counted as made (later calls keep their
+/// occurrence numbers) and `true` is returned; with no trace active, `true`. Only for modules
+/// without submodules (a [`HookPoint`](crate::HookPoint), a dropout): the calls inside a
+/// module are not counted. The entry point of `nnsight::unwatched!`.
+#[inline(always)]
+pub fn unwatched<M: Inspectable + ?Sized>(child: Child, module: &M) -> bool {
+    let engine = ACTIVE.with(Cell::get);
+    if engine.is_null() {
+        return true;
+    }
+    // SAFETY: as in `site`: a non-null `ACTIVE` points at the running trace's engine, which
+    // outlives every call that sees it.
+    let engine = unsafe { &*(engine as *const Engine<'_, '_>) };
+    engine.unwatched(child, module)
+}
+
 /// A trace body, type-erased: polled by the engine, its result kept for the trace to collect.
 pub trait Body {
     /// Polls the body: where it stands now.
@@ -296,6 +316,33 @@ impl<'s, 'b> Engine<'s, 'b> {
         let output = self.call(node, args, |args| module.check_inputs(args), call);
         self.cursor.set(parent);
         output
+    }
+
+    /// See [`unwatched`]: whether nothing can touch `module`'s next call; if so, it is counted.
+    fn unwatched<M: Inspectable + ?Sized>(&self, child: Child, module: &M) -> bool {
+        if !self.attended() {
+            return true;
+        }
+        let Some(node) = self.resolve(self.cursor.get(), child, address_of(module)) else {
+            return true;
+        };
+        let state = self.state;
+        let entry = state.tree.node(node);
+        let input = Key { node, kind: Kind::Input, occurrence: entry.inputs_seen.get() };
+        let output = Key { node, kind: Kind::Output, occurrence: entry.outputs_seen.get() };
+        if state.has(SKIPPING | OBSERVING)
+            || state.awaited(input)
+            || state.awaited(output)
+            || (state.has(CACHING) && state.caches.borrow().iter().any(|cache| cache.records(node)))
+            || (state.has(STANDING)
+                && (crate::standing::edits(state, input) || crate::standing::edits(state, output)))
+        {
+            return false;
+        }
+        entry.inputs_seen.set(input.occurrence + 1);
+        entry.outputs_seen.set(output.occurrence + 1);
+        state.last.set(Some(output));
+        true
     }
 
     /// The call of `node`: its input site, the check of its arguments after a body wrote to the

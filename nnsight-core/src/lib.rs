@@ -79,6 +79,32 @@ pub mod inspect {
 /// What generated code names; not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::engine::{Body, BodyFuture, Child, Step, Task, site};
+    pub use crate::engine::{Body, BodyFuture, Child, Step, Task, site, unwatched};
     pub use crate::group::Drive;
+}
+
+/// Whether nothing in the running trace can touch the next call of a submodule, so that a
+/// forward may compute past it without making its value: in the forward of an `#[inspect]` impl
+/// block, `nnsight::unwatched!(self.attn_probs)` is `true` when no body waits for one of the
+/// module's sites, no cache records it, no standing edit or skip applies to it (or no trace
+/// runs); the call is then counted as made, so later calls keep their occurrence numbers. A model
+/// keeps the explicit steps as its sites and takes a fused kernel when nobody looks:
+///
+/// ```ignore
+/// let mixed = if nnsight::unwatched!(self.attn_probs) {
+///     burn::tensor::module::attention(q, k, v, mask, None, options)
+/// } else {
+///     self.attn_probs.forward(softmax(scores, 3)).matmul(v)
+/// };
+/// ```
+///
+/// For modules without submodules (a [`HookPoint`], a dropout). Outside an `#[inspect]` block
+/// it does not compile: only the rewriting knows which submodule the argument is.
+#[macro_export]
+macro_rules! unwatched {
+    ($($module:tt)*) => {
+        ::core::compile_error!(
+            "`nnsight::unwatched!` works only in the forward of an `#[inspect]` impl block, which rewrites it"
+        )
+    };
 }

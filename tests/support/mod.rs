@@ -5,11 +5,11 @@ pub mod fixture;
 pub mod llama_fixture;
 pub mod models;
 
-use burn::backend::Flex;
 use burn::prelude::*;
 
-/// The backend of the tests: burn's CPU backend.
-pub type B = Flex;
+/// The backend of the tests: burn's CPU backend, or LibTorch / CUDA with the crate's `tch` /
+/// `cuda` feature.
+pub type B = nnsight_support::backend::Backend;
 
 /// A deterministic input tensor of the given shape (a fixed pseudo-random pattern).
 pub fn input<const D: usize>(dims: [usize; D], salt: u64) -> Tensor<B, D> {

@@ -175,3 +175,59 @@ impl<B: Backend> Transformer<B> {
         self.head.forward(self.proj.forward(self.proj.forward(h)))
     }
 }
+
+/// A layer that asks the trace whether its hook point is watched (`nnsight::unwatched!`): only
+/// then does the value pass the hook; otherwise it takes the "fused" branch (the same arithmetic
+/// here) and counts it.
+#[derive(Module, Debug, Inspectable)]
+pub struct Fusing<B: Backend> {
+    pub pre: Linear<B>,
+    pub hook: HookPoint,
+    #[module(skip)]
+    pub fused: Arc<AtomicUsize>,
+}
+
+#[inspect]
+impl<B: Backend> Fusing<B> {
+    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        let h = self.pre.forward(x);
+        if nnsight::unwatched!(self.hook) {
+            self.fused.fetch_add(1, Ordering::Relaxed);
+            h * 2.0
+        } else {
+            self.hook.forward(h) * 2.0
+        }
+    }
+}
+
+/// [`Fusing`] called twice (its hook has two occurrences per pass), then a head.
+#[derive(Module, Debug, Inspectable)]
+pub struct FusingTwice<B: Backend> {
+    pub layer: Fusing<B>,
+    pub head: Linear<B>,
+}
+
+#[inspect]
+impl<B: Backend> FusingTwice<B> {
+    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        self.head.forward(self.layer.forward(self.layer.forward(x)))
+    }
+}
+
+impl<B: Backend> FusingTwice<B> {
+    pub fn new(width: usize, device: &B::Device) -> Self {
+        FusingTwice {
+            layer: Fusing {
+                pre: LinearConfig::new(width, width).init(device),
+                hook: HookPoint::new(),
+                fused: Arc::new(AtomicUsize::new(0)),
+            },
+            head: LinearConfig::new(width, width).init(device),
+        }
+    }
+
+    /// How many calls took the fused branch since the last call of this method.
+    pub fn take_fused(&self) -> usize {
+        self.layer.fused.swap(0, Ordering::Relaxed)
+    }
+}

@@ -5,6 +5,7 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use nnsight::prelude::*;
 
+use crate::fused_attention::fused_attention;
 use crate::kv_cache::LayerCache;
 use nnsight_kernels::activation::FastGelu;
 use nnsight_kernels::matmul::FastLinear;
@@ -72,9 +73,16 @@ impl<B: Backend> Gpt2Attention<B> {
         let qkv = self.c_attn.forward_fast(x);
         let (q, k, v) = self.split_heads(qkv);
         let (k, v) = cache.append(k, v);
-        let probs = self.probabilities(q, k, masked);
-        let probs = self.attn_dropout.forward(probs);
-        let mixed = probs.matmul(v).swap_dims(1, 2).reshape([batch, tokens, width]);
+        // The probabilities are a site (`attn_dropout`'s input); when nothing in the trace can
+        // touch them (or no trace runs), burn's fused attention computes the same mix without
+        // making them.
+        let mixed = if self.attn_dropout.prob == 0.0 && nnsight::unwatched!(self.attn_dropout) {
+            fused_attention(q, k, v, masked, self.scale)
+        } else {
+            let probs = self.probabilities(q, k, masked);
+            self.attn_dropout.forward(probs).matmul(v)
+        };
+        let mixed = mixed.swap_dims(1, 2).reshape([batch, tokens, width]);
         self.resid_dropout.forward(self.c_proj.forward_fast(mixed))
     }
 }

@@ -6,6 +6,7 @@ use nnsight::HookPoint;
 use nnsight::prelude::*;
 
 use super::rope::apply_rotary_pos_emb;
+use crate::fused_attention::fused_attention;
 use crate::kv_cache::LayerCache;
 use crate::projection::Projection;
 
@@ -58,9 +59,15 @@ impl<B: Backend> LlamaAttention<B> {
         let q = apply_rotary_pos_emb(q, cos, sin);
         let k = apply_rotary_pos_emb(k, cos, sin);
         let (k, v) = cache.append(k, v);
-        let probs = self.attn_probs.forward(self.probabilities(q, k, masked));
-        let mixed =
-            self.mix(probs, v).swap_dims(1, 2).reshape([batch, tokens, self.num_heads * self.head_dim]);
+        // The probabilities are a site; when nothing in the trace can touch them (or no trace
+        // runs), burn's fused attention computes the same mix without making them.
+        let mixed = if nnsight::unwatched!(self.attn_probs) {
+            fused_attention(q, k, v, masked, self.scaling)
+        } else {
+            let probs = self.attn_probs.forward(self.probabilities(q, k, masked));
+            self.mix(probs, v)
+        };
+        let mixed = mixed.swap_dims(1, 2).reshape([batch, tokens, self.num_heads * self.head_dim]);
         self.o_proj.forward(mixed)
     }
 }

@@ -249,6 +249,20 @@ impl VisitMut for ForwardSites {
                     *expr = site(call, target, self.batching.as_ref(), |arg| self.is_borrowed(arg));
                 }
             }
+            Expr::Macro(mac) if mac.mac.path.segments.last().is_some_and(|s| s.ident == "unwatched") => {
+                let span = mac.mac.path.segments.last().map_or_else(Span::call_site, |s| s.ident.span());
+                let receiver = match mac.mac.parse_body::<Expr>() {
+                    Ok(receiver) => receiver,
+                    Err(error) => return self.errors.push(error),
+                };
+                match self.target(&receiver) {
+                    Some(target) => *expr = unwatched(&receiver, target, span),
+                    None => self.errors.spanned(
+                        &mac.mac.tokens,
+                        "`unwatched!` takes a submodule of `self` (`self.field`, `self.list[i]`, or a name bound to one)",
+                    ),
+                }
+            }
             _ => visit_mut::visit_expr_mut(self, expr),
         }
     }
@@ -256,26 +270,26 @@ impl VisitMut for ForwardSites {
     fn visit_item_mut(&mut self, _item: &mut syn::Item) {}
 }
 
-/// The site expression for the call `call` on the module `target`.
-fn site(
-    call: &ExprMethodCall,
-    target: Target,
+/// How the generated code names a module: the statements that bind it (to
+/// `__nnsight_module`) and the [`Child`](nnsight::__private::Child) the engine resolves it by.
+fn bind_module(
+    receiver: &Expr,
+    target: &Target,
+    span: Span,
     batching: Option<&TokenStream>,
-    is_borrowed: impl Fn(&Expr) -> bool,
-) -> Expr {
+) -> (TokenStream, TokenStream) {
     let hygienic = Span::mixed_site();
     let module = Ident::new("__nnsight_module", hygienic);
-    let receiver = peel(&call.receiver);
-    let span = call.method.span();
+    let receiver = peel(receiver);
     let self_token = quote_spanned!(span=> self);
     // `self.list[i]`: the index is evaluated once and named to the engine (zero-sized modules
     // share one address, so only the index tells them apart).
     let index = Ident::new("__nnsight_index", hygienic);
-    let named_index = match (receiver, &target) {
+    let named_index = match (receiver, target) {
         (Expr::Index(indexed), Target::Element(_)) => Some((&indexed.expr, &indexed.index)),
         _ => None,
     };
-    let child = match &target {
+    let child = match target {
         Target::Field(field) => {
             let slot = format_ident!("__nnsight_slot_{}", field, span = field.span());
             quote_spanned!(span=> ::nnsight::__private::Child::field(Self::#slot))
@@ -301,6 +315,32 @@ fn site(
         (Expr::Path(_), _) => quote!(let #module = &*#receiver;),
         _ => quote!(let #module = &#receiver;),
     };
+    (borrow_module, child)
+}
+
+/// `nnsight::unwatched!(R)` on the module `target`: asks the engine whether nothing in the trace
+/// can touch the module's next call (see `nnsight::__private::unwatched`).
+fn unwatched(receiver: &Expr, target: Target, span: Span) -> Expr {
+    let module = Ident::new("__nnsight_module", Span::mixed_site());
+    let (borrow_module, child) = bind_module(receiver, &target, span, None);
+    let tokens = quote_spanned! {span=> {
+        #borrow_module
+        ::nnsight::__private::unwatched(#child, #module)
+    }};
+    syn::parse2(tokens).expect("an `unwatched!` expansion is a valid expression")
+}
+
+/// The site expression for the call `call` on the module `target`.
+fn site(
+    call: &ExprMethodCall,
+    target: Target,
+    batching: Option<&TokenStream>,
+    is_borrowed: impl Fn(&Expr) -> bool,
+) -> Expr {
+    let hygienic = Span::mixed_site();
+    let module = Ident::new("__nnsight_module", hygienic);
+    let span = call.method.span();
+    let (borrow_module, child) = bind_module(&call.receiver, &target, span, batching);
     let mut lets = Vec::new();
     let mut captured = Vec::new();
     let mut passed = Vec::new();
