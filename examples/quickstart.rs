@@ -17,7 +17,6 @@
 
 use std::time::Instant;
 
-use burn::backend::Flex;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use nnsight::Shared;
@@ -26,7 +25,8 @@ use nnsight_models::generation::GenerateOptions;
 use nnsight_models::llama::{LlamaForCausalLM, LlamaForCausalLMEnvoy};
 use nnsight_support::packaged::PackagedFile;
 
-type B = Flex;
+/// burn's CPU backend; LibTorch or CUDA with this crate's `tch` or `cuda` feature.
+type B = nnsight_support::backend::Backend;
 type SmolLm = LanguageModel<B, LlamaForCausalLM<B>>;
 
 const HUB_ID: &str = "HuggingFaceTB/SmolLM2-135M-Instruct";

@@ -13,6 +13,12 @@ use std::path::PathBuf;
 
 /// The fixture directory (or file) `name` under the workspace's `fixtures/`, made by the scripts
 /// in `tools/fixtures/` (PyTorch + transformers): `tiny-gpt2`, `tiny-llama`, `gguf`, `smollm2`.
+/// `$NNSIGHT_FIXTURES` names another `fixtures/` directory (binaries run away from their source
+/// tree: `tools/gpu-check.sh`).
 pub fn fixture_dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("fixtures").join(name)
+    let root = match std::env::var_os("NNSIGHT_FIXTURES") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("fixtures"),
+    };
+    root.join(name)
 }

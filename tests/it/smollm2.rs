@@ -69,9 +69,11 @@ fn smollm2_matches_transformers_gguf_loader() {
     let Some(path) = model_file() else { return };
     let mut lm = SmolLm::from_gguf(&path, &Default::default()).expect("the GGUF loads");
     let refs = References::load();
-    // The 7 projections of 30 layers (Q4_1) and the tied head (Q8_0) are read from their blocks in
-    // products with few rows: what follows checks those products against transformers too.
-    assert_eq!(lm.kept_blocks(), 30 * 7 + 1);
+    // On the CPU backend, the 7 projections of 30 layers (Q4_1) and the tied head (Q8_0) are read
+    // from their blocks in products with few rows: what follows checks those products against
+    // transformers too. Other backends dequantize every weight at load.
+    let kept = if nnsight_support::backend::IS_FLEX { 30 * 7 + 1 } else { 0 };
+    assert_eq!(lm.kept_blocks(), kept);
 
     for (i, prompt) in refs.json["prompts"].as_array().unwrap().iter().enumerate() {
         let text = prompt["text"].as_str().unwrap();
