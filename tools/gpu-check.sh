@@ -65,6 +65,7 @@ for features in cuda tch; do
     "$here/bin/quickstart-$features" || status=1
     echo "== $features: figures"
     "$here/bin/backends-$features" --bench || status=1
+    NNSIGHT_BENCH_DTYPE=bf16 "$here/bin/backends-$features" --bench || status=1
 done
 exit $status
 RUN

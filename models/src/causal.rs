@@ -2,6 +2,18 @@
 //! key positions each query may not attend to. Shared by the decoder-only models.
 
 use burn::prelude::*;
+use burn::tensor::DType;
+
+/// The score a masked key gets before the softmax: the most negative finite value of the scores'
+/// element type (transformers' `torch.finfo(dtype).min`), so that a query with no key to attend
+/// to (padding) stays finite in `f16` and `bf16` too (`f32::MIN` rounds to −∞ in both).
+pub fn masked_score(dtype: DType) -> f32 {
+    match dtype {
+        DType::F16 => half::f16::MIN.to_f32(),
+        DType::BF16 => half::bf16::MIN.to_f32(),
+        _ => f32::MIN,
+    }
+}
 
 /// Position ids and attention mask of one forward pass of a causal LM.
 #[derive(Debug, Clone)]

@@ -13,6 +13,15 @@ pub type Backend = burn::backend::LibTorch;
 #[cfg(not(any(feature = "tch", feature = "cuda")))]
 pub type Backend = burn::backend::Flex;
 
+/// The backend of this build with float element type `F` (`f16`, `bf16`), for LibTorch and CUDA
+/// (burn's CPU backend has one element type per device, f32 by default). burn fixes a device's
+/// element type when a backend type first touches it: one element type per device and process.
+#[cfg(feature = "cuda")]
+pub type WithFloat<F> = burn::backend::Cuda<F>;
+/// The backend of this build with float element type `F`.
+#[cfg(all(feature = "tch", not(feature = "cuda")))]
+pub type WithFloat<F> = burn::backend::LibTorch<F>;
+
 /// The backend's name, for messages and bench labels.
 pub const NAME: &str = if cfg!(feature = "cuda") {
     "cuda"

@@ -7,6 +7,8 @@ mod support;
 
 mod concurrency;
 mod control;
+#[cfg(feature = "tch")]
+mod dtypes;
 mod erased;
 mod fused_attention;
 mod gpt2_analysis;

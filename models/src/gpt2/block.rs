@@ -113,7 +113,8 @@ impl<B: Backend> Gpt2Attention<B> {
         let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(self.scale);
         let [batch, heads, queries, keys] = scores.dims();
         // A finite fill: a row that may attend to nothing (padding) stays finite instead of NaN.
-        let scores = scores.mask_fill(masked.clone().expand([batch, heads, queries, keys]), f32::MIN);
+        let fill = crate::causal::masked_score(scores.dtype());
+        let scores = scores.mask_fill(masked.clone().expand([batch, heads, queries, keys]), fill);
         softmax(scores, 3)
     }
 }

@@ -152,7 +152,7 @@ fn is_concrete(ty: &syn::Type, generics: &syn::Generics, name: &syn::Ident) -> b
     }
     impl<'ast> syn::visit::Visit<'ast> for Finder<'_> {
         fn visit_ident(&mut self, ident: &'ast syn::Ident) {
-            if ident == self.name || ident == "Self" || self.params.iter().any(|p| *p == ident) {
+            if ident == self.name || ident == "Self" || self.params.contains(&ident) {
                 self.found = true;
             }
         }
