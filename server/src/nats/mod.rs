@@ -79,7 +79,28 @@ impl Broker {
             .connect(&config.url)
             .await
             .map_err(|e| BrokerError(format!("cannot connect to {}: {e}", config.url)))?;
-        let js = jetstream::new(client);
+        let mut js = jetstream::new(client);
+        // Processes starting together on a loaded machine make a file-backed broker slow to
+        // answer its first requests: a generous timeout, and the setup retried when it times out.
+        js.set_timeout(Duration::from_secs(20));
+        let mut attempt = 1;
+        loop {
+            match Self::setup(&js, config, ttl_s).await {
+                Err(error) if error.0.contains("timed out") && attempt < 4 => {
+                    eprintln!(
+                        "nnsight-server: the broker's setup timed out (attempt {attempt} of 4); retrying"
+                    );
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Makes the stream and buckets if they are not there (a process that loses a race to make one
+    /// takes the winner's).
+    async fn setup(js: &jetstream::Context, config: &NatsConfig, ttl_s: u64) -> Result<Broker, BrokerError> {
         let ttl = Duration::from_secs(ttl_s.max(1));
         let stream = js
             .get_or_create_stream(stream::Config {
@@ -129,7 +150,16 @@ impl Broker {
         let requests = store("nnsight_requests", ttl * 2).await?;
         let results = store("nnsight_results", ttl).await?;
         let models = store("nnsight_models", Duration::ZERO).await?;
-        Ok(Broker { js, kv, requests, results, models, stream, config: config.clone(), ttl_ms: ttl_s * 1000 })
+        Ok(Broker {
+            js: js.clone(),
+            kv,
+            requests,
+            results,
+            models,
+            stream,
+            config: config.clone(),
+            ttl_ms: ttl_s * 1000,
+        })
     }
 
     /// The subject of `key`'s jobs on `model`.
