@@ -203,7 +203,22 @@ impl Reporter for NatsReporter {
             twin: ready.twin.clone(),
         };
         let Ok(bytes) = serde_json::to_vec(&doc) else { return };
-        let _ = self.block(Broker::put(&self.broker.models, model, &bytes));
+        // Every worker process publishes its models as they become ready, often at the same
+        // moment; an object store keeps one version of a name, and a put that overlaps another
+        // can leave the name pointing at chunks the other purged. So each publisher reads back
+        // what an API process will read, and puts again (after a pause that grows) until it is
+        // whole.
+        for attempt in 1..=10u64 {
+            self.block(Broker::put(&self.broker.models, model, &bytes));
+            std::thread::sleep(Duration::from_millis(50 * attempt));
+            let read = self.block(Broker::get(&self.broker.models, model));
+            if read.flatten().is_some_and(|got| Ready::from_doc(&got).is_some()) {
+                return;
+            }
+            eprintln!(
+                "nnsight-server worker: model `{model}` read back incomplete after publishing it (attempt {attempt}); again"
+            );
+        }
     }
 }
 
