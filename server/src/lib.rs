@@ -173,7 +173,10 @@ impl Server {
                 let (broker, key, slot) = (broker.clone(), key.clone(), slot.clone());
                 tasks.push(tokio::spawn(async move {
                     while slot.ready().is_none() {
-                        if let Ok(Some(bytes)) = nats::Broker::get(&broker.models, &key).await
+                        // Within a time limit: a read overlapping a worker's put can wait for
+                        // chunks that were purged meanwhile; the next poll reads the new object.
+                        if let Ok(Some(bytes)) =
+                            nats::Broker::get_within(&broker.models, &key, Duration::from_secs(5)).await
                             && let Some(ready) = hosted::Ready::from_doc(&bytes)
                         {
                             slot.set_status(hosted::Status::Ready(Arc::new(ready)));

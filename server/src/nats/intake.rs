@@ -205,13 +205,13 @@ impl Reporter for NatsReporter {
         let Ok(bytes) = serde_json::to_vec(&doc) else { return };
         // Every worker process publishes its models as they become ready, often at the same
         // moment; an object store keeps one version of a name, and a put that overlaps another
-        // can leave the name pointing at chunks the other purged. So each publisher reads back
-        // what an API process will read, and puts again (after a pause that grows) until it is
-        // whole.
+        // can leave a reader waiting for chunks the other purged. So each publisher reads back
+        // what an API process will read (within a time limit), and puts again (after a pause that
+        // grows) until it is whole.
         for attempt in 1..=10u64 {
             self.block(Broker::put(&self.broker.models, model, &bytes));
             std::thread::sleep(Duration::from_millis(50 * attempt));
-            let read = self.block(Broker::get(&self.broker.models, model));
+            let read = self.block(Broker::get_within(&self.broker.models, model, Duration::from_secs(5)));
             if read.flatten().is_some_and(|got| Ready::from_doc(&got).is_some()) {
                 return;
             }

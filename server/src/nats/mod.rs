@@ -200,6 +200,21 @@ impl Broker {
         store.put(name, &mut reader).await.map(|_| ()).map_err(BrokerError::of)
     }
 
+    /// [`get`](Self::get) within `limit`: a read that overlaps another process's put of the same
+    /// name can wait for chunks that were purged meanwhile, and must not wait forever.
+    ///
+    /// # Errors
+    /// The broker's, or a timeout.
+    pub async fn get_within(
+        store: &object_store::ObjectStore,
+        name: &str,
+        limit: Duration,
+    ) -> Result<Option<Vec<u8>>, BrokerError> {
+        tokio::time::timeout(limit, Self::get(store, name))
+            .await
+            .map_err(|_| BrokerError(format!("reading `{name}` timed out")))?
+    }
+
     /// Object `name` of `store`, if it is there.
     ///
     /// # Errors
