@@ -14,7 +14,6 @@ use burn::backend::LibTorch;
 use burn::prelude::*;
 use burn::tensor::{DType, Element};
 use burn::tensor::{bf16, f16};
-use nnsight::prelude::*;
 use nnsight_models::LanguageModel;
 use nnsight_models::gpt2::Gpt2LMHeadModel;
 use nnsight_models::llama::LlamaForCausalLM;
@@ -51,25 +50,21 @@ fn real_logits<E: Backend>(logits: Tensor<E, 3>, mask: &[i64]) -> Vec<f32> {
     real
 }
 
-/// The logits of `prompts` fused (nothing watches) and explicit (`watch` paths cached), real
-/// positions only.
+/// The logits of `prompts` fused (nothing watches) and explicit (every layer's probabilities
+/// cached), real positions only.
 fn gpt2<E: Backend>(prompts: &[&str]) -> (Vec<f32>, Vec<f32>) {
     let dir = fixture_dir("tiny-gpt2");
     let lm =
         LanguageModel::<E, Gpt2LMHeadModel<E>>::from_pretrained(dir.to_str().unwrap(), &Default::default())
             .unwrap();
-    let mask: Vec<i64> =
-        lm.batch(prompts.to_vec()).unwrap().attention_mask.into_data().iter::<i64>().collect();
-    let fused = lm.trace(prompts.to_vec()).run(async |m| m.output().await).unwrap();
-    let explicit = lm
-        .trace(prompts.to_vec())
-        .run(async |m| {
-            let paths: Vec<String> = m.transformer.h.iter().map(|b| b.attn.attn_dropout.path()).collect();
-            let _cache = m.cache(CacheOptions::only(paths))?;
-            m.output().await
-        })
-        .unwrap();
-    (real_logits(fused, &mask), real_logits(explicit, &mask))
+    let prompts = prompts.to_vec();
+    let (fused, explicit, _) = crate::support::fused_and_explicit!(lm, prompts, |m| m
+        .transformer
+        .h
+        .iter()
+        .map(|b| b.attn.attn_dropout.path())
+        .collect());
+    real_pair(&lm.batch(prompts).unwrap().attention_mask, fused, explicit)
 }
 
 fn llama<E: Backend>(prompts: &[&str]) -> (Vec<f32>, Vec<f32>) {
@@ -77,17 +72,23 @@ fn llama<E: Backend>(prompts: &[&str]) -> (Vec<f32>, Vec<f32>) {
     let lm =
         LanguageModel::<E, LlamaForCausalLM<E>>::from_pretrained(dir.to_str().unwrap(), &Default::default())
             .unwrap();
-    let mask: Vec<i64> =
-        lm.batch(prompts.to_vec()).unwrap().attention_mask.into_data().iter::<i64>().collect();
-    let fused = lm.trace(prompts.to_vec()).run(async |m| m.output().await).unwrap();
-    let explicit = lm
-        .trace(prompts.to_vec())
-        .run(async |m| {
-            let paths: Vec<String> = m.model.layers.iter().map(|l| l.self_attn.attn_probs.path()).collect();
-            let _cache = m.cache(CacheOptions::only(paths))?;
-            m.output().await
-        })
-        .unwrap();
+    let prompts = prompts.to_vec();
+    let (fused, explicit, _) = crate::support::fused_and_explicit!(lm, prompts, |m| m
+        .model
+        .layers
+        .iter()
+        .map(|l| l.self_attn.attn_probs.path())
+        .collect());
+    real_pair(&lm.batch(prompts).unwrap().attention_mask, fused, explicit)
+}
+
+/// Both runs' real logits.
+fn real_pair<E: Backend>(
+    mask: &Tensor<E, 2, Int>,
+    fused: Tensor<E, 3>,
+    explicit: Tensor<E, 3>,
+) -> (Vec<f32>, Vec<f32>) {
+    let mask: Vec<i64> = mask.to_data().iter::<i64>().collect();
     (real_logits(fused, &mask), real_logits(explicit, &mask))
 }
 

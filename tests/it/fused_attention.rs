@@ -8,7 +8,6 @@
 use crate::support;
 
 use burn::prelude::*;
-use nnsight::prelude::*;
 use support::B;
 use support::fixture::{assert_close, tiny_gpt2};
 use support::llama_fixture::tiny_llama;
@@ -32,47 +31,46 @@ fn real_rows(logits: Tensor<B, 3>, mask: Tensor<B, 2, Int>) -> Vec<Tensor<B, 2>>
         .collect()
 }
 
+/// Both paths agree at every real position of `prompts`; `cached` values were recorded.
+fn assert_same(
+    family: &str,
+    (fused, explicit, cached): (Tensor<B, 3>, Tensor<B, 3>, usize),
+    layers: usize,
+    mask: Tensor<B, 2, Int>,
+) {
+    assert_eq!(cached, layers, "every layer's probabilities were made");
+    let rows = |l| real_rows(l, mask.clone());
+    for (i, (f, e)) in rows(fused).iter().zip(rows(explicit)).enumerate() {
+        assert_close(&format!("{family} logits of prompt {i}"), f, &e, TOL);
+    }
+}
+
 #[test]
 fn gpt2_logits_are_the_same_fused_and_explicit() {
     let lm = tiny_gpt2();
+    let layers = lm.model().transformer.h.len();
     for prompts in [vec![PROMPTS[0]], PROMPTS.to_vec()] {
-        let batch = lm.batch(prompts.clone()).unwrap();
-        let fused = lm.trace(prompts.clone()).run(async |m| m.output().await).unwrap();
-        let (explicit, cache) = lm
-            .trace(prompts.clone())
-            .run(async |m| {
-                let paths: Vec<String> = m.transformer.h.iter().map(|b| b.attn.attn_dropout.path()).collect();
-                let cache = m.cache(CacheOptions::only(paths).with_inputs())?;
-                Ok((m.output().await?, cache))
-            })
-            .unwrap();
-        assert_eq!(cache.len(), 2 * lm.model().transformer.h.len(), "every layer's probabilities were made");
-        let rows = |l| real_rows(l, batch.attention_mask.clone());
-        for (i, (f, e)) in rows(fused).iter().zip(rows(explicit)).enumerate() {
-            assert_close(&format!("GPT-2 logits of prompt {i}"), f, &e, TOL);
-        }
+        let runs = support::fused_and_explicit!(lm, prompts, |m| m
+            .transformer
+            .h
+            .iter()
+            .map(|b| b.attn.attn_dropout.path())
+            .collect());
+        assert_same("GPT-2", runs, layers, lm.batch(prompts).unwrap().attention_mask);
     }
 }
 
 #[test]
 fn llama_logits_are_the_same_fused_and_explicit() {
     let lm = tiny_llama();
+    let layers = lm.model().model.layers.len();
     for prompts in [vec![PROMPTS[0]], PROMPTS.to_vec()] {
-        let batch = lm.batch(prompts.clone()).unwrap();
-        let fused = lm.trace(prompts.clone()).run(async |m| m.output().await).unwrap();
-        let (explicit, cache) = lm
-            .trace(prompts.clone())
-            .run(async |m| {
-                let paths: Vec<String> =
-                    m.model.layers.iter().map(|l| l.self_attn.attn_probs.path()).collect();
-                let cache = m.cache(CacheOptions::only(paths))?;
-                Ok((m.output().await?, cache))
-            })
-            .unwrap();
-        assert_eq!(cache.len(), lm.model().model.layers.len(), "every layer's probabilities were made");
-        let rows = |l| real_rows(l, batch.attention_mask.clone());
-        for (i, (f, e)) in rows(fused).iter().zip(rows(explicit)).enumerate() {
-            assert_close(&format!("Llama logits of prompt {i}"), f, &e, TOL);
-        }
+        let runs = support::fused_and_explicit!(lm, prompts, |m| m
+            .model
+            .layers
+            .iter()
+            .map(|l| l.self_attn.attn_probs.path())
+            .collect());
+        assert_same("Llama", runs, layers, lm.batch(prompts).unwrap().attention_mask);
     }
 }

@@ -39,3 +39,25 @@ pub fn assert_differs<const D: usize>(a: &Tensor<B, D>, b: &Tensor<B, D>) {
     let (a, b) = (a.to_data().to_vec::<f32>().unwrap(), b.to_data().to_vec::<f32>().unwrap());
     assert!(a.iter().zip(&b).any(|(x, y)| x != y), "tensors are equal");
 }
+
+/// The logits of `prompts` on the language model `lm` with its attention fused (nothing watches
+/// the probabilities) and explicit (a cache records every layer's probabilities, at the paths
+/// `|m| paths` lists from the root envoy), and how many values the cache recorded:
+/// `(fused, explicit, cached)`.
+#[allow(unused_macros)]
+macro_rules! fused_and_explicit {
+    ($lm:expr, $prompts:expr, |$m:ident| $paths:expr) => {{
+        let fused = $lm.trace($prompts.clone()).run(async |m| m.output().await).unwrap();
+        let (explicit, cache) = $lm
+            .trace($prompts.clone())
+            .run(async |$m| {
+                let paths: Vec<String> = $paths;
+                let cache = $m.cache(nnsight::CacheOptions::only(paths))?;
+                Ok(($m.output().await?, cache))
+            })
+            .unwrap();
+        (fused, explicit, cache.len())
+    }};
+}
+#[allow(unused_imports)]
+pub(crate) use fused_and_explicit;
