@@ -319,8 +319,9 @@ impl<A: Hostable> Worker<'_, A> {
                 self.fail(task, "result_too_large", message);
             }
             Ok(bytes) => {
-                jobs.complete(&task.id, bytes);
+                // Counted first: a client that sees the result then sees it in the metrics too.
                 self.count("completed");
+                jobs.complete(&task.id, bytes);
             }
             Err(diagnostic) => self.fail(task, "run_error", diagnostic.to_string()),
         }
@@ -329,16 +330,16 @@ impl<A: Hostable> Worker<'_, A> {
     /// `task` was stopped by its watch: cancelled, or past the time limit.
     fn stopped(&self, task: &Task, reason: &str) {
         if reason == CANCELLED {
-            self.shared.jobs.event(&task.id, EventKind::Cancelled);
             self.count("cancelled");
+            self.shared.jobs.event(&task.id, EventKind::Cancelled);
         } else {
             self.fail(task, "time_limit", reason.to_owned());
         }
     }
 
     fn fail(&self, task: &Task, code: &str, message: String) {
-        self.shared.jobs.fail(&task.id, code, message);
         self.count("failed");
+        self.shared.jobs.fail(&task.id, code, message);
     }
 
     fn count(&self, state: &str) {
