@@ -4,6 +4,7 @@
 //!
 //! - [`gpt2`]: GPT-2 of every size (`openai-community/gpt2`, `gpt2-medium`, ...);
 //! - [`llama`]: the Llama architecture (Llama 2/3/3.x, SmolLM2, Mistral-style);
+//! - [`mamba`]: Mamba, the selective state-space model, with its recurrent cache;
 //! - [`hub`]: finding a model's files (hf-hub cache, offline mode, local directories);
 //! - [`gguf`]: llama.cpp's GGUF files: metadata, tensors dequantized to `f32`, Llama names, tokenizer;
 //! - [`weights`]: safetensors checkpoints, one file or shards;
@@ -30,9 +31,12 @@ mod language_model;
 pub mod llama;
 pub mod lm_head;
 mod lm_invokes;
+pub mod mamba;
 pub mod patching;
 pub mod projection;
 mod prompts;
+mod silu;
+mod token_ids;
 pub mod weights;
 
 pub use nnsight_kernels::{activation, matmul};

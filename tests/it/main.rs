@@ -21,6 +21,7 @@ mod gradients;
 mod interleaving;
 mod invokes;
 mod llama_fidelity;
+mod mamba_fidelity;
 mod misuse;
 mod smollm2;
 mod trace_macro;

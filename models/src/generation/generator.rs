@@ -10,7 +10,6 @@ use nnsight::{Error, Result};
 use super::decoder::Decoder;
 use super::options::GenerateOptions;
 use super::sampler::Sampler;
-use crate::kv_cache::KvCache;
 use crate::language_model::LanguageModel;
 use crate::lm_invokes::LmInvokes;
 use crate::prompts::Prompts;
@@ -212,7 +211,7 @@ impl<B: Backend, M: Decoder<B>> Decode<'_, '_, B, M> {
         let model = self.lm.model();
         let device = self.lm.device();
         let [rows, _] = ids.dims();
-        let mut cache = KvCache::new(model.layers());
+        let mut cache = model.new_cache();
         let mut done = vec![false; rows];
         let (mut input, mut mask) = (ids, mask);
         for step in 0..self.options.max_new_tokens {

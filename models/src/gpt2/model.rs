@@ -107,8 +107,10 @@ impl<B: Backend> CausalLm<B> for Gpt2LMHeadModel<B> {
 }
 
 impl<B: Backend> crate::generation::Decoder<B> for Gpt2LMHeadModel<B> {
-    fn layers(&self) -> usize {
-        self.transformer.h.len()
+    type Cache = KvCache<B>;
+
+    fn new_cache(&self) -> KvCache<B> {
+        KvCache::new(self.transformer.h.len())
     }
 
     fn forward_next(

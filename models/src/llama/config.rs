@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use nnsight::{Error, Result};
 
@@ -67,7 +67,7 @@ pub struct LlamaConfig {
     #[serde(default)]
     pub bos_token_id: Option<u32>,
     /// Ids of the end-of-sequence tokens (`eos_token_id`: one id or a list; empty when absent).
-    #[serde(default, deserialize_with = "one_or_many")]
+    #[serde(default, deserialize_with = "crate::token_ids::one_or_many")]
     pub eos_token_id: Vec<u32>,
     /// Id of the padding token, when the checkpoint names one.
     #[serde(default)]
@@ -138,21 +138,6 @@ fn default_rms_norm_eps() -> f64 {
 
 /// The default `rope_theta` of transformers.
 const DEFAULT_THETA: f64 = 10_000.0;
-
-/// `null`, one id or a list of ids.
-fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u32>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Ids {
-        One(u32),
-        Many(Vec<u32>),
-    }
-    Ok(match Option::<Ids>::deserialize(deserializer)? {
-        None => Vec::new(),
-        Some(Ids::One(id)) => vec![id],
-        Some(Ids::Many(ids)) => ids,
-    })
-}
 
 impl LlamaConfig {
     /// Reads and checks a `config.json`.

@@ -1,12 +1,10 @@
 //! The gated MLP of a Llama layer: `down_proj(act_fn(gate_proj(x)) · up_proj(x))`.
 
-use std::marker::PhantomData;
-
 use burn::prelude::*;
 use nnsight::prelude::*;
 
 use crate::projection::Projection;
-use nnsight_kernels::activation::silu;
+use crate::silu::Silu;
 
 /// The MLP (`mlp`), as Hugging Face's `LlamaMLP`.
 #[derive(Module, Debug, Inspectable)]
@@ -27,32 +25,5 @@ impl<B: Backend> LlamaMlp<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let gate = self.act_fn.forward(self.gate_proj.forward(x.clone()));
         self.down_proj.forward(gate * self.up_proj.forward(x))
-    }
-}
-
-/// The SiLU activation `x · sigmoid(x)` as a module, so that it is a site (`mlp.act_fn`).
-#[derive(Module, Debug, Inspectable)]
-pub struct Silu<B: Backend> {
-    _backend: PhantomData<B>,
-}
-
-#[inspect]
-impl<B: Backend> Silu<B> {
-    /// `x · sigmoid(x)`, element-wise (one vectorized pass on the CPU backend).
-    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        silu(x)
-    }
-}
-
-impl<B: Backend> Silu<B> {
-    /// The activation.
-    pub fn new() -> Self {
-        Silu { _backend: PhantomData }
-    }
-}
-
-impl<B: Backend> Default for Silu<B> {
-    fn default() -> Self {
-        Self::new()
     }
 }

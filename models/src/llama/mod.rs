@@ -18,11 +18,12 @@ mod mlp;
 mod model;
 mod rope;
 
+pub use crate::silu::{Silu, SiluEnvoy};
 pub use attention::{LlamaAttention, LlamaAttentionEnvoy};
 pub use block::{LlamaDecoderLayer, LlamaDecoderLayerEnvoy};
 pub use config::{LlamaConfig, RopeParameters, RopeScaling};
 pub use gguf_names::{gguf_name, hf_name, unpermute_qk};
-pub use mlp::{LlamaMlp, LlamaMlpEnvoy, Silu, SiluEnvoy};
+pub use mlp::{LlamaMlp, LlamaMlpEnvoy};
 pub use model::{LlamaForCausalLM, LlamaForCausalLMEnvoy, LlamaModel, LlamaModelEnvoy};
 pub(crate) use rope::rotate_rows;
 pub use rope::{LlamaRotaryEmbedding, LlamaRotaryEmbeddingEnvoy, apply_rotary_pos_emb, rotate_half};

@@ -121,8 +121,10 @@ impl<B: Backend> LlamaModel<B> {
 }
 
 impl<B: Backend> Decoder<B> for LlamaForCausalLM<B> {
-    fn layers(&self) -> usize {
-        self.model.layers.len()
+    type Cache = KvCache<B>;
+
+    fn new_cache(&self) -> KvCache<B> {
+        KvCache::new(self.model.layers.len())
     }
 
     fn forward_next(

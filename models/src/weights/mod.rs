@@ -3,8 +3,10 @@
 //! checkpoint or a random initialisation — seen under a scoped name prefix, as candle's
 //! `VarBuilder::pp`), so that a new family does not copy them again.
 
+mod by_name;
 mod safetensors;
 mod source;
 
+pub(crate) use by_name::ByName;
 pub use safetensors::Weights;
 pub(crate) use source::{Kind, Random, Scope, TensorSource, embedding};
