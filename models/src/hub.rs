@@ -13,6 +13,7 @@ const CONFIG: &str = "config.json";
 const WEIGHTS: &str = "model.safetensors";
 const WEIGHTS_INDEX: &str = "model.safetensors.index.json";
 const TOKENIZER: &str = "tokenizer.json";
+const PREPROCESSOR: &str = "preprocessor_config.json";
 
 /// The files of a Hugging Face model, on local disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +26,8 @@ pub struct ModelFiles {
     pub weights: Vec<PathBuf>,
     /// `tokenizer.json`, when the model has one.
     pub tokenizer: Option<PathBuf>,
+    /// `preprocessor_config.json` (an image model's preprocessing), when the model has one.
+    pub preprocessor: Option<PathBuf>,
 }
 
 impl ModelFiles {
@@ -72,7 +75,8 @@ impl ModelFiles {
             return Err(load_error(format!("it has neither {WEIGHTS} nor {WEIGHTS_INDEX}")));
         };
         let tokenizer = Some(dir.join(TOKENIZER)).filter(|p| p.is_file());
-        Ok(ModelFiles { source, config, weights, tokenizer })
+        let preprocessor = Some(dir.join(PREPROCESSOR)).filter(|p| p.is_file());
+        Ok(ModelFiles { source, config, weights, tokenizer, preprocessor })
     }
 
     /// The files of Hub repository `repo` at `revision`, from the hf-hub cache or downloaded
@@ -127,7 +131,8 @@ impl ModelFiles {
             shard_names(&index)?.iter().map(|s| get(s)).collect::<Result<_>>()?
         };
         let tokenizer = if has(TOKENIZER) { Some(get(TOKENIZER)?) } else { None };
-        Ok(ModelFiles { source: source.to_owned(), config, weights, tokenizer })
+        let preprocessor = if has(PREPROCESSOR) { Some(get(PREPROCESSOR)?) } else { None };
+        Ok(ModelFiles { source: source.to_owned(), config, weights, tokenizer, preprocessor })
     }
 }
 

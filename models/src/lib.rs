@@ -5,6 +5,8 @@
 //! - [`gpt2`]: GPT-2 of every size (`openai-community/gpt2`, `gpt2-medium`, ...);
 //! - [`llama`]: the Llama architecture (Llama 2/3/3.x, SmolLM2, Mistral-style);
 //! - [`mamba`]: Mamba, the selective state-space model, with its recurrent cache;
+//! - [`vit`]: the Vision Transformer (encoder and image classifier), with [`vision`]'s image
+//!   preprocessing;
 //! - [`hub`]: finding a model's files (hf-hub cache, offline mode, local directories);
 //! - [`gguf`]: llama.cpp's GGUF files: metadata, tensors dequantized to `f32`, Llama names, tokenizer;
 //! - [`weights`]: safetensors checkpoints, one file or shards;
@@ -37,6 +39,8 @@ pub mod projection;
 mod prompts;
 mod silu;
 mod token_ids;
+pub mod vision;
+pub mod vit;
 pub mod weights;
 
 pub use nnsight_kernels::{activation, matmul};

@@ -26,3 +26,4 @@ mod misuse;
 mod smollm2;
 mod trace_macro;
 mod unwatched;
+mod vit_fidelity;

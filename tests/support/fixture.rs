@@ -78,6 +78,11 @@ impl Expected {
         Tensor::from_data(TensorData::new(values.clone(), shape.clone()), &Default::default())
     }
 
+    /// The values of integer tensor `name`.
+    pub fn ints_of(&self, name: &str) -> Vec<i64> {
+        self.ints.get(name).unwrap_or_else(|| panic!("no expected tensor {name}")).1.clone()
+    }
+
     /// Scalar `name` (a `[1]` tensor).
     pub fn scalar(&self, name: &str) -> f32 {
         self.floats[name].1[0]
