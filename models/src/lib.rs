@@ -11,6 +11,8 @@
 //! - [`gguf`]: llama.cpp's GGUF files: metadata, tensors dequantized to `f32`, Llama names, tokenizer;
 //! - [`weights`]: safetensors checkpoints, one file or shards;
 //! - [`generation`]: text generation with a KV cache, traceable step by step;
+//! - [`vocabulary`]: one vocabulary across the causal LMs (residual stream, attention, MLP, final
+//!   norm, unembedding; TransformerLens' hook names) and the logit lens written once on it;
 //! - [`patching`]: residual-stream activation patching sweeps computed from the causal structure;
 //! - [`causal`], [`kv_cache`], [`lm_head`], [`projection`]: pieces shared by causal language
 //!   models.
@@ -41,6 +43,7 @@ mod silu;
 mod token_ids;
 pub mod vision;
 pub mod vit;
+pub mod vocabulary;
 pub mod weights;
 
 pub use nnsight_kernels::{activation, matmul};

@@ -27,3 +27,4 @@ mod smollm2;
 mod trace_macro;
 mod unwatched;
 mod vit_fidelity;
+mod vocabulary;

@@ -122,3 +122,25 @@ impl<B: Backend> crate::generation::Decoder<B> for Gpt2LMHeadModel<B> {
         Gpt2LMHeadModel::forward_next(self, input_ids, attention_mask, cache)
     }
 }
+
+impl<B: Backend> crate::vocabulary::Standardized<B> for Gpt2LMHeadModel<B> {
+    fn vocabulary(&self) -> crate::vocabulary::Vocabulary {
+        use crate::vocabulary::Port;
+        crate::vocabulary::Vocabulary {
+            family: "GPT-2",
+            layers: "transformer.h",
+            num_layers: self.transformer.h.len(),
+            embed: "transformer.wte",
+            attention: Some("attn"),
+            mlp: Some("mlp"),
+            attention_probabilities: Some(("attn.attn_dropout", Port::Input)),
+            resid_mid: Some(("ln_2", Port::Input)),
+            final_norm: "transformer.ln_f",
+            unembed: "lm_head",
+        }
+    }
+
+    fn decode_residual(&self, residual: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.lm_head.forward(self.transformer.ln_f.forward(residual))
+    }
+}

@@ -162,3 +162,25 @@ impl<B: Backend> CausalLm<B> for LlamaForCausalLM<B> {
         projections.filter(|p| p.has_blocks()).count() + usize::from(self.lm_head.has_blocks())
     }
 }
+
+impl<B: Backend> crate::vocabulary::Standardized<B> for LlamaForCausalLM<B> {
+    fn vocabulary(&self) -> crate::vocabulary::Vocabulary {
+        use crate::vocabulary::Port;
+        crate::vocabulary::Vocabulary {
+            family: "Llama",
+            layers: "model.layers",
+            num_layers: self.model.layers.len(),
+            embed: "model.embed_tokens",
+            attention: Some("self_attn"),
+            mlp: Some("mlp"),
+            attention_probabilities: Some(("self_attn.attn_probs", Port::Output)),
+            resid_mid: Some(("post_attention_layernorm", Port::Input)),
+            final_norm: "model.norm",
+            unembed: "lm_head",
+        }
+    }
+
+    fn decode_residual(&self, residual: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.lm_head.forward(self.model.norm.forward(residual))
+    }
+}

@@ -119,3 +119,24 @@ impl<B: Backend> CausalLm<B> for MambaForCausalLM<B> {
         usize::MAX
     }
 }
+
+impl<B: Backend> crate::vocabulary::Standardized<B> for MambaForCausalLM<B> {
+    fn vocabulary(&self) -> crate::vocabulary::Vocabulary {
+        crate::vocabulary::Vocabulary {
+            family: "Mamba",
+            layers: "backbone.layers",
+            num_layers: self.backbone.layers.len(),
+            embed: "backbone.embeddings",
+            attention: None,
+            mlp: None,
+            attention_probabilities: None,
+            resid_mid: None,
+            final_norm: "backbone.norm_f",
+            unembed: "lm_head",
+        }
+    }
+
+    fn decode_residual(&self, residual: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.lm_head.forward(self.backbone.norm_f.forward(residual))
+    }
+}
