@@ -197,14 +197,7 @@ fn a_cached_continuation_matches_the_uncached_logits_and_transformers() {
 fn greedy_generation_equals_transformers_alone_and_in_a_padded_batch() {
     let (lm, expected) = (tiny_llama(), llama_expected());
     let eos = lm.eos_ids()[0];
-    // Transformers' new tokens, each row cut after its first end-of-sequence token.
-    let reference = |name: &str| -> Vec<Vec<u32>> {
-        let cut = |row: Vec<u32>| match row.iter().position(|&t| t == eos) {
-            Some(at) => row[..=at].to_vec(),
-            None => row,
-        };
-        expected.rows(name).into_iter().map(cut).collect()
-    };
+    let reference = |name: &str| expected.generated(name, eos);
     let single = lm.generate(expected.text("single", "prompt"), GenerateOptions::greedy(8)).unwrap();
     assert_eq!(single.tokens, reference("generate.single.new_ids"));
     let batch = lm.generate(expected.batch_prompts(), GenerateOptions::greedy(8)).unwrap();

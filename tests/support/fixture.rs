@@ -95,6 +95,16 @@ impl Expected {
         values.chunks(width).map(|row| row.iter().map(|&v| v as u32).collect()).collect()
     }
 
+    /// The rows of generated ids `name` as transformers' `generate` leaves them, each cut after its
+    /// first `eos` (transformers pads a finished row; nnsight-rs stops it).
+    pub fn generated(&self, name: &str, eos: u32) -> Vec<Vec<u32>> {
+        let cut = |row: Vec<u32>| match row.iter().position(|&t| t == eos) {
+            Some(at) => row[..=at].to_vec(),
+            None => row,
+        };
+        self.rows(name).into_iter().map(cut).collect()
+    }
+
     /// The prompts of the padded-batch case.
     pub fn batch_prompts(&self) -> Vec<String> {
         let prompts = self.json["batch"]["prompts"].as_array().unwrap();

@@ -1,12 +1,13 @@
 //! Building a GPT-2 from a checkpoint (Hugging Face names and layouts) or from random weights.
 
 use burn::module::Param;
-use burn::nn::{Dropout, DropoutConfig, Gelu, LayerNorm, LayerNormConfig, Linear};
+use burn::nn::{Dropout, DropoutConfig, Gelu, Linear};
 use burn::prelude::*;
 
 use nnsight::{Error, Result};
 
 use super::{Gpt2Attention, Gpt2Block, Gpt2Config, Gpt2LMHeadModel, Gpt2Mlp, Gpt2Model};
+use crate::building::layer_norm;
 use crate::hub::ModelFiles;
 use crate::language_model::Pretrained;
 use crate::lm_head::LmHead;
@@ -90,7 +91,7 @@ fn build<B: Backend, S: TensorSource<B>>(
             wpe: embedding(body.get("wpe.weight", [config.n_positions, d], Kind::Weight)?),
             drop: inference_dropout(),
             h,
-            ln_f: layer_norm(config, &body.pp("ln_f"))?,
+            ln_f: layer_norm(&body.pp("ln_f"), config.n_embd, config.layer_norm_epsilon)?,
         },
         lm_head,
     })
@@ -109,7 +110,7 @@ fn block<B: Backend, S: TensorSource<B>>(
     }
     let (attn, mlp) = (vb.pp("attn"), vb.pp("mlp"));
     Ok(Gpt2Block {
-        ln_1: layer_norm(config, &vb.pp("ln_1"))?,
+        ln_1: layer_norm(&vb.pp("ln_1"), config.n_embd, config.layer_norm_epsilon)?,
         attn: Gpt2Attention {
             c_attn: conv1d(&attn.pp("c_attn"), d, 3 * d)?,
             c_proj: conv1d(&attn.pp("c_proj"), d, d)?,
@@ -118,7 +119,7 @@ fn block<B: Backend, S: TensorSource<B>>(
             n_head: config.n_head,
             scale,
         },
-        ln_2: layer_norm(config, &vb.pp("ln_2"))?,
+        ln_2: layer_norm(&vb.pp("ln_2"), config.n_embd, config.layer_norm_epsilon)?,
         mlp: Gpt2Mlp {
             c_fc: conv1d(&mlp.pp("c_fc"), d, config.inner_dim())?,
             act: if config.approximate_gelu() { Gelu::new_approximate() } else { Gelu::new() },
@@ -134,19 +135,6 @@ fn conv1d<B: Backend, S: TensorSource<B>>(vb: &Scope<'_, S>, d_in: usize, d_out:
         weight: Param::from_tensor(vb.get("weight", [d_in, d_out], Kind::Weight)?),
         bias: Some(Param::from_tensor(vb.get("bias", [d_out], Kind::Bias)?)),
     })
-}
-
-fn layer_norm<B: Backend, S: TensorSource<B>>(
-    config: &Gpt2Config,
-    vb: &Scope<'_, S>,
-) -> Result<LayerNorm<B>> {
-    let d = config.n_embd;
-    let gamma = vb.get("weight", [d], Kind::NormScale)?;
-    let beta = vb.get("bias", [d], Kind::Bias)?;
-    let mut norm = LayerNormConfig::new(d).with_epsilon(config.layer_norm_epsilon).init(&gamma.device());
-    norm.gamma = Param::from_tensor(gamma);
-    norm.beta = Some(Param::from_tensor(beta));
-    Ok(norm)
 }
 
 /// Dropout is the identity at inference; a probability of 0 keeps it so under `Autodiff` too.

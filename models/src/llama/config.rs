@@ -146,9 +146,7 @@ impl LlamaConfig {
     /// [`Error::Load`] naming the file when it cannot be read, is not a Llama config, or its
     /// numbers do not fit together (see [`validate`](Self::validate)).
     pub fn from_file(path: &Path) -> Result<Self> {
-        let load_error = |problem: String| Error::Load { source_name: path.display().to_string(), problem };
-        let text = std::fs::read_to_string(path).map_err(|e| load_error(format!("cannot read it: {e}")))?;
-        Self::from_json(&text).map_err(|e| e.in_source(path.display()))
+        crate::config_json::read(path, Self::from_json)
     }
 
     /// Parses and checks the text of a `config.json`; the error says what is wrong.
@@ -156,10 +154,7 @@ impl LlamaConfig {
     /// # Errors
     /// [`Error::Config`] when the text is not a Llama config or fails [`validate`](Self::validate).
     pub fn from_json(text: &str) -> Result<Self> {
-        let config: LlamaConfig = serde_json::from_str(text)
-            .map_err(|e| Error::Config { problem: format!("not a Llama config.json: {e}") })?;
-        config.validate()?;
-        Ok(config)
+        crate::config_json::parse(text, "Llama", Self::validate)
     }
 
     /// Number of key/value heads.

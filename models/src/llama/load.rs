@@ -1,8 +1,6 @@
 //! Building a Llama from a safetensors checkpoint (Hugging Face names and layouts), from `f32`
 //! tensors by Hugging Face name (e.g. dequantized from another format), or from random weights.
 
-use burn::module::Param;
-use burn::nn::{RmsNorm, RmsNormConfig};
 use burn::prelude::*;
 use nnsight::HookPoint;
 
@@ -12,10 +10,10 @@ use super::{
     LlamaAttention, LlamaConfig, LlamaDecoderLayer, LlamaForCausalLM, LlamaMlp, LlamaModel,
     LlamaRotaryEmbedding, Silu,
 };
+use crate::building::{projection, rms_norm};
 use crate::hub::ModelFiles;
 use crate::language_model::Pretrained;
 use crate::lm_head::LmHead;
-use crate::projection::Projection;
 use crate::weights::{ByName, Kind, Random, Scope, TensorSource, Weights, embedding};
 
 impl LlamaConfig {
@@ -135,7 +133,7 @@ fn build<B: Backend, S: TensorSource<B>>(
         model: LlamaModel {
             embed_tokens,
             layers,
-            norm: rms_norm(config, &body.pp("norm"))?,
+            norm: rms_norm(&body.pp("norm"), config.hidden_size, config.rms_norm_eps)?,
             rotary_emb,
             sliding_window: config.sliding_window,
         },
@@ -151,10 +149,11 @@ fn layer<B: Backend, S: TensorSource<B>>(
     let (d, inner, head_dim) = (config.hidden_size, config.intermediate_size, config.head_dim());
     let (q_width, kv_width) = (config.num_attention_heads * head_dim, config.kv_heads() * head_dim);
     let (attn, mlp) = (vb.pp("self_attn"), vb.pp("mlp"));
-    let attn_linear = |name: &str, d_in, d_out| linear(&attn.pp(name), d_in, d_out, config.attention_bias);
-    let mlp_linear = |name: &str, d_in, d_out| linear(&mlp.pp(name), d_in, d_out, config.mlp_bias);
+    let attn_linear =
+        |name: &str, d_in, d_out| projection(&attn.pp(name), d_in, d_out, config.attention_bias);
+    let mlp_linear = |name: &str, d_in, d_out| projection(&mlp.pp(name), d_in, d_out, config.mlp_bias);
     Ok(LlamaDecoderLayer {
-        input_layernorm: rms_norm(config, &vb.pp("input_layernorm"))?,
+        input_layernorm: rms_norm(&vb.pp("input_layernorm"), config.hidden_size, config.rms_norm_eps)?,
         self_attn: LlamaAttention {
             q_proj: attn_linear("q_proj", d, q_width)?,
             k_proj: attn_linear("k_proj", d, kv_width)?,
@@ -166,7 +165,11 @@ fn layer<B: Backend, S: TensorSource<B>>(
             head_dim,
             scaling: (head_dim as f64).powf(-0.5),
         },
-        post_attention_layernorm: rms_norm(config, &vb.pp("post_attention_layernorm"))?,
+        post_attention_layernorm: rms_norm(
+            &vb.pp("post_attention_layernorm"),
+            config.hidden_size,
+            config.rms_norm_eps,
+        )?,
         mlp: LlamaMlp {
             gate_proj: mlp_linear("gate_proj", d, inner)?,
             up_proj: mlp_linear("up_proj", d, inner)?,
@@ -174,26 +177,6 @@ fn layer<B: Backend, S: TensorSource<B>>(
             act_fn: Silu::new(),
         },
     })
-}
-
-/// An `nn.Linear` (weight `[out, in]` in the checkpoint, `[in, out]` in burn).
-fn linear<B: Backend, S: TensorSource<B>>(
-    vb: &Scope<'_, S>,
-    d_in: usize,
-    d_out: usize,
-    bias: bool,
-) -> Result<Projection<B>> {
-    let weight = vb.linear_weight("weight", d_in, d_out)?;
-    let bias = if bias { Some(vb.get("bias", [d_out], Kind::Bias)?) } else { None };
-    Ok(Projection::new(weight, bias))
-}
-
-fn rms_norm<B: Backend, S: TensorSource<B>>(config: &LlamaConfig, vb: &Scope<'_, S>) -> Result<RmsNorm<B>> {
-    let d = config.hidden_size;
-    let gamma = vb.get("weight", [d], Kind::NormScale)?;
-    let mut norm = RmsNormConfig::new(d).with_epsilon(config.rms_norm_eps).init(&gamma.device());
-    norm.gamma = Param::from_tensor(gamma);
-    Ok(norm)
 }
 
 impl<B: Backend> Pretrained<B> for LlamaForCausalLM<B> {

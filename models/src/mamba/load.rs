@@ -2,7 +2,6 @@
 //! weights.
 
 use burn::module::Param;
-use burn::nn::{RmsNorm, RmsNormConfig};
 use burn::prelude::*;
 use nnsight::HookPoint;
 use nnsight::{Error, Result};
@@ -12,10 +11,10 @@ use super::config::MambaConfig;
 use super::conv::MambaConv1d;
 use super::mixer::MambaMixer;
 use super::model::{MambaForCausalLM, MambaModel};
+use crate::building::{projection, rms_norm};
 use crate::hub::ModelFiles;
 use crate::language_model::Pretrained;
 use crate::lm_head::LmHead;
-use crate::projection::Projection;
 use crate::silu::Silu;
 use crate::weights::{ByName, Kind, Random, Scope, TensorSource, Weights, embedding};
 
@@ -88,7 +87,11 @@ fn build<B: Backend, S: TensorSource<B>>(config: &MambaConfig, source: &S) -> Re
         .map(|i| block(config, &body.pp("layers").pp(i)))
         .collect::<Result<Vec<_>>>()?;
     Ok(MambaForCausalLM {
-        backbone: MambaModel { embeddings, layers, norm_f: rms_norm(config, &body.pp("norm_f"))? },
+        backbone: MambaModel {
+            embeddings,
+            layers,
+            norm_f: rms_norm(&body.pp("norm_f"), config.hidden_size, config.layer_norm_epsilon)?,
+        },
         lm_head,
     })
 }
@@ -101,40 +104,20 @@ fn block<B: Backend, S: TensorSource<B>>(config: &MambaConfig, vb: &Scope<'_, S>
     let conv = mixer.pp("conv1d");
     let conv_bias = if config.use_conv_bias { Some(conv.get("bias", [inner], Kind::Bias)?) } else { None };
     Ok(MambaBlock {
-        norm: rms_norm(config, &vb.pp("norm"))?,
+        norm: rms_norm(&vb.pp("norm"), config.hidden_size, config.layer_norm_epsilon)?,
         mixer: MambaMixer {
-            in_proj: linear(&mixer.pp("in_proj"), d, 2 * inner, config.use_bias)?,
+            in_proj: projection(&mixer.pp("in_proj"), d, 2 * inner, config.use_bias)?,
             conv1d: MambaConv1d::new(conv.get("weight", [inner, 1, kernel], Kind::Weight)?, conv_bias),
             act: Silu::new(),
-            x_proj: linear(&mixer.pp("x_proj"), inner, rank + 2 * n, false)?,
-            dt_proj: linear(&mixer.pp("dt_proj"), rank, inner, true)?,
+            x_proj: projection(&mixer.pp("x_proj"), inner, rank + 2 * n, false)?,
+            dt_proj: projection(&mixer.pp("dt_proj"), rank, inner, true)?,
             a_log: Param::from_tensor(mixer.get("A_log", [inner, n], Kind::Weight)?),
             d: Param::from_tensor(mixer.get("D", [inner], Kind::NormScale)?),
-            out_proj: linear(&mixer.pp("out_proj"), inner, d, config.use_bias)?,
+            out_proj: projection(&mixer.pp("out_proj"), inner, d, config.use_bias)?,
             ssm_states: HookPoint::new(),
             gated_output: HookPoint::new(),
         },
     })
-}
-
-/// An `nn.Linear` (weight `[out, in]` in the checkpoint, `[in, out]` in burn).
-fn linear<B: Backend, S: TensorSource<B>>(
-    vb: &Scope<'_, S>,
-    d_in: usize,
-    d_out: usize,
-    bias: bool,
-) -> Result<Projection<B>> {
-    let weight = vb.linear_weight("weight", d_in, d_out)?;
-    let bias = if bias { Some(vb.get("bias", [d_out], Kind::Bias)?) } else { None };
-    Ok(Projection::new(weight, bias))
-}
-
-fn rms_norm<B: Backend, S: TensorSource<B>>(config: &MambaConfig, vb: &Scope<'_, S>) -> Result<RmsNorm<B>> {
-    let d = config.hidden_size;
-    let gamma = vb.get("weight", [d], Kind::NormScale)?;
-    let mut norm = RmsNormConfig::new(d).with_epsilon(config.layer_norm_epsilon).init(&gamma.device());
-    norm.gamma = Param::from_tensor(gamma);
-    Ok(norm)
 }
 
 impl<B: Backend> Pretrained<B> for MambaForCausalLM<B> {

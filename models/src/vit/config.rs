@@ -113,9 +113,7 @@ impl ViTConfig {
     /// [`Error::Load`] naming the file when it cannot be read, is not a ViT config, or its
     /// numbers do not fit together (see [`validate`](Self::validate)).
     pub fn from_file(path: &Path) -> Result<Self> {
-        let load_error = |problem: String| Error::Load { source_name: path.display().to_string(), problem };
-        let text = std::fs::read_to_string(path).map_err(|e| load_error(format!("cannot read it: {e}")))?;
-        Self::from_json(&text).map_err(|e| e.in_source(path.display()))
+        crate::config_json::read(path, Self::from_json)
     }
 
     /// Parses and checks the text of a `config.json`.
@@ -123,10 +121,7 @@ impl ViTConfig {
     /// # Errors
     /// [`Error::Config`] when the text is not a ViT config or fails [`validate`](Self::validate).
     pub fn from_json(text: &str) -> Result<Self> {
-        let config: ViTConfig = serde_json::from_str(text)
-            .map_err(|e| Error::Config { problem: format!("not a ViT config.json: {e}") })?;
-        config.validate()?;
-        Ok(config)
+        crate::config_json::parse(text, "ViT", Self::validate)
     }
 
     /// Patches per image: `(height / patch) · (width / patch)`.

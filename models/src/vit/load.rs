@@ -4,7 +4,7 @@
 //! both load.
 
 use burn::module::Param;
-use burn::nn::{Gelu, LayerNorm, LayerNormConfig};
+use burn::nn::Gelu;
 use burn::prelude::*;
 use nnsight::HookPoint;
 use nnsight::{Error, Result};
@@ -13,8 +13,8 @@ use super::{
     PatchProjection, ViTAttention, ViTConfig, ViTEmbeddings, ViTForImageClassification, ViTLayer, ViTMlp,
     ViTModel, ViTPatchEmbeddings, ViTPooler,
 };
+use crate::building::{layer_norm, projection};
 use crate::hub::ModelFiles;
-use crate::projection::Projection;
 use crate::weights::{ByName, Kind, Random, Scope, TensorSource, Weights};
 
 /// transformers 4's name of the tensor transformers 5 calls `name` (the name itself when the two
@@ -163,7 +163,7 @@ fn classifier<B: Backend, S: TensorSource<B>>(
     let root = Scope::new(source);
     Ok(ViTForImageClassification {
         vit: encoder(config, &root.pp("vit"), false)?,
-        classifier: linear(&root.pp("classifier"), config.hidden_size, config.num_labels(), true)?,
+        classifier: projection(&root.pp("classifier"), config.hidden_size, config.num_labels(), true)?,
         labels: config.labels(),
     })
 }
@@ -180,14 +180,14 @@ fn encoder<B: Backend, S: TensorSource<B>>(
     let emb = vb.pp("embeddings");
     let conv = emb.pp("patch_embeddings").pp("projection");
     let kernel: Tensor<B, 4> = conv.get("weight", [d, channels, ph, pw], Kind::Weight)?;
-    let projection = PatchProjection {
+    let patch_projection = PatchProjection {
         weight: Param::from_tensor(kernel.reshape([d, channels * ph * pw]).transpose()),
         bias: Param::from_tensor(conv.get("bias", [d], Kind::Bias)?),
         patch: (ph, pw),
     };
     let embeddings = ViTEmbeddings {
         cls_token: Param::from_tensor(emb.get("cls_token", [1, 1, d], Kind::Weight)?),
-        patch_embeddings: ViTPatchEmbeddings { projection },
+        patch_embeddings: ViTPatchEmbeddings { projection: patch_projection },
         position_embeddings: Param::from_tensor(emb.get(
             "position_embeddings",
             [1, config.num_patches() + 1, d],
@@ -199,14 +199,14 @@ fn encoder<B: Backend, S: TensorSource<B>>(
         .collect::<Result<Vec<_>>>()?;
     let pooler = if pooler {
         let width = config.pooler_output_size.unwrap_or(d);
-        Some(ViTPooler { dense: linear(&vb.pp("pooler").pp("dense"), d, width, true)? })
+        Some(ViTPooler { dense: projection(&vb.pp("pooler").pp("dense"), d, width, true)? })
     } else {
         None
     };
     Ok(ViTModel {
         embeddings,
         layers,
-        layernorm: layer_norm(config, &vb.pp("layernorm"))?,
+        layernorm: layer_norm(&vb.pp("layernorm"), config.hidden_size, config.layer_norm_eps)?,
         pooler,
         image_size: config.image_size.hw(),
         num_channels: channels,
@@ -217,47 +217,26 @@ fn encoder<B: Backend, S: TensorSource<B>>(
 fn layer<B: Backend, S: TensorSource<B>>(config: &ViTConfig, vb: &Scope<'_, S>) -> Result<ViTLayer<B>> {
     let (d, inner) = (config.hidden_size, config.intermediate_size);
     let attn = vb.pp("attention");
-    let qkv = |name: &str| linear(&attn.pp(name), d, d, config.qkv_bias);
+    let qkv = |name: &str| projection(&attn.pp(name), d, d, config.qkv_bias);
     let gelu = if config.approximate_gelu() { Gelu::new_approximate() } else { Gelu::new() };
     Ok(ViTLayer {
         attention: ViTAttention {
             q_proj: qkv("q_proj")?,
             k_proj: qkv("k_proj")?,
             v_proj: qkv("v_proj")?,
-            o_proj: linear(&attn.pp("o_proj"), d, d, true)?,
+            o_proj: projection(&attn.pp("o_proj"), d, d, true)?,
             attn_probs: HookPoint::new(),
             num_heads: config.num_attention_heads,
             head_dim: config.head_dim(),
         },
-        layernorm_before: layer_norm(config, &vb.pp("layernorm_before"))?,
-        layernorm_after: layer_norm(config, &vb.pp("layernorm_after"))?,
+        layernorm_before: layer_norm(&vb.pp("layernorm_before"), config.hidden_size, config.layer_norm_eps)?,
+        layernorm_after: layer_norm(&vb.pp("layernorm_after"), config.hidden_size, config.layer_norm_eps)?,
         mlp: ViTMlp {
-            fc1: linear(&vb.pp("mlp").pp("fc1"), d, inner, true)?,
+            fc1: projection(&vb.pp("mlp").pp("fc1"), d, inner, true)?,
             activation_fn: gelu,
-            fc2: linear(&vb.pp("mlp").pp("fc2"), inner, d, true)?,
+            fc2: projection(&vb.pp("mlp").pp("fc2"), inner, d, true)?,
         },
     })
-}
-
-/// An `nn.Linear` (weight `[out, in]` in the checkpoint, `[in, out]` in burn).
-fn linear<B: Backend, S: TensorSource<B>>(
-    vb: &Scope<'_, S>,
-    d_in: usize,
-    d_out: usize,
-    bias: bool,
-) -> Result<Projection<B>> {
-    let weight = vb.linear_weight("weight", d_in, d_out)?;
-    let bias = if bias { Some(vb.get("bias", [d_out], Kind::Bias)?) } else { None };
-    Ok(Projection::new(weight, bias))
-}
-
-fn layer_norm<B: Backend, S: TensorSource<B>>(config: &ViTConfig, vb: &Scope<'_, S>) -> Result<LayerNorm<B>> {
-    let d = config.hidden_size;
-    let gamma = vb.get("weight", [d], Kind::NormScale)?;
-    let mut norm = LayerNormConfig::new(d).with_epsilon(config.layer_norm_eps).init(&gamma.device());
-    norm.gamma = Param::from_tensor(gamma);
-    norm.beta = Some(Param::from_tensor(vb.get("bias", [d], Kind::Bias)?));
-    Ok(norm)
 }
 
 #[cfg(test)]
