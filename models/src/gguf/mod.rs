@@ -10,7 +10,7 @@
 //! - [`GgufFile`]: open (memory-mapped) and parse a GGUF v2/v3 file; metadata accessors
 //!   ([`GgufFile::get_u32`], [`GgufFile::get_str_array`], ...); [`GgufFile::tensor_f32`] for any
 //!   tensor of a type [`GgmlType::can_dequantize`] accepts (F32, F16, BF16, Q8_0, Q4_0, Q4_1,
-//!   Q4_K, Q5_K, Q6_K), shaped in PyTorch order;
+//!   Q5_0, Q4_K, Q5_K, Q6_K), shaped in PyTorch order;
 //! - [`GgufFile::tokenizer`]: a [`tokenizers::Tokenizer`] for `gpt2` (byte-level BPE) vocabularies.
 //!
 //! Truncated or corrupt files give [`nnsight::Error::Load`] naming the file and the problem, never a

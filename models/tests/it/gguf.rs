@@ -72,7 +72,7 @@ fn every_type_dequantizes_like_gguf_py() {
         assert!(want.iter().any(|&v| v != 0.0), "{name}: the reference is all zeros");
     }
     use GgmlType::*;
-    for ty in [F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4K, Q5K, Q6K] {
+    for ty in [F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q4K, Q5K, Q6K] {
         assert!(types_seen.contains(&ty), "the fixture has no {ty} tensor");
         assert!(ty.can_dequantize());
     }

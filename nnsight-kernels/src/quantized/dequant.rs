@@ -1,5 +1,5 @@
-//! Dequantization of GGUF tensor data to `f32`: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K and
-//! Q6_K, block by block in parallel (rayon).
+//! Dequantization of GGUF tensor data to `f32`: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q4_K,
+//! Q5_K and Q6_K, block by block in parallel (rayon).
 //!
 //! Block layouts are llama.cpp's (`ggml-common.h`; `dequantize_row_*` in `ggml-quants.c`); the
 //! arithmetic is done in the same order as there and as gguf-py's `gguf/quants.py`, so results are
@@ -26,6 +26,7 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> bool {
         GgmlType::Q8_0 => blocks::<34, 32>(bytes, out, q8_0),
         GgmlType::Q4_0 => blocks::<18, 32>(bytes, out, q4_0),
         GgmlType::Q4_1 => blocks::<20, 32>(bytes, out, q4_1),
+        GgmlType::Q5_0 => blocks::<22, 32>(bytes, out, q5_0),
         GgmlType::Q4K => blocks::<144, QK_K>(bytes, out, q4_k),
         GgmlType::Q5K => blocks::<176, QK_K>(bytes, out, q5_k),
         GgmlType::Q6K => blocks::<210, QK_K>(bytes, out, q6_k),
@@ -98,6 +99,21 @@ fn q4_1(b: &[u8; 20], y: &mut [f32; 32]) {
     for ((&q, low), high) in b[4..].iter().zip(low).zip(high) {
         *low = d * f32::from(q & 0x0F) + m;
         *high = d * f32::from(q >> 4) + m;
+    }
+}
+
+/// Q5_0: `d` (f16), `qh` (4 bytes, a little-endian `u32` of fifth bits), 16 bytes of nibbles as in
+/// Q4_0; bit `j` of `qh` is value `j`'s fifth bit, bit `j + 16` value `j + 16`'s;
+/// `y = (q - 16) * d`.
+fn q5_0(b: &[u8; 22], y: &mut [f32; 32]) {
+    let d = half_at(b[0], b[1]);
+    let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+    let (low, high) = y.split_at_mut(16);
+    for (j, ((&q, low), high)) in b[6..].iter().zip(low).zip(high).enumerate() {
+        let fifth_low = ((qh >> j) << 4) & 0x10;
+        let fifth_high = (qh >> (j + 12)) & 0x10;
+        *low = f32::from((i16::from(q & 0x0F) | fifth_low as i16) - 16) * d;
+        *high = f32::from((i16::from(q >> 4) | fifth_high as i16) - 16) * d;
     }
 }
 
@@ -203,6 +219,20 @@ mod tests {
         let mut y = [0.0; 32];
         assert!(dequantize(GgmlType::Q4_0, &b, &mut y));
         assert_eq!((y[0], y[16], y[1]), (3.5, 0.5, -4.0));
+    }
+
+    #[test]
+    fn q5_0_takes_its_fifth_bits_from_qh() {
+        let mut b = [0u8; 22];
+        b[..2].copy_from_slice(&f16_bytes(0.25));
+        // qh bit 0: value 0's fifth bit; bit 16: value 16's; bit 17: value 17's.
+        b[2..6].copy_from_slice(&(1u32 | (1 << 16) | (1 << 17)).to_le_bytes());
+        b[6] = 0x3F; // value 0: 15 | 16 = 31 → 15; value 16: 3 | 16 = 19 → 3
+        b[7] = 0x02; // value 1: 2 → -14; value 17: 0 | 16 = 16 → 0
+        let mut y = [0.0; 32];
+        assert!(dequantize(GgmlType::Q5_0, &b, &mut y));
+        assert_eq!((y[0], y[16], y[1], y[17], y[2]), (3.75, 0.75, -3.5, 0.0, -4.0));
+        assert!(!dequantize(GgmlType::Q5_0, &[0; 21], &mut y));
     }
 
     #[test]

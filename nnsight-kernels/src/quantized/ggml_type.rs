@@ -227,14 +227,14 @@ impl GgmlType {
     }
 
     /// Whether `nnsight_models::gguf::GgufFile::tensor_f32` can read tensors of this type:
-    /// F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K and Q6_K.
+    /// F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q5_K and Q6_K.
     pub fn can_dequantize(self) -> bool {
         use GgmlType::*;
-        matches!(self, F32 | F16 | BF16 | Q8_0 | Q4_0 | Q4_1 | Q4K | Q5K | Q6K)
+        matches!(self, F32 | F16 | BF16 | Q8_0 | Q4_0 | Q4_1 | Q5_0 | Q4K | Q5K | Q6K)
     }
 
     /// The names of the types [`can_dequantize`](Self::can_dequantize) accepts, for messages.
-    pub const DEQUANTIZABLE: &'static str = "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K";
+    pub const DEQUANTIZABLE: &'static str = "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q5_K, Q6_K";
 
     /// (values per block, bytes per block), as `GGML_QUANT_SIZES` in llama.cpp's gguf-py.
     fn layout(self) -> Option<(usize, usize)> {
