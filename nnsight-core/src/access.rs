@@ -227,7 +227,7 @@ impl<'t, V: SiteValue, L: Lens<V>> Site<'t, V, L> {
     }
 }
 
-/// Reading a site: resolves to a clone of its value.
+/// Reading a site: resolves to a copy of its value ([`SiteValue::snapshot`]).
 #[must_use = "a read does nothing unless awaited"]
 #[derive(Debug)]
 pub struct Read<'t, V, L = Whole> {
@@ -245,7 +245,7 @@ impl<'t, V: SiteValue, L: Lens<V>> IntoFuture for Site<'t, V, L> {
 impl<V: SiteValue, L: Lens<V>> Future for Read<'_, V, L> {
     type Output = Result<L::Target>;
     fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.site.poll_with(false, |value| Ok(value.clone()))
+        self.site.poll_with(false, |value| Ok(value.snapshot()))
     }
 }
 

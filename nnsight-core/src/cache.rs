@@ -81,7 +81,7 @@ impl CacheStore {
             path: tree.path(key.node),
             kind: key.kind,
             occurrence: key.occurrence,
-            value: Box::new(value.clone()),
+            value: Box::new(value.snapshot()),
             type_name: type_name::<T>(),
             batching: tree.node(key.node).batching.get(),
         });

@@ -56,7 +56,7 @@ impl<T: SiteValue> ErasedValue for T {
     }
 
     fn clone_boxed(&self) -> Box<dyn ErasedValue> {
-        Box::new(self.clone())
+        Box::new(self.snapshot())
     }
 
     fn narrow_boxed(&self, rows: Rows) -> std::result::Result<Box<dyn ErasedValue>, String> {

@@ -73,6 +73,13 @@ pub trait SiteValue: Clone + 'static {
         Ok(())
     }
 
+    /// A copy for a body or a cache to keep while the forward pass goes on. The default is
+    /// `clone()`; tensors on LibTorch are copied instead (see [`Tensor`]'s impl), so that no later
+    /// in-place operation of the model can change a value already read.
+    fn snapshot(&self) -> Self {
+        self.clone()
+    }
+
     /// The part of the value that belongs to `rows` of the batch. The default (values without a
     /// batch dimension: plain numbers, strings) is the whole value.
     ///
@@ -103,7 +110,19 @@ pub trait SiteValue: Clone + 'static {
     }
 }
 
+/// Whether `B` is burn's LibTorch backend, whose views can share memory without sharing its
+/// reference count: burn-tch 0.21 gives the result of `swap_dims` / `permute` a count of its own,
+/// so the model may write in place into memory a clone still holds.
+fn views_may_alias<B: Backend>() -> bool {
+    std::any::type_name::<B::FloatTensorPrimitive>().starts_with("burn_tch::")
+}
+
 impl<B: Backend, const D: usize, K: BasicOps<B> + 'static> SiteValue for Tensor<B, D, K> {
+    /// `clone()`, but on LibTorch a copy in fresh memory (see `views_may_alias`).
+    fn snapshot(&self) -> Self {
+        if views_may_alias::<B>() { Tensor::cat(vec![self.clone()], 0) } else { self.clone() }
+    }
+
     fn check_replacement(&self, replacement: &Self) -> Result<(), Mismatch> {
         let (expected, found) = (self.dims(), replacement.dims());
         if expected != found {
@@ -150,6 +169,10 @@ impl<B: Backend, const D: usize, K: BasicOps<B> + 'static> SiteValue for Tensor<
 }
 
 impl<T: SiteValue> SiteValue for Option<T> {
+    fn snapshot(&self) -> Self {
+        self.as_ref().map(T::snapshot)
+    }
+
     fn check_replacement(&self, replacement: &Self) -> Result<(), Mismatch> {
         match (self, replacement) {
             (Some(a), Some(b)) => a.check_replacement(b),
@@ -178,6 +201,10 @@ fn presence(some: bool) -> String {
 }
 
 impl<T: SiteValue> SiteValue for Vec<T> {
+    fn snapshot(&self) -> Self {
+        self.iter().map(T::snapshot).collect()
+    }
+
     fn check_replacement(&self, replacement: &Self) -> Result<(), Mismatch> {
         if self.len() != replacement.len() {
             return Err(Mismatch::shape(
@@ -256,6 +283,10 @@ impl SiteValue for () {}
 macro_rules! tuples {
     ($(($($name:ident $idx:tt),+))*) => {$(
         impl<$($name: SiteValue),+> SiteValue for ($($name,)+) {
+            fn snapshot(&self) -> Self {
+                ($(self.$idx.snapshot(),)+)
+            }
+
             fn check_replacement(&self, replacement: &Self) -> Result<(), Mismatch> {
                 $(self.$idx.check_replacement(&replacement.$idx).map_err(|m| in_element($idx, m))?;)+
                 Ok(())

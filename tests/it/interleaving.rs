@@ -372,3 +372,39 @@ fn envoys_know_their_paths() {
         .unwrap();
     assert_eq!(paths, ("model".into(), "blocks.1.attn.q_proj".into(), "blocks".into(), "blocks.9".into()));
 }
+
+/// A projection whose output the model goes on with transposed, through an activation that a
+/// backend may compute in place.
+#[derive(Module, Debug, Inspectable)]
+struct Transposing<B: Backend> {
+    proj: burn::nn::Linear<B>,
+}
+
+#[inspect]
+impl<B: Backend> Transposing<B> {
+    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        burn::tensor::activation::silu(self.proj.forward(x).swap_dims(1, 2))
+    }
+}
+
+#[test]
+fn a_value_read_or_cached_is_not_changed_by_the_models_later_in_place_work() {
+    // On LibTorch, burn's transposed views get a reference count of their own, so the model's
+    // in-place activation would write into memory the body's copy shares (seen on Mamba's
+    // in_proj): reads and caches take a copy there.
+    let device = Default::default();
+    let model = Transposing::<B> { proj: burn::nn::LinearConfig::new(6, 5).init(&device) };
+    let x = input::<3>([2, 3, 6], 9).reshape([2, 3, 6]);
+    let (read, cache, out) = model
+        .trace(x.clone())
+        .run(async |m| {
+            let cache = m.cache(nnsight::CacheOptions::all())?;
+            let read = m.proj.output::<Tensor<B, 3>>().await?;
+            Ok((read, cache, m.output().await?))
+        })
+        .unwrap();
+    let by_hand = model.proj.forward(x.clone());
+    assert_identical(&read, &by_hand);
+    assert_identical(&cache.output::<Tensor<B, 3>>("proj").unwrap(), &by_hand);
+    assert_identical(&out, &model.forward(x));
+}
