@@ -38,6 +38,12 @@ impl<'t, M: ?Sized> ModuleEnvoy<'t, M> {
         ModuleEnvoy { state, node, _module: PhantomData }
     }
 
+    /// The same module's untyped envoy, which reaches the modules below it by path
+    /// ([`DynEnvoy::module`]): for code that learns at run time what to touch.
+    pub fn untyped(&self) -> DynEnvoy<'t> {
+        DynEnvoy::new(self.state, self.node)
+    }
+
     /// The module's path, e.g. `blocks.2.attn` (`model` for the root).
     pub fn path(&self) -> String {
         self.state.path(self.node)

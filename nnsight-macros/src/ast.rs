@@ -19,6 +19,9 @@ pub(crate) struct Struct<'a> {
 pub(crate) struct ModuleField<'a> {
     pub(crate) vis: &'a Visibility,
     pub(crate) name: &'a Ident,
+    /// The path component: the field's name, or what `#[inspect(rename = "..")]` says (a name
+    /// Rust cannot spell, such as BERT's `self`).
+    pub(crate) path: String,
     pub(crate) kind: FieldKind<'a>,
 }
 
@@ -89,39 +92,60 @@ impl<'a> Struct<'a> {
         let mut modules = Vec::new();
         for field in &fields.named {
             let name = field.ident.as_ref().expect("named fields have names");
-            match errors.check(skip_attribute(field)) {
-                Some(false) => {}
-                Some(true) | None => continue,
-            }
+            let rename = match errors.check(field_options(field)) {
+                Some(FieldOptions { skip: false, rename }) => rename,
+                Some(FieldOptions { skip: true, .. }) | None => continue,
+            };
             if let Some(kind) = classify(&field.ty) {
-                modules.push(ModuleField { vis: &field.vis, name, kind });
+                let path = rename.unwrap_or_else(|| name.to_string());
+                modules.push(ModuleField { vis: &field.vis, name, path, kind });
             }
         }
         errors.finish(Struct { modules })
     }
 }
 
-/// Whether the field carries `#[inspect(skip)]` or burn's `#[module(skip)]`.
-fn skip_attribute(field: &syn::Field) -> syn::Result<bool> {
-    let mut skip = false;
+/// What a field's attributes ask for.
+struct FieldOptions {
+    /// `#[inspect(skip)]` or burn's `#[module(skip)]`: not a module.
+    skip: bool,
+    /// `#[inspect(rename = "self")]`: the module's path component, when not the field's name.
+    rename: Option<String>,
+}
+
+/// The field's options: `#[inspect(skip)]`, burn's `#[module(skip)]`, `#[inspect(rename = "..")]`.
+fn field_options(field: &syn::Field) -> syn::Result<FieldOptions> {
+    let mut options = FieldOptions { skip: false, rename: None };
     // burn's own `#[module(skip)]` marks a field that is not a module.
     for attr in field.attrs.iter().filter(|a| a.path().is_ident("module")) {
         let _ = attr.parse_nested_meta(|meta| {
-            skip |= meta.path.is_ident("skip");
+            options.skip |= meta.path.is_ident("skip");
             Ok(())
         });
     }
     for attr in field.attrs.iter().filter(|a| a.path().is_ident("inspect")) {
         attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("skip") {
-                skip = true;
+                options.skip = true;
+                Ok(())
+            } else if meta.path.is_ident("rename") {
+                let name: syn::LitStr = meta.value()?.parse()?;
+                let text = name.value();
+                if text.is_empty() || text.contains('.') {
+                    return Err(syn::Error::new(
+                        name.span(),
+                        "a renamed path component is one non-empty name, without `.`",
+                    ));
+                }
+                options.rename = Some(text);
                 Ok(())
             } else {
-                Err(meta.error("unknown `inspect` option; the only field option is `skip`"))
+                Err(meta
+                    .error("unknown `inspect` option; the field options are `skip` and `rename = \"..\"`"))
             }
         })?;
     }
-    Ok(skip)
+    Ok(options)
 }
 
 /// Classifies a field type; `None` for types that are not modules.

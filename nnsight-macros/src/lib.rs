@@ -21,7 +21,9 @@ mod rewrite;
 /// Fields that are modules become envoy fields of the same name; `Vec<M>` fields become lists,
 /// `Option<M>` fields optional modules. Parameters (`Param<..>`), tensors, plain values
 /// (`usize`, `f64`, `bool`, `String`, ...) and fields marked `#[inspect(skip)]` or burn's
-/// `#[module(skip)]` are skipped.
+/// `#[module(skip)]` are skipped. `#[inspect(rename = "self")]` gives a field's module another
+/// path component than its name (one Rust cannot spell: BERT's `attention.self`); the envoy field
+/// keeps the Rust name.
 #[proc_macro_derive(Inspectable, attributes(inspect))]
 pub fn derive_inspectable(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as syn::DeriveInput);

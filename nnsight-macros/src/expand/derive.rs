@@ -47,8 +47,8 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
     let mut slots = Vec::new();
     for (slot, field) in s.modules.iter().enumerate() {
         let slot = slot as u32;
-        let (fvis, fname) = (field.vis, field.name);
-        let doc = format!("The envoy of the submodule `{fname}`.");
+        let (fvis, fname, path) = (field.vis, field.name, field.path.as_str());
+        let doc = format!("The envoy of the submodule `{path}`.");
         let element = match field.kind {
             FieldKind::Single(ty) | FieldKind::List(ty) | FieldKind::Optional(ty) => ty,
         };
@@ -58,19 +58,19 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
         let (envoy_ty, register, build) = match field.kind {
             FieldKind::Single(ty) => (
                 quote_spanned!(ty.span()=> <#ty as ::nnsight::inspect::Inspectable>::Envoy<#t>),
-                quote!(tree.module(first + #slot, stringify!(#fname), &self.#fname);),
+                quote!(tree.module(first + #slot, #path, &self.#fname);),
                 quote_spanned!(ty.span()=> <#ty as ::nnsight::inspect::Inspectable>::envoy(state, state.child(node, #slot))),
             ),
             FieldKind::List(ty) => (
                 quote_spanned!(ty.span()=> ::nnsight::ListEnvoy<#t, <#ty as ::nnsight::inspect::Inspectable>::Envoy<#t>>),
-                quote!(tree.list(first + #slot, stringify!(#fname), &self.#fname);),
+                quote!(tree.list(first + #slot, #path, &self.#fname);),
                 quote_spanned!(ty.span()=> ::nnsight::ListEnvoy::new(
                     state, state.child(node, #slot), <#ty as ::nnsight::inspect::Inspectable>::envoy
                 )),
             ),
             FieldKind::Optional(ty) => (
                 quote_spanned!(ty.span()=> <#ty as ::nnsight::inspect::Inspectable>::Envoy<#t>),
-                quote!(tree.optional(first + #slot, stringify!(#fname), ::core::option::Option::as_ref(&self.#fname));),
+                quote!(tree.optional(first + #slot, #path, ::core::option::Option::as_ref(&self.#fname));),
                 quote_spanned!(ty.span()=> <#ty as ::nnsight::inspect::Inspectable>::envoy(state, state.child(node, #slot))),
             ),
         };
