@@ -2,6 +2,7 @@
 //! loading from the Hugging Face Hub (or a local directory), and [`LanguageModel`]: model +
 //! tokenizer + device, the way nnsight's `LanguageModel` wraps a transformers model.
 //!
+//! - [`bert`]: BERT encoders and sentence embeddings (MiniLM);
 //! - [`gpt2`]: GPT-2 of every size (`openai-community/gpt2`, `gpt2-medium`, ...);
 //! - [`llama`]: the Llama architecture (Llama 2/3/3.x, SmolLM2, Mistral-style);
 //! - [`mamba`]: Mamba, the selective state-space model, with its recurrent cache;
@@ -24,7 +25,10 @@
 // files (safetensors, GGUF) need it.
 #![deny(unsafe_code)]
 
+pub mod bert;
+mod building;
 pub mod causal;
+mod config_json;
 mod fused_attention;
 pub mod generation;
 pub mod gguf;

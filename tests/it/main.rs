@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod bert_fidelity;
 mod concurrency;
 mod control;
 #[cfg(feature = "tch")]

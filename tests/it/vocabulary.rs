@@ -170,3 +170,33 @@ impl Decoder {
         }
     }
 }
+
+#[test]
+fn hook_names_look_values_up_in_a_cache() {
+    let lm = tiny_llama();
+    let words = lm.model().vocabulary();
+    let names = [
+        "blocks.1.hook_resid_pre",
+        "blocks.1.hook_resid_mid",
+        "blocks.1.hook_mlp_out",
+        "blocks.1.hook_resid_post",
+    ];
+    let at: Vec<_> = names.iter().map(|n| words.alias(n).unwrap()).collect();
+    let paths: Vec<String> = at.iter().map(|l| l.path.clone()).collect();
+    let (cache, direct) = lm
+        .trace(PROMPT)
+        .run(async |m| {
+            let cache = m.cache(nnsight::CacheOptions::only(paths).with_inputs())?;
+            let layer = &m.model.layers[1];
+            let pre: Tensor<B, 3> = layer.input().await?;
+            let mid = layer.post_attention_layernorm.input::<Tensor<B, 3>>().await?;
+            let mlp = layer.mlp.output().await?;
+            Ok((cache, vec![pre, mid, mlp, layer.output().await?]))
+        })
+        .unwrap();
+    for (location, value) in at.iter().zip(&direct) {
+        support::assert_identical(&location.cached::<Tensor<B, 3>>(&cache).unwrap(), value);
+    }
+    let missing = words.alias("blocks.0.hook_resid_post").unwrap().cached::<Tensor<B, 3>>(&cache);
+    assert!(matches!(missing, Err(Error::NotCached { .. })), "{missing:?}");
+}
