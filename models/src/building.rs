@@ -6,10 +6,37 @@ use burn::module::Param;
 use burn::nn::{LayerNorm, LayerNormConfig, RmsNorm, RmsNormConfig};
 use burn::prelude::*;
 
-use nnsight::Result;
+use std::path::Path;
+
+use nnsight::{Error, Result};
 
 use crate::projection::Projection;
-use crate::weights::{Kind, Scope, TensorSource};
+use crate::weights::{Kind, Scope, TensorSource, Weights};
+
+/// Checks that `weights` hold no layer of the list `list` past the `count` the config at
+/// `config` gives as `field`, so that a checkpoint with more layers than its config is an error
+/// rather than a model with some layers silently left out.
+///
+/// # Errors
+/// [`Error::Load`] naming the config, the field, and the first tensor past the last layer.
+pub(crate) fn check_layer_count(
+    weights: &Weights,
+    lists: &[&str],
+    count: usize,
+    config: &Path,
+    field: &str,
+) -> Result<()> {
+    match lists.iter().find_map(|list| weights.past_layers(list, count)) {
+        Some(name) => Err(Error::Load {
+            source_name: config.display().to_string(),
+            problem: format!(
+                "{field} is {count} but {} holds `{name}`: the config and the weights disagree",
+                weights.describe()
+            ),
+        }),
+        None => Ok(()),
+    }
+}
 
 /// An `nn.Linear` `d_in → d_out` (weight `[out, in]` in the checkpoint, `[in, out]` in burn), with
 /// its `bias` when it has one.

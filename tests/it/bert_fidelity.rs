@@ -157,6 +157,17 @@ fn bad_input_is_a_typed_error() {
         .unwrap();
     let error = SentenceEncoder::<B>::from_dir(dir.path(), &Default::default()).unwrap_err();
     assert!(error.to_string().contains("mean pooling"), "{error}");
+
+    // A tokenizer with ids the model has no embedding for.
+    std::fs::remove_dir_all(dir.path().join("1_Pooling")).unwrap();
+    let mut tokenizer: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("tokenizer.json")).unwrap()).unwrap();
+    let vocab = tokenizer["model"]["vocab"].as_object_mut().unwrap();
+    let next = vocab.len();
+    vocab.insert("zzzz".to_owned(), serde_json::json!(next));
+    std::fs::write(dir.path().join("tokenizer.json"), tokenizer.to_string()).unwrap();
+    let error = SentenceEncoder::<B>::from_dir(dir.path(), &Default::default()).unwrap_err();
+    assert!(matches!(error, Error::Load { .. }) && error.to_string().contains("90 tokens"), "{error}");
 }
 
 /// The MiniLM directory, or `None` (with a note) when it cannot be had and is not required.

@@ -4,13 +4,13 @@
 use burn::nn::Gelu;
 use burn::prelude::*;
 use nnsight::HookPoint;
-use nnsight::{Error, Result};
+use nnsight::Result;
 
 use super::{
     BertAttention, BertConfig, BertEmbeddings, BertEncoder, BertIntermediate, BertLayer, BertModel,
     BertOutput, BertPooler, BertSelfAttention, BertSelfOutput,
 };
-use crate::building::{layer_norm, projection};
+use crate::building::{check_layer_count, layer_norm, projection};
 use crate::hub::ModelFiles;
 use crate::weights::{ByName, Kind, Random, Scope, TensorSource, Weights, embedding};
 
@@ -43,22 +43,19 @@ impl<B: Backend> BertModel<B> {
     /// the pooler when the checkpoint has `pooler.dense.weight`.
     ///
     /// # Errors
-    /// [`Error::Load`] for a missing or invalid `config.json`, an unreadable weights file, or
-    /// weights with more layers than the config; [`Error::MissingWeight`] / [`Error::BadWeight`]
+    /// [`Error::Load`](nnsight::Error::Load) for a missing or invalid `config.json`, an unreadable weights file, or
+    /// weights with more layers than the config; [`Error::MissingWeight`](nnsight::Error::MissingWeight) / [`Error::BadWeight`](nnsight::Error::BadWeight)
     /// naming a tensor that is absent or has the wrong shape or dtype.
     pub fn from_files(files: &ModelFiles, device: &B::Device) -> Result<(Self, BertConfig)> {
         let config = BertConfig::from_file(&files.config)?;
         let weights = Weights::open(&files.weights)?;
-        if let Some(name) = weights.past_layers("layer", config.num_hidden_layers) {
-            return Err(Error::Load {
-                source_name: files.config.display().to_string(),
-                problem: format!(
-                    "num_hidden_layers is {} but {} holds `{name}`: the config and the weights disagree",
-                    config.num_hidden_layers,
-                    weights.describe()
-                ),
-            });
-        }
+        check_layer_count(
+            &weights,
+            &["layer"],
+            config.num_hidden_layers,
+            &files.config,
+            "num_hidden_layers",
+        )?;
         let prefixed = !weights.contains("embeddings.word_embeddings.weight")
             && weights.contains("bert.embeddings.word_embeddings.weight");
         let pooler =

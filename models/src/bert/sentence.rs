@@ -84,7 +84,20 @@ impl<B: Backend> SentenceEncoder<B> {
             .with_truncation(None)
             .map_err(|e| Error::Tokenizer { problem: format!("cannot turn truncation off: {e}") })?;
         let (model, config) = BertModel::from_files(&files, device)?;
+        let tokens = tokenizer.get_vocab_size(true);
+        if tokens > config.vocab_size {
+            return Err(load_error(
+                path,
+                format!("the tokenizer has {tokens} tokens, the model's vocabulary {}", config.vocab_size),
+            ));
+        }
         let pad_id = config.pad_token_id.unwrap_or(0);
+        if pad_id as usize >= config.vocab_size {
+            return Err(load_error(
+                &files.config,
+                format!("pad_token_id {pad_id} is outside the vocabulary"),
+            ));
+        }
         Ok(SentenceEncoder { model, tokenizer, pad_id, normalize, device: device.clone() })
     }
 

@@ -4,10 +4,10 @@ use burn::module::Param;
 use burn::nn::{Dropout, DropoutConfig, Gelu, Linear};
 use burn::prelude::*;
 
-use nnsight::{Error, Result};
+use nnsight::Result;
 
 use super::{Gpt2Attention, Gpt2Block, Gpt2Config, Gpt2LMHeadModel, Gpt2Mlp, Gpt2Model};
-use crate::building::layer_norm;
+use crate::building::{check_layer_count, layer_norm};
 use crate::hub::ModelFiles;
 use crate::language_model::Pretrained;
 use crate::lm_head::LmHead;
@@ -53,16 +53,7 @@ impl<B: Backend> Gpt2LMHeadModel<B> {
     pub fn from_files(files: &ModelFiles, device: &B::Device) -> Result<(Self, Gpt2Config)> {
         let config = Gpt2Config::from_file(&files.config)?;
         let weights = Weights::open(&files.weights)?;
-        if let Some(name) = weights.past_layers("h", config.n_layer) {
-            return Err(Error::Load {
-                source_name: files.config.display().to_string(),
-                problem: format!(
-                    "n_layer is {} but {} holds `{name}`: the config and the weights disagree",
-                    config.n_layer,
-                    weights.describe()
-                ),
-            });
-        }
+        check_layer_count(&weights, &["h"], config.n_layer, &files.config, "n_layer")?;
         let prefix = if weights.contains("transformer.wte.weight") { "transformer." } else { "" };
         let source = Checkpoint::<B> { weights: &weights, prefix, device: device.clone() };
         let untied_head = (!config.tie_word_embeddings).then_some("lm_head.weight");

@@ -10,7 +10,7 @@ use super::{
     LlamaAttention, LlamaConfig, LlamaDecoderLayer, LlamaForCausalLM, LlamaMlp, LlamaModel,
     LlamaRotaryEmbedding, Silu,
 };
-use crate::building::{projection, rms_norm};
+use crate::building::{check_layer_count, projection, rms_norm};
 use crate::hub::ModelFiles;
 use crate::language_model::Pretrained;
 use crate::lm_head::LmHead;
@@ -52,16 +52,13 @@ impl<B: Backend> LlamaForCausalLM<B> {
     pub fn from_files(files: &ModelFiles, device: &B::Device) -> Result<(Self, LlamaConfig)> {
         let config = LlamaConfig::from_file(&files.config)?;
         let weights = Weights::open(&files.weights)?;
-        if let Some(name) = weights.past_layers("layers", config.num_hidden_layers) {
-            return Err(Error::Load {
-                source_name: files.config.display().to_string(),
-                problem: format!(
-                    "num_hidden_layers is {} but {} holds `{name}`: the config and the weights disagree",
-                    config.num_hidden_layers,
-                    weights.describe()
-                ),
-            });
-        }
+        check_layer_count(
+            &weights,
+            &["layers"],
+            config.num_hidden_layers,
+            &files.config,
+            "num_hidden_layers",
+        )?;
         let unprefixed =
             !weights.contains("model.embed_tokens.weight") && weights.contains("embed_tokens.weight");
         let source = ByName::<_, B> {

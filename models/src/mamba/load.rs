@@ -4,14 +4,14 @@
 use burn::module::Param;
 use burn::prelude::*;
 use nnsight::HookPoint;
-use nnsight::{Error, Result};
+use nnsight::Result;
 
 use super::block::MambaBlock;
 use super::config::MambaConfig;
 use super::conv::MambaConv1d;
 use super::mixer::MambaMixer;
 use super::model::{MambaForCausalLM, MambaModel};
-use crate::building::{projection, rms_norm};
+use crate::building::{check_layer_count, projection, rms_norm};
 use crate::hub::ModelFiles;
 use crate::language_model::Pretrained;
 use crate::lm_head::LmHead;
@@ -48,22 +48,19 @@ impl<B: Backend> MambaForCausalLM<B> {
     /// `[out, in]`, transposed here), in F32, F16 or BF16.
     ///
     /// # Errors
-    /// [`Error::Load`] for a missing or invalid `config.json`, an unreadable weights file, or
-    /// weights with more layers than the config; [`Error::MissingWeight`] / [`Error::BadWeight`]
+    /// [`Error::Load`](nnsight::Error::Load) for a missing or invalid `config.json`, an unreadable weights file, or
+    /// weights with more layers than the config; [`Error::MissingWeight`](nnsight::Error::MissingWeight) / [`Error::BadWeight`](nnsight::Error::BadWeight)
     /// naming a tensor that is absent or has the wrong shape or dtype.
     pub fn from_files(files: &ModelFiles, device: &B::Device) -> Result<(Self, MambaConfig)> {
         let config = MambaConfig::from_file(&files.config)?;
         let weights = Weights::open(&files.weights)?;
-        if let Some(name) = weights.past_layers("layers", config.num_hidden_layers) {
-            return Err(Error::Load {
-                source_name: files.config.display().to_string(),
-                problem: format!(
-                    "num_hidden_layers is {} but {} holds `{name}`: the config and the weights disagree",
-                    config.num_hidden_layers,
-                    weights.describe()
-                ),
-            });
-        }
+        check_layer_count(
+            &weights,
+            &["layers"],
+            config.num_hidden_layers,
+            &files.config,
+            "num_hidden_layers",
+        )?;
         let source = ByName::<_, B> {
             read: |name: &str, shape: &[usize]| weights.read(name, shape),
             origin: weights.describe(),

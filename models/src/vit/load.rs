@@ -13,7 +13,7 @@ use super::{
     PatchProjection, ViTAttention, ViTConfig, ViTEmbeddings, ViTForImageClassification, ViTLayer, ViTMlp,
     ViTModel, ViTPatchEmbeddings, ViTPooler,
 };
-use crate::building::{layer_norm, projection};
+use crate::building::{check_layer_count, layer_norm, projection};
 use crate::hub::ModelFiles;
 use crate::weights::{ByName, Kind, Random, Scope, TensorSource, Weights};
 
@@ -140,19 +140,13 @@ impl<B: Backend> ViTModel<B> {
 fn open(files: &ModelFiles) -> Result<(ViTConfig, Weights)> {
     let config = ViTConfig::from_file(&files.config)?;
     let weights = Weights::open(&files.weights)?;
-    let beyond = weights
-        .past_layers("layer", config.num_hidden_layers)
-        .or_else(|| weights.past_layers("layers", config.num_hidden_layers));
-    if let Some(name) = beyond {
-        return Err(Error::Load {
-            source_name: files.config.display().to_string(),
-            problem: format!(
-                "num_hidden_layers is {} but {} holds `{name}`: the config and the weights disagree",
-                config.num_hidden_layers,
-                weights.describe()
-            ),
-        });
-    }
+    check_layer_count(
+        &weights,
+        &["layer", "layers"],
+        config.num_hidden_layers,
+        &files.config,
+        "num_hidden_layers",
+    )?;
     Ok((config, weights))
 }
 
