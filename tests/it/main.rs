@@ -12,6 +12,8 @@ mod control;
 mod dtypes;
 mod erased;
 mod fused_attention;
+mod gemma3_fidelity;
+mod gemma3_real;
 mod gpt2_analysis;
 mod gpt2_fidelity;
 mod gpt2_generation;

@@ -16,6 +16,7 @@ use nnsight_models::LanguageModel;
 use nnsight_models::generation::GenerateOptions;
 use nnsight_models::mamba::{MambaCache, MambaForCausalLM};
 use support::B;
+use support::checkpoint::{copy_of, rewrite};
 use support::fixture::{Expected, assert_close, fixture_dir};
 
 const TOL: f32 = 1e-4;
@@ -328,37 +329,6 @@ fn every_decoding_step_is_a_new_visit_and_steering_works() {
         .run(async |m| m.backbone.layers[0].output().every(move |h: Tensor<B, 3>| h + direction.clone()))
         .unwrap();
     assert_ne!(steered.tokens, plain.tokens, "steering changes the continuation");
-}
-
-fn copy_of(name: &str) -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().unwrap();
-    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
-        fs::copy(fixture_dir(name).join(file), tmp.path().join(file)).unwrap();
-    }
-    tmp
-}
-
-/// Rewrites `model.safetensors` in `dir` without the tensor `drop` and with `reshape`'s shape
-/// for `name` (data truncated or zero-extended).
-fn rewrite(dir: &Path, drop: &str, reshape: (&str, Vec<usize>)) {
-    let bytes = fs::read(dir.join("model.safetensors")).unwrap();
-    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut kept = Vec::new();
-    for (name, view) in tensors.tensors() {
-        if name == drop {
-            continue;
-        }
-        let shape = if name == reshape.0 { reshape.1.clone() } else { view.shape().to_vec() };
-        let mut data = view.data().to_vec();
-        data.resize(shape.iter().product::<usize>() * 4, 0);
-        kept.push((name, shape, data));
-    }
-    let views = kept.iter().map(|(name, shape, data)| {
-        let view =
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data).unwrap();
-        (name.clone(), view)
-    });
-    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
 }
 
 #[test]

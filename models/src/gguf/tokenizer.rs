@@ -3,8 +3,8 @@
 //! `add_gguf_special_tokens`, `set_split_regex`; the BOS/EOS template of
 //! `TokenizersBackend.update_post_processor`).
 //!
-//! Only `tokenizer.ggml.model = "gpt2"` (byte-level BPE: GPT-2, Llama 3, Qwen, SmolLM, ...) is
-//! supported. Metadata read: `tokenizer.ggml.tokens`, `.merges`, `.token_type`, `.pre`,
+//! Here `tokenizer.ggml.model = "gpt2"` (byte-level BPE: GPT-2, Llama 3, Qwen, SmolLM, ...);
+//! Gemma's SentencePiece-style vocabularies are built in `sentencepiece.rs`. Metadata read: `tokenizer.ggml.tokens`, `.merges`, `.token_type`, `.pre`,
 //! `.bos_token_id`, `.eos_token_id`, `.unknown_token_id`, `.padding_token_id`,
 //! `.add_bos_token`, `.add_eos_token`.
 
@@ -22,9 +22,9 @@ use nnsight::{Error, Result};
 use super::file::GgufFile;
 
 /// `tokenizer.ggml.token_type` of a control token (`<|endoftext|>`, `<|im_start|>`).
-const CONTROL: i32 = 3;
+pub(super) const CONTROL: i32 = 3;
 /// `tokenizer.ggml.token_type` of a user-defined token (`<think>`): matched whole, not special.
-const USER_DEFINED: i32 = 4;
+pub(super) const USER_DEFINED: i32 = 4;
 
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
@@ -101,15 +101,23 @@ impl GgufFile {
     pub fn tokenizer(&self) -> Result<Tokenizer> {
         match self.get_str("tokenizer.ggml.model")? {
             Some("gpt2") => self.byte_level_tokenizer(),
+            Some("llama")
+                if self
+                    .get_str("general.architecture")?
+                    .is_some_and(|a| super::sentencepiece::GEMMA_ARCHITECTURES.contains(&a)) =>
+            {
+                self.gemma_tokenizer()
+            }
             Some(other) => Err(self.tokenizer_error(format!(
-                "its tokenizer model (`tokenizer.ggml.model`) is `{other}`; only `gpt2` (byte-level BPE) \
-                 is supported"
+                "its tokenizer model (`tokenizer.ggml.model`) is `{other}` for architecture {:?}; `gpt2` \
+                 (byte-level BPE) and Gemma's `llama` vocabularies are supported",
+                self.get_str("general.architecture")?.unwrap_or("unknown")
             ))),
             None => Err(self.tokenizer_error("it has no tokenizer (no `tokenizer.ggml.model`)".to_owned())),
         }
     }
 
-    fn tokenizer_error(&self, problem: String) -> Error {
+    pub(super) fn tokenizer_error(&self, problem: String) -> Error {
         Error::Tokenizer { problem: format!("{}: {problem}", self.path().display()) }
     }
 
@@ -216,7 +224,7 @@ impl GgufFile {
 /// `[bos] $A [eos]` for one sequence, `[bos] $A [eos] [bos] $B [eos]` for a pair (type ids 0
 /// and 1), as `TokenizersBackend.update_post_processor` writes it. Built from its serialized form,
 /// so that any token text works (the template string syntax splits on spaces and colons).
-fn template(
+pub(super) fn template(
     bos: Option<(String, u32)>,
     eos: Option<(String, u32)>,
 ) -> serde_json::Result<TemplateProcessing> {

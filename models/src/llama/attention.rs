@@ -1,7 +1,6 @@
 //! Grouped-query causal self-attention with rotary position embeddings.
 
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
 use nnsight::HookPoint;
 use nnsight::prelude::*;
 
@@ -93,25 +92,12 @@ impl<B: Backend> LlamaAttention<B> {
         k: Tensor<B, 4>,
         masked: &Tensor<B, 4, Bool>,
     ) -> Tensor<B, 4> {
-        let [batch, heads, queries, head_dim] = q.dims();
-        let (kv_heads, keys) = (k.dims()[1], k.dims()[2]);
-        // The query heads that share a key/value head, stacked: one product per key/value head
-        // instead of repeating the keys.
-        let grouped = q.reshape([batch, kv_heads, self.groups() * queries, head_dim]);
-        let scores =
-            grouped.matmul(k.swap_dims(2, 3)).mul_scalar(self.scaling).reshape([batch, heads, queries, keys]);
-        // A finite fill: a row that may attend to nothing (padding) stays finite instead of NaN.
-        let fill = crate::causal::masked_score(scores.dtype());
-        let scores = scores.mask_fill(masked.clone().expand([batch, heads, queries, keys]), fill);
-        softmax(scores, 3)
+        crate::grouped_attention::probabilities(q, k, masked, self.scaling)
     }
 
     /// The values `v` (`[batch, kv_heads, keys, head_dim]`) weighted by `probs`
     /// (`[batch, heads, queries, keys]`): `[batch, heads, queries, head_dim]`.
     pub fn mix(&self, probs: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor<B, 4> {
-        let [batch, heads, queries, keys] = probs.dims();
-        let [_, kv_heads, _, head_dim] = v.dims();
-        let grouped = probs.reshape([batch, kv_heads, self.groups() * queries, keys]);
-        grouped.matmul(v).reshape([batch, heads, queries, head_dim])
+        crate::grouped_attention::mix(probs, v)
     }
 }

@@ -192,39 +192,7 @@ impl LlamaConfig {
     }
 
     fn rope_scaling_or_problem(&self) -> Result<RopeScaling, String> {
-        let Some(params) = self.rope_parameters() else { return Ok(RopeScaling::Default) };
-        let required = |name: &str, value: Option<f64>| {
-            let value = value.ok_or_else(|| format!("rope_type `{}` needs `{name}`", rope_type(params)))?;
-            if value.is_finite() && value > 0.0 {
-                Ok(value)
-            } else {
-                Err(format!("rope `{name}` must be positive, it is {value}"))
-            }
-        };
-        match rope_type(params) {
-            "default" => Ok(RopeScaling::Default),
-            "linear" => Ok(RopeScaling::Linear { factor: required("factor", params.factor)? }),
-            "llama3" => {
-                let low_freq_factor = required("low_freq_factor", params.low_freq_factor)?;
-                let high_freq_factor = required("high_freq_factor", params.high_freq_factor)?;
-                if high_freq_factor <= low_freq_factor {
-                    let (high, low) = (high_freq_factor, low_freq_factor);
-                    return Err(format!("rope high_freq_factor {high} must exceed low_freq_factor {low}"));
-                }
-                let original =
-                    params.original_max_position_embeddings.unwrap_or(self.max_position_embeddings);
-                if original == 0 {
-                    return Err("rope `original_max_position_embeddings` is 0".to_owned());
-                }
-                Ok(RopeScaling::Llama3 {
-                    factor: required("factor", params.factor)?,
-                    low_freq_factor,
-                    high_freq_factor,
-                    original_max_position_embeddings: original,
-                })
-            }
-            other => Err(format!("rope_type `{other}` is not supported (default, linear, llama3 are)")),
-        }
+        resolve_rope_scaling(self.rope_parameters(), self.max_position_embeddings)
     }
 
     /// Checks that the numbers fit together and the model is one this implementation computes
@@ -293,6 +261,47 @@ impl LlamaConfig {
         }
         self.rope_scaling_or_problem()?;
         Ok(())
+    }
+}
+
+/// The rotary scaling `params` ask for (none: [`RopeScaling::Default`]), resolved as transformers
+/// does (a missing `original_max_position_embeddings` falls back to `max_positions`); the
+/// problem when it is unsupported or a parameter is missing or invalid.
+pub(crate) fn resolve_rope_scaling(
+    params: Option<&RopeParameters>,
+    max_positions: usize,
+) -> Result<RopeScaling, String> {
+    let Some(params) = params else { return Ok(RopeScaling::Default) };
+    let required = |name: &str, value: Option<f64>| {
+        let value = value.ok_or_else(|| format!("rope_type `{}` needs `{name}`", rope_type(params)))?;
+        if value.is_finite() && value > 0.0 {
+            Ok(value)
+        } else {
+            Err(format!("rope `{name}` must be positive, it is {value}"))
+        }
+    };
+    match rope_type(params) {
+        "default" => Ok(RopeScaling::Default),
+        "linear" => Ok(RopeScaling::Linear { factor: required("factor", params.factor)? }),
+        "llama3" => {
+            let low_freq_factor = required("low_freq_factor", params.low_freq_factor)?;
+            let high_freq_factor = required("high_freq_factor", params.high_freq_factor)?;
+            if high_freq_factor <= low_freq_factor {
+                let (high, low) = (high_freq_factor, low_freq_factor);
+                return Err(format!("rope high_freq_factor {high} must exceed low_freq_factor {low}"));
+            }
+            let original = params.original_max_position_embeddings.unwrap_or(max_positions);
+            if original == 0 {
+                return Err("rope `original_max_position_embeddings` is 0".to_owned());
+            }
+            Ok(RopeScaling::Llama3 {
+                factor: required("factor", params.factor)?,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings: original,
+            })
+        }
+        other => Err(format!("rope_type `{other}` is not supported (default, linear, llama3 are)")),
     }
 }
 

@@ -2,8 +2,6 @@
 //! weights dequantized to `f32` in Hugging Face's layout, the tokenizer from the metadata — as
 //! transformers' `from_pretrained(dir, gguf_file=..)` builds them.
 
-use std::path::Path;
-
 use burn::prelude::*;
 use nnsight::{Error, Result};
 use serde_json::json;
@@ -11,7 +9,7 @@ use serde_json::json;
 use super::gguf_names::gguf_name;
 use super::{LlamaConfig, LlamaForCausalLM};
 use crate::gguf::GgufFile;
-use crate::language_model::LanguageModel;
+use crate::language_model::FromGguf;
 use nnsight_kernels::matmul::{BlockMatrix, Stored, WeightBlocks};
 
 impl LlamaConfig {
@@ -81,29 +79,16 @@ impl<B: Backend> LlamaForCausalLM<B> {
     }
 }
 
-impl<B: Backend> LanguageModel<B, LlamaForCausalLM<B>> {
-    /// A Llama language model from one GGUF file: weights, configuration and tokenizer.
-    ///
-    /// On the `Flex` backend it also keeps the quantized blocks of its Q4_0 / Q4_1 / Q8_0
-    /// projections and head, and products with few rows (decoding steps, short prompts) read
-    /// those instead of the `f32` weights — the same values, several times fewer bytes
-    /// ([`LanguageModel::kept_blocks`] counts them; see [`nnsight_kernels::matmul`]).
-    ///
-    /// # Errors
-    /// As [`LlamaForCausalLM::from_gguf`] and [`GgufFile::tokenizer`].
-    pub fn from_gguf(path: impl AsRef<Path>, device: &B::Device) -> Result<Self> {
-        let file = GgufFile::open(path)?;
-        let tokenizer = file.tokenizer()?;
-        let (model, config) = LlamaForCausalLM::from_gguf(&file, device)?;
-        let pad = config.pad_id().ok_or_else(|| Error::Tokenizer {
-            problem: format!(
-                "{} names no pad or end-of-sequence token to pad batches with",
-                file.path().display()
-            ),
-        })?;
-        let mut model = model;
-        keep_blocks(&mut model, &file)?;
-        Ok(LanguageModel::new(model, tokenizer, pad, device.clone()).with_eos(config.eos_token_id.clone()))
+/// On the `Flex` backend a Llama from a GGUF file also keeps the quantized blocks of its Q4_0 /
+/// Q4_1 / Q8_0 projections and head, and products with few rows (decoding steps, short prompts)
+/// read those instead of the `f32` weights — the same values, several times fewer bytes
+/// ([`LanguageModel::kept_blocks`](crate::LanguageModel::kept_blocks) counts them; see
+/// [`nnsight_kernels::matmul`]).
+impl<B: Backend> FromGguf<B> for LlamaForCausalLM<B> {
+    fn from_gguf_file(file: &GgufFile, device: &B::Device) -> Result<(Self, Option<u32>, Vec<u32>)> {
+        let (mut model, config) = LlamaForCausalLM::from_gguf(file, device)?;
+        keep_blocks(&mut model, file)?;
+        Ok((model, config.pad_id(), config.eos_token_id))
     }
 }
 

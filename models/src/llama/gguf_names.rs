@@ -10,41 +10,23 @@
 
 use nnsight::{Error, Result};
 
-use crate::gguf::GgufFile;
-use nnsight_kernels::quantized::GgmlType;
+use crate::gguf::{GgufFile, NameMap, TensorBlocks};
 
-/// A 2-D GGUF tensor of a 32-value block type, as its blocks ([`GgufFile::hf_tensor_blocks`]).
-#[derive(Debug)]
-pub(crate) struct TensorBlocks {
-    /// The block type.
-    pub ty: GgmlType,
-    /// Rows (Hugging Face's first dimension).
-    pub rows: usize,
-    /// Values per row.
-    pub cols: usize,
-    /// The blocks, row after row.
-    pub bytes: Vec<u8>,
-}
-
-/// Per-layer tensors: llama.cpp's name after `blk.{i}.`, Hugging Face's after `model.layers.{i}.`.
-const LAYER: [(&str, &str); 9] = [
-    ("attn_q", "self_attn.q_proj"),
-    ("attn_k", "self_attn.k_proj"),
-    ("attn_v", "self_attn.v_proj"),
-    ("attn_output", "self_attn.o_proj"),
-    ("ffn_gate", "mlp.gate_proj"),
-    ("ffn_up", "mlp.up_proj"),
-    ("ffn_down", "mlp.down_proj"),
-    ("attn_norm", "input_layernorm"),
-    ("ffn_norm", "post_attention_layernorm"),
-];
-
-/// Whole-model tensors.
-const GLOBAL: [(&str, &str); 3] =
-    [("token_embd", "model.embed_tokens"), ("output_norm", "model.norm"), ("output", "lm_head")];
-
-/// The parameter suffixes both conventions share.
-const PARAMS: [&str; 2] = ["weight", "bias"];
+/// llama.cpp's names of a Llama's tensors and Hugging Face's.
+const NAMES: NameMap = NameMap {
+    layer: &[
+        ("attn_q", "self_attn.q_proj"),
+        ("attn_k", "self_attn.k_proj"),
+        ("attn_v", "self_attn.v_proj"),
+        ("attn_output", "self_attn.o_proj"),
+        ("ffn_gate", "mlp.gate_proj"),
+        ("ffn_up", "mlp.up_proj"),
+        ("ffn_down", "mlp.down_proj"),
+        ("attn_norm", "input_layernorm"),
+        ("ffn_norm", "post_attention_layernorm"),
+    ],
+    global: &[("token_embd", "model.embed_tokens"), ("output_norm", "model.norm"), ("output", "lm_head")],
+};
 
 /// The Hugging Face Llama name of llama.cpp tensor `gguf_name`: `blk.3.attn_q.weight` →
 /// `model.layers.3.self_attn.q_proj.weight`, `token_embd.weight` → `model.embed_tokens.weight`,
@@ -60,14 +42,7 @@ const PARAMS: [&str; 2] = ["weight", "bias"];
 /// assert_eq!(hf_name("rope_freqs.weight"), None);
 /// ```
 pub fn hf_name(gguf_name: &str) -> Option<String> {
-    let (module, param) = split_param(gguf_name)?;
-    if let Some((_, hf)) = GLOBAL.iter().find(|(gguf, _)| *gguf == module) {
-        return Some(format!("{hf}.{param}"));
-    }
-    let (layer, module) = module.strip_prefix("blk.")?.split_once('.')?;
-    let layer = layer_index(layer)?;
-    let (_, hf) = LAYER.iter().find(|(gguf, _)| *gguf == module)?;
-    Some(format!("model.layers.{layer}.{hf}.{param}"))
+    NAMES.hf_name(gguf_name)
 }
 
 /// The llama.cpp name of Hugging Face Llama parameter `hf_name`: the inverse of [`hf_name`].
@@ -81,24 +56,7 @@ pub fn hf_name(gguf_name: &str) -> Option<String> {
 /// assert_eq!(gguf_name("model.norm.weight").as_deref(), Some("output_norm.weight"));
 /// ```
 pub fn gguf_name(hf_name: &str) -> Option<String> {
-    let (module, param) = split_param(hf_name)?;
-    if let Some((gguf, _)) = GLOBAL.iter().find(|(_, hf)| *hf == module) {
-        return Some(format!("{gguf}.{param}"));
-    }
-    let (layer, module) = module.strip_prefix("model.layers.")?.split_once('.')?;
-    let layer = layer_index(layer)?;
-    let (gguf, _) = LAYER.iter().find(|(_, hf)| *hf == module)?;
-    Some(format!("blk.{layer}.{gguf}.{param}"))
-}
-
-/// `("blk.0.attn_q", "weight")` from `"blk.0.attn_q.weight"`.
-fn split_param(name: &str) -> Option<(&str, &str)> {
-    name.rsplit_once('.').filter(|(_, param)| PARAMS.contains(param))
-}
-
-/// A layer index written the canonical way (`"0"`, `"12"`; not `"01"` or `"+1"`).
-fn layer_index(text: &str) -> Option<usize> {
-    text.parse::<usize>().ok().filter(|i| i.to_string() == text)
+    NAMES.gguf_name(hf_name)
 }
 
 /// Undoes llama.cpp's rotary permutation of the rows of a q or k projection (weight or bias).
@@ -192,23 +150,17 @@ impl GgufFile {
     /// As [`hf_tensor_f32`](Self::hf_tensor_f32).
     pub(crate) fn hf_tensor_blocks(&self, hf_name: &str) -> Result<Option<TensorBlocks>> {
         let Some(name) = gguf_name(hf_name) else { return Ok(None) };
-        let Some(info) = self.tensor_info(&name) else { return Ok(None) };
-        let ty = info.ggml_type();
-        let (shape, block_bytes) = match (info.shape().as_slice(), ty) {
-            (&[rows, cols], GgmlType::Q4_0) => ([rows, cols], 18),
-            (&[rows, cols], GgmlType::Q4_1) => ([rows, cols], 20),
-            (&[rows, cols], GgmlType::Q8_0) => ([rows, cols], 34),
-            _ => return Ok(None),
+        let Some(blocks) = self.tensor_blocks(&name)? else { return Ok(None) };
+        let Some(n_head) = self.qk_heads(&name, &[blocks.rows, blocks.cols])? else {
+            return Ok(Some(blocks));
         };
-        let bytes = self.tensor_bytes(&name)?;
-        let row_bytes = shape[1] / 32 * block_bytes;
-        let blocks = |bytes: Vec<u8>| TensorBlocks { ty, rows: shape[0], cols: shape[1], bytes };
-        let Some(n_head) = self.qk_heads(&name, &shape)? else { return Ok(Some(blocks(bytes.to_vec()))) };
         // llama.cpp permuted whole rows: put the block rows back in the order of the values'.
-        let order: Vec<f32> = (0..shape[0]).map(|r| r as f32).collect();
-        let order = unpermute_qk(&order, shape[0], n_head).expect("qk_heads checked the split");
-        let rows = order.iter().flat_map(|&r| &bytes[r as usize * row_bytes..(r as usize + 1) * row_bytes]);
-        Ok(Some(blocks(rows.copied().collect())))
+        let order: Vec<f32> = (0..blocks.rows).map(|r| r as f32).collect();
+        let order = unpermute_qk(&order, blocks.rows, n_head).expect("qk_heads checked the split");
+        let row_bytes = blocks.row_bytes();
+        let rows =
+            order.iter().flat_map(|&r| &blocks.bytes[r as usize * row_bytes..(r as usize + 1) * row_bytes]);
+        Ok(Some(TensorBlocks { bytes: rows.copied().collect(), ..blocks }))
     }
 
     /// For llama.cpp's q and k tensors (`name`, of `shape`), the head count their rows were

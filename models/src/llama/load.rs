@@ -4,7 +4,7 @@
 use burn::prelude::*;
 use nnsight::HookPoint;
 
-use nnsight::{Error, Result};
+use nnsight::Result;
 
 use super::{
     LlamaAttention, LlamaConfig, LlamaDecoderLayer, LlamaForCausalLM, LlamaMlp, LlamaModel,
@@ -14,7 +14,7 @@ use crate::building::{check_layer_count, projection, rms_norm};
 use crate::hub::ModelFiles;
 use crate::language_model::Pretrained;
 use crate::lm_head::LmHead;
-use crate::weights::{ByName, Kind, Random, Scope, TensorSource, Weights, embedding};
+use crate::weights::{Kind, Random, Scope, TensorSource, Weights, checkpoint, embedding, given};
 
 impl LlamaConfig {
     /// A model of this shape with random weights (normal with std `initializer_range`, norms 1,
@@ -59,16 +59,7 @@ impl<B: Backend> LlamaForCausalLM<B> {
             &files.config,
             "num_hidden_layers",
         )?;
-        let unprefixed =
-            !weights.contains("model.embed_tokens.weight") && weights.contains("embed_tokens.weight");
-        let source = ByName::<_, B> {
-            read: |name: &str, shape: &[usize]| match name.strip_prefix("model.") {
-                Some(body) if unprefixed => weights.read(body, shape),
-                _ => weights.read(name, shape),
-            },
-            origin: weights.describe(),
-            device: device.clone(),
-        };
+        let source = checkpoint::<B>(&weights, "model", "embed_tokens.weight", device);
         let model = build(&config, &source, device)?;
         Ok((model, config))
     }
@@ -90,20 +81,8 @@ impl<B: Backend> LlamaForCausalLM<B> {
         F: Fn(&str, &[usize]) -> Result<Vec<f32>>,
     {
         config.validate().map_err(|e| e.in_source("a Llama config"))?;
-        let origin = "the tensors given to LlamaForCausalLM::from_tensors".to_owned();
-        let read = |name: &str, shape: &[usize]| {
-            let values = tensors(name, shape)?;
-            let expected: usize = shape.iter().product();
-            if values.len() != expected {
-                return Err(Error::BadWeight {
-                    name: name.to_owned(),
-                    file: origin.clone(),
-                    problem: format!("{} values given, shape {shape:?} needs {expected}", values.len()),
-                });
-            }
-            Ok(TensorData::new(values, shape.to_vec()))
-        };
-        let source = ByName::<_, B> { read, origin: origin.clone(), device: device.clone() };
+        let source =
+            given::<B, _>(tensors, "the tensors given to LlamaForCausalLM::from_tensors".to_owned(), device);
         build(config, &source, device)
     }
 }
@@ -237,6 +216,6 @@ mod tests {
 
         let short =
             LlamaForCausalLM::<Flex>::from_tensors(&config, |_, _| Ok(vec![0.0; 3]), &Default::default());
-        assert!(matches!(short, Err(Error::BadWeight { .. })), "{short:?}");
+        assert!(matches!(short, Err(nnsight::Error::BadWeight { .. })), "{short:?}");
     }
 }

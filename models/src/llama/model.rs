@@ -107,16 +107,10 @@ impl<B: Backend> LlamaModel<B> {
     /// outside the sliding window masked too, as transformers' `sliding_window_overlay`: query
     /// `q` sees key `k` only if `q - k < window`, counted over the columns of the batch.
     pub fn windowed(&self, masked: Tensor<B, 4, Bool>) -> Tensor<B, 4, Bool> {
-        let [batch, _, queries, keys] = masked.dims();
-        let Some(window) = self.sliding_window.filter(|&w| w < keys) else { return masked };
-        let past = keys - queries;
-        let outside: Vec<bool> =
-            (0..queries).flat_map(|i| (0..keys).map(move |j| j + window <= past + i)).collect();
-        let outside = Tensor::<B, 4, Bool>::from_data(
-            TensorData::new(outside, [1, 1, queries, keys]),
-            &masked.device(),
-        );
-        masked.bool_or(outside.expand([batch, 1, queries, keys]))
+        match self.sliding_window {
+            Some(window) => crate::causal::sliding_window(masked, window),
+            None => masked,
+        }
     }
 }
 

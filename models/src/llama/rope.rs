@@ -55,43 +55,49 @@ impl LlamaConfig {
     /// [`Error::Config`](nnsight::Error::Config) when the rotary scaling is not supported (see
     /// [`LlamaConfig::rope_scaling`]).
     pub fn inv_freq(&self) -> nnsight::Result<Vec<f32>> {
-        let dim = self.head_dim();
-        let base = self.rope_theta();
-        // `1 / base ** (arange(0, dim, 2).float() / dim)`: the exponent in f32, the power rounded to f32.
-        let plain = (0..dim).step_by(2).map(|i| {
-            let exponent = i as f32 / dim as f32;
-            1.0 / base.powf(f64::from(exponent)) as f32
-        });
-        Ok(match self.rope_scaling()? {
-            RopeScaling::Default => plain.collect(),
-            RopeScaling::Linear { factor } => plain.map(|f| f / factor as f32).collect(),
-            RopeScaling::Llama3 {
-                factor,
-                low_freq_factor,
-                high_freq_factor,
-                original_max_position_embeddings,
-            } => {
-                let old_context = original_max_position_embeddings as f64;
-                let low_freq_wavelen = (old_context / low_freq_factor) as f32;
-                let high_freq_wavelen = (old_context / high_freq_factor) as f32;
-                let factor = factor as f32;
-                let (low, span) = (low_freq_factor as f32, (high_freq_factor - low_freq_factor) as f32);
-                let two_pi = std::f64::consts::TAU as f32;
-                plain
-                    .map(|f| {
-                        let wavelen = two_pi / f;
-                        if wavelen < high_freq_wavelen {
-                            f
-                        } else if wavelen > low_freq_wavelen {
-                            f / factor
-                        } else {
-                            let smooth = (old_context as f32 / wavelen - low) / span;
-                            (1.0 - smooth) * f / factor + smooth * f
-                        }
-                    })
-                    .collect()
-            }
-        })
+        Ok(inv_freq(self.head_dim(), self.rope_theta(), self.rope_scaling()?))
+    }
+}
+
+/// The inverse frequencies `[dim / 2]` of a rotary embedding of head width `dim` and base `base`,
+/// scaled by `scaling`, computed in `f32` step by step as transformers does
+/// (`_compute_default_rope_parameters`, `_compute_linear_scaling_rope_parameters`,
+/// `_compute_llama3_parameters`).
+pub(crate) fn inv_freq(dim: usize, base: f64, scaling: RopeScaling) -> Vec<f32> {
+    // `1 / base ** (arange(0, dim, 2).float() / dim)`: the exponent in f32, the power rounded to f32.
+    let plain = (0..dim).step_by(2).map(|i| {
+        let exponent = i as f32 / dim as f32;
+        1.0 / base.powf(f64::from(exponent)) as f32
+    });
+    match scaling {
+        RopeScaling::Default => plain.collect(),
+        RopeScaling::Linear { factor } => plain.map(|f| f / factor as f32).collect(),
+        RopeScaling::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original_max_position_embeddings,
+        } => {
+            let old_context = original_max_position_embeddings as f64;
+            let low_freq_wavelen = (old_context / low_freq_factor) as f32;
+            let high_freq_wavelen = (old_context / high_freq_factor) as f32;
+            let factor = factor as f32;
+            let (low, span) = (low_freq_factor as f32, (high_freq_factor - low_freq_factor) as f32);
+            let two_pi = std::f64::consts::TAU as f32;
+            plain
+                .map(|f| {
+                    let wavelen = two_pi / f;
+                    if wavelen < high_freq_wavelen {
+                        f
+                    } else if wavelen > low_freq_wavelen {
+                        f / factor
+                    } else {
+                        let smooth = (old_context as f32 / wavelen - low) / span;
+                        (1.0 - smooth) * f / factor + smooth * f
+                    }
+                })
+                .collect()
+        }
     }
 }
 

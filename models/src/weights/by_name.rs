@@ -5,7 +5,7 @@ use burn::prelude::*;
 
 use nnsight::{Error, Result};
 
-use super::{Kind, TensorSource};
+use super::{Kind, TensorSource, Weights};
 
 /// Tensors read by Hugging Face name, as `f32` data of the asked shape.
 pub(crate) struct ByName<F, B: Backend> {
@@ -31,6 +31,56 @@ impl<F: Fn(&str, &[usize]) -> Result<TensorData>, B: Backend> TensorSource<B> fo
         })?;
         // Transposed once here, so that every forward pass multiplies by a contiguous `[in, out]`.
         Ok(Tensor::from_data(TensorData::new(transpose(&values, d_out, d_in), [d_in, d_out]), &self.device))
+    }
+}
+
+/// The tensors of a safetensors checkpoint by Hugging Face name. A checkpoint of the body alone
+/// (saved without the head) stores `prefix.x` as `x`: when it has `unprefixed` (e.g.
+/// `embed_tokens.weight`) but not `prefix.unprefixed`, names under `prefix.` are read without it.
+pub(crate) fn checkpoint<'w, B: Backend>(
+    weights: &'w Weights,
+    prefix: &'w str,
+    unprefixed: &str,
+    device: &B::Device,
+) -> ByName<impl Fn(&str, &[usize]) -> Result<TensorData> + 'w, B> {
+    let bare = !weights.contains(&format!("{prefix}.{unprefixed}")) && weights.contains(unprefixed);
+    ByName {
+        read: move |name: &str, shape: &[usize]| match name
+            .strip_prefix(prefix)
+            .and_then(|n| n.strip_prefix('.'))
+        {
+            Some(body) if bare => weights.read(body, shape),
+            _ => weights.read(name, shape),
+        },
+        origin: weights.describe(),
+        device: device.clone(),
+    }
+}
+
+/// Tensors a caller gives as `f32` values by Hugging Face name and shape (a family's
+/// `from_tensors`, e.g. dequantized from a GGUF file); a wrong number of values is an
+/// [`Error::BadWeight`] naming the tensor and `origin`.
+pub(crate) fn given<B: Backend, F: Fn(&str, &[usize]) -> Result<Vec<f32>>>(
+    tensors: F,
+    origin: String,
+    device: &B::Device,
+) -> ByName<impl Fn(&str, &[usize]) -> Result<TensorData>, B> {
+    let described = origin.clone();
+    ByName {
+        read: move |name: &str, shape: &[usize]| {
+            let values = tensors(name, shape)?;
+            let expected: usize = shape.iter().product();
+            if values.len() != expected {
+                return Err(Error::BadWeight {
+                    name: name.to_owned(),
+                    file: described.clone(),
+                    problem: format!("{} values given, shape {shape:?} needs {expected}", values.len()),
+                });
+            }
+            Ok(TensorData::new(values, shape.to_vec()))
+        },
+        origin,
+        device: device.clone(),
     }
 }
 

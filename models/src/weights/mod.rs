@@ -7,6 +7,6 @@ mod by_name;
 mod safetensors;
 mod source;
 
-pub(crate) use by_name::ByName;
+pub(crate) use by_name::{ByName, checkpoint, given};
 pub use safetensors::Weights;
 pub(crate) use source::{Kind, Random, Scope, TensorSource, embedding};

@@ -1,0 +1,46 @@
+//! Damaged copies of a fixture checkpoint, for the loaders' error tests.
+
+use std::fs;
+use std::path::Path;
+
+use super::fixture::fixture_dir;
+
+/// A temporary copy of the fixture directory `name`'s `config.json`, `model.safetensors` and
+/// `tokenizer.json`.
+pub fn copy_of(name: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+        fs::copy(fixture_dir(name).join(file), tmp.path().join(file)).unwrap();
+    }
+    tmp
+}
+
+/// Rewrites `model.safetensors` in `dir` (F32 tensors) without the tensor `drop` and with
+/// `reshape`'s shape for `name` (data truncated or zero-extended).
+pub fn rewrite(dir: &Path, drop: &str, reshape: (&str, Vec<usize>)) {
+    let bytes = fs::read(dir.join("model.safetensors")).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut kept = Vec::new();
+    for (name, view) in tensors.tensors() {
+        if name == drop {
+            continue;
+        }
+        let shape = if name == reshape.0 { reshape.1.clone() } else { view.shape().to_vec() };
+        let mut data = view.data().to_vec();
+        data.resize(shape.iter().product::<usize>() * 4, 0);
+        kept.push((name, shape, data));
+    }
+    let views = kept.iter().map(|(name, shape, data)| {
+        let view =
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data).unwrap();
+        (name.clone(), view)
+    });
+    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
+}
+
+/// Rewrites `config.json` in `dir` with `from` replaced by `to` (which must occur).
+pub fn edit_config(dir: &Path, from: &str, to: &str) {
+    let config = fs::read_to_string(dir.join("config.json")).unwrap();
+    assert!(config.contains(from), "config.json has no `{from}`");
+    fs::write(dir.join("config.json"), config.replace(from, to)).unwrap();
+}
