@@ -72,7 +72,7 @@ fn answer_logit(lm: &Gemma, answer: u32, ablate: Option<usize>) -> nnsight::Resu
     let [_, tokens, hidden] = normed.dims();
     let last = normed.slice([0..1, tokens - 1..tokens]).reshape([hidden]);
     // The head is tied: its row for `answer` is the embedding's.
-    let row = lm.model().lm_head.weight.val().slice([answer as usize..answer as usize + 1]).reshape([hidden]);
+    let row = lm.model().lm_head.weight.val().narrow(0, answer as usize, 1).reshape([hidden]);
     let logit = (last * row).sum().into_scalar();
     Ok(match lm.model().final_logit_softcapping {
         Some(cap) => (logit / cap as f32).tanh() * cap as f32,
