@@ -7,10 +7,12 @@ use burn::prelude::*;
 use nnsight_models::generation::Decoder;
 use nnsight_models::gpt2::{Gpt2Config, Gpt2LMHeadModel};
 use nnsight_models::llama::{LlamaConfig, LlamaForCausalLM};
+use nnsight_models::vocabulary::{Standardized, Vocabulary};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::interpret::Hosted;
+use crate::record::Recorder;
 
 /// A family of language models (GPT-2, Llama): its config, how a model is built from one, and
 /// what a host lets programs call.
@@ -19,7 +21,7 @@ pub trait Architecture: 'static {
     const NAME: &'static str;
 
     /// The model, on any backend.
-    type Model<B: Backend>: Decoder<B> + Module<B>;
+    type Model<B: Backend>: Decoder<B> + Module<B> + Standardized<B>;
 
     /// Its config (a Hugging Face `config.json`).
     type Config: Serialize + DeserializeOwned + Clone;
@@ -115,4 +117,20 @@ impl<B: Backend> Family for Gpt2LMHeadModel<B> {
 
 impl<B: Backend> Family for LlamaForCausalLM<B> {
     type Arch = Llama;
+}
+
+/// The common vocabulary ([`Vocabulary`]: where the residual stream, attention, MLP are) of a
+/// model of family `arch` (its wire name) with `config` (its `config.json`), from a shape-only
+/// twin: what a host that only has the twin's description resolves TransformerLens' hook names
+/// with. `None` for an unknown family or a config it rejects.
+pub fn vocabulary(arch: &str, config: &serde_json::Value) -> Option<Vocabulary> {
+    fn of<A: Architecture>(config: &serde_json::Value) -> Option<Vocabulary> {
+        let config = A::parse_config(&config.to_string()).ok()?;
+        Some(A::init::<Recorder>(&config, &Default::default()).vocabulary())
+    }
+    match arch {
+        Gpt2::NAME => of::<Gpt2>(config),
+        Llama::NAME => of::<Llama>(config),
+        _ => None,
+    }
 }

@@ -41,6 +41,7 @@
 //! Local traces never touch this crate: it is linked only by code that records, sends or runs
 //! programs (the crate depends on the engine, never the reverse).
 
+pub mod aliases;
 pub mod api;
 pub mod arch;
 pub mod canonical;

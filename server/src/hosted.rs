@@ -12,6 +12,7 @@ use nnsight_models::gguf::GgufFile;
 use nnsight_models::gpt2::Gpt2Config;
 use nnsight_models::hub::ModelFiles;
 use nnsight_models::llama::LlamaConfig;
+use nnsight_models::vocabulary::{Standardized, Vocabulary};
 use nnsight_remote::api::{ModelInfo, Twin};
 use nnsight_remote::arch::{Architecture, Gpt2, Llama};
 use nnsight_remote::manifest::{Manifest, weights_digest};
@@ -119,6 +120,9 @@ pub struct Ready {
     pub twin: Twin,
     /// The tokenizer: text prompts become token ids at ingress, so every shape is checked.
     pub tokenizer: tokenizers::Tokenizer,
+    /// Where the model keeps the residual stream, attention, MLP: TransformerLens' hook names in
+    /// programs are resolved with it at ingress.
+    pub vocabulary: Option<Vocabulary>,
 }
 
 impl Ready {
@@ -127,7 +131,15 @@ impl Ready {
         let doc: crate::nats::intake::ModelDoc = serde_json::from_slice(bytes).ok()?;
         let manifest = serde_json::from_str(&doc.manifest_json).ok()?;
         let tokenizer = doc.twin.tokenizer.parse().ok()?;
-        Some(Ready { info: doc.info, manifest, manifest_json: doc.manifest_json, twin: doc.twin, tokenizer })
+        let vocabulary = nnsight_remote::arch::vocabulary(&doc.twin.arch, &doc.twin.config);
+        Some(Ready {
+            info: doc.info,
+            manifest,
+            manifest_json: doc.manifest_json,
+            twin: doc.twin,
+            tokenizer,
+            vocabulary,
+        })
     }
 
     /// The token ids of `text`, as the model's `encode` gives them.
@@ -182,6 +194,7 @@ impl Ready {
             manifest,
             twin,
             tokenizer: lm.tokenizer().clone(),
+            vocabulary: Some(lm.model().vocabulary()),
         })
     }
 }

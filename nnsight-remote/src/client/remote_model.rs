@@ -11,6 +11,7 @@ use crate::intervention::Intervention;
 use crate::manifest::Manifest;
 use crate::record::{RecordDevice, RecordError, Recorder, Recording, record};
 use crate::validate::{Limits, validate};
+use nnsight_models::vocabulary::Standardized;
 
 /// The shape-only twin a body is recorded on.
 pub type TwinLm<A> = LanguageModel<Recorder, <A as Architecture>::Model<Recorder>>;
@@ -140,6 +141,9 @@ impl<A: Architecture> RemoteModel<A> {
                 )])
             },
         )?;
+        // TransformerLens' hook names resolved as the host resolves them.
+        crate::aliases::resolve(&mut recorded.program, &self.twin.model().vocabulary())
+            .map_err(|d| ClientError::Invalid(vec![d]))?;
         let shapes: BTreeMap<_, _> = recorded
             .tensors
             .iter()

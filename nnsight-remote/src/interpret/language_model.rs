@@ -1,12 +1,14 @@
 //! Programs on a language model: prompts as text (its tokenizer) or token ids, left-padded into
 //! one batch; a trace with `generate` runs its decoding loop, every step one more occurrence of
-//! every site (standing edits apply at each).
+//! every site (standing edits apply at each). TransformerLens' hook names in the program are
+//! resolved through the model's vocabulary first, as a host does.
 
 use std::collections::BTreeMap;
 
 use burn::prelude::*;
 use nnsight::DynEnvoy;
 use nnsight_models::generation::{Decoder, GenerateOptions, Sampling};
+use nnsight_models::vocabulary::Standardized;
 use nnsight_models::{LanguageModel, Prompts};
 
 use std::rc::Rc;
@@ -19,13 +21,13 @@ use crate::ir::{Input, Program, Sampler, Trace};
 ///
 /// # Errors
 /// As [`run`](super::run); a tensor input is an input error (a language model takes prompts).
-pub fn run_language_model<B: Backend, M: Decoder<B>>(
+pub fn run_language_model<B: Backend, M: Decoder<B> + Standardized<B>>(
     lm: &LanguageModel<B, M>,
     program: &Program,
     tensors: &BTreeMap<String, Value<B>>,
     hosted: &Hosted<'_, B>,
 ) -> Result<Outcome<B>, RunError> {
-    run_on(&Lm(lm), program, tensors, hosted)
+    run_on(&Lm(lm), &resolved(lm, program)?, tensors, hosted)
 }
 
 /// [`run_language_model`], asking `watch` before every site access whether to go on (a server
@@ -33,14 +35,26 @@ pub fn run_language_model<B: Backend, M: Decoder<B>>(
 ///
 /// # Errors
 /// As [`run_language_model`]; [`RunError::Stopped`] when `watch` stops it.
-pub fn run_language_model_watched<B: Backend, M: Decoder<B>>(
+pub fn run_language_model_watched<B: Backend, M: Decoder<B> + Standardized<B>>(
     lm: &LanguageModel<B, M>,
     program: &Program,
     tensors: &BTreeMap<String, Value<B>>,
     hosted: &Hosted<'_, B>,
     watch: Rc<dyn Watch>,
 ) -> Result<Outcome<B>, RunError> {
-    run_watched(&Lm(lm), program, tensors, hosted, watch)
+    run_watched(&Lm(lm), &resolved(lm, program)?, tensors, hosted, watch)
+}
+
+/// `program` with TransformerLens' hook names resolved through `lm`'s vocabulary, as a host
+/// resolves them at ingress (a program of module paths comes back unchanged).
+fn resolved<B: Backend, M: Decoder<B> + Standardized<B>>(
+    lm: &LanguageModel<B, M>,
+    program: &Program,
+) -> Result<Program, RunError> {
+    let mut program = program.clone();
+    crate::aliases::resolve(&mut program, &lm.model().vocabulary())
+        .map_err(|d| RunError::Invalid(vec![d]))?;
+    Ok(program)
 }
 
 struct Lm<'m, B: Backend, M: Decoder<B>>(&'m LanguageModel<B, M>);

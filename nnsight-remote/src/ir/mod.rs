@@ -72,6 +72,52 @@ pub enum Input {
     Tensor(String),
 }
 
+/// [`Program::resolve_aliases`] on `nodes` and the bodies of their edits.
+fn resolve_nodes(
+    nodes: &mut [Node],
+    resolve: &impl Fn(&str) -> Result<(String, bool), String>,
+) -> Result<(), String> {
+    let site = |site: &mut Site| -> Result<(), String> {
+        let (path, input) = resolve(&site.path)?;
+        if path == site.path && !input {
+            return Ok(());
+        }
+        match (site.kind, input) {
+            (SiteKind::Output, true) => site.kind = SiteKind::Input(0),
+            (SiteKind::Output, false) => {}
+            (SiteKind::Input(_), _) => {
+                return Err(format!(
+                    "`{}` names one value (the input or output of `{path}`): use it as a site's output",
+                    site.path
+                ));
+            }
+        }
+        site.path = path;
+        Ok(())
+    };
+    let module = |module: &mut String, what: &str| -> Result<(), String> {
+        let (path, input) = resolve(module)?;
+        if input {
+            return Err(format!("`{module}` is the input of `{path}`, not a module to {what}"));
+        }
+        *module = path;
+        Ok(())
+    };
+    for node in nodes {
+        match &mut node.op {
+            Op::Read { site: s } | Op::Write { site: s, .. } => site(s)?,
+            Op::Edit { site: s, body, .. } => {
+                site(s)?;
+                resolve_nodes(body, resolve)?;
+            }
+            Op::Skip { module: m, .. } => module(m, "skip")?,
+            Op::Call { module: m, .. } => module(m, "call")?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Generation options of a trace (as the `generate` of a language model).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -127,6 +173,27 @@ impl Program {
                     let ids = encode(text).map_err(|message| (t, i, message))?;
                     invoke.input = Some(Input::Tokens(ids));
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every site and module named by another name replaced by what `resolve` maps it to: the
+    /// host's vocabulary (TransformerLens' hook names, `blocks.3.hook_resid_pre` → the input of
+    /// `model.layers.3`). `resolve(name)` gives the module's path and whether the name means
+    /// its input (`true`) or its output, or the problem with the name; a module's own path maps
+    /// to itself. A name that means an input stands for the site's output only (`kind: output`);
+    /// a skip or a call must name a module.
+    ///
+    /// # Errors
+    /// The first name that cannot be resolved: trace, invoke and message.
+    pub fn resolve_aliases(
+        &mut self,
+        resolve: impl Fn(&str) -> Result<(String, bool), String>,
+    ) -> Result<(), (usize, usize, String)> {
+        for (t, trace) in self.traces.iter_mut().enumerate() {
+            for (i, invoke) in trace.invokes.iter_mut().enumerate() {
+                resolve_nodes(&mut invoke.nodes, &resolve).map_err(|message| (t, i, message))?;
             }
         }
         Ok(())

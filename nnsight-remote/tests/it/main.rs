@@ -2,6 +2,7 @@
 //! the committed golden files, structural checks with each diagnostic, the committed schema, and
 //! the decoder and checker fuzzed.
 
+mod aliases;
 mod check;
 mod corpus;
 mod fuzz;

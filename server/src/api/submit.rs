@@ -185,6 +185,9 @@ async fn ingest(
             format!("trace {t} invoke {i}: {message}"),
         )])
     })?;
+    if let Some(vocabulary) = &ready.vocabulary {
+        nnsight_remote::aliases::resolve(&mut program, vocabulary).map_err(|d| ApiError::invalid(vec![d]))?;
+    }
     let shapes = if form.tensors.is_empty() {
         Default::default()
     } else {

@@ -184,3 +184,52 @@ fn ablation_stop_and_sessions_come_back_byte_identical() {
     assert_same(&saves, "mean", &skip_and_stop(&lm).unwrap());
     assert_same(&saves, "session", &session(&lm).unwrap());
 }
+
+/// Reads `site` (saved as `h`) and the logits (`logits`) of `CLEAN`, with `site` doubled.
+fn hand_written(site: nnsight_remote::ir::Site) -> nnsight_remote::ir::Program {
+    use nnsight_remote::ir::{BinaryFn, Input, Invoke, Node, Op, Program, Site, SiteKind, Trace};
+    let logits = Site { path: String::new(), kind: SiteKind::Output, occurrence: 0 };
+    let nodes = vec![
+        Node::new(Op::Read { site: site.clone() }),
+        Node::new(Op::Save { name: "h".into(), value: 0, cast: None }),
+        Node::new(Op::Binary { fun: BinaryFn::Add, lhs: 0, rhs: 0 }),
+        Node::new(Op::Write { site, value: 2 }),
+        Node::new(Op::Read { site: logits }),
+        Node::new(Op::Save { name: "logits".into(), value: 4, cast: None }),
+    ];
+    let input = Some(Input::Text(CLEAN.into()));
+    Program::new(vec![Trace { invokes: vec![Invoke { input, nodes }], generate: None }])
+}
+
+#[test]
+fn transformer_lens_hook_names_in_a_program_run_remotely_as_the_module_paths_locally() {
+    use nnsight_remote::interpret::{Hosted, run_language_model};
+    use nnsight_remote::intervention::Intervention;
+    use nnsight_remote::ir::{Site, SiteKind};
+    let harness = Harness::start(|_| {});
+    let client = nnsight_remote::client::Client::new(&harness.url(), &harness.key("alice"));
+    let hook = Site { path: "blocks.1.hook_resid_pre".into(), kind: SiteKind::Output, occurrence: 0 };
+    let intervention = Intervention { program: hand_written(hook.clone()), tensors: Vec::new() };
+    let saves = client.submit("llama", &intervention, &Default::default()).unwrap().wait(false).unwrap();
+    // Locally, by the module path the hook stands for (layer 1's input).
+    let path = Site { path: "model.layers.1".into(), kind: SiteKind::Input(0), occurrence: 0 };
+    let local =
+        run_language_model(&local_llama(), &hand_written(path), &Default::default(), &Hosted::new()).unwrap();
+    for name in ["h", "logits"] {
+        let (shape, _, bytes) = local.saves[name].to_bytes();
+        let remote = saves.get(name).unwrap();
+        assert_eq!(remote.shape.to_vec(), shape, "{name}");
+        assert!(remote.as_bytes() == bytes.as_slice(), "{name}: remote bytes differ from the local run's");
+    }
+    // A hook the family cannot resolve is refused at ingress, naming it.
+    let past = Site { path: "blocks.9.hook_resid_post".into(), ..hook };
+    let error = client
+        .submit(
+            "llama",
+            &Intervention { program: hand_written(past), tensors: Vec::new() },
+            &Default::default(),
+        )
+        .unwrap_err();
+    assert_eq!(error.code(), Some("invalid_program"), "{error}");
+    assert!(error.to_string().contains("layer 9 of a 2-layer Llama"), "{error}");
+}
