@@ -1,6 +1,6 @@
 //! The model families a host serves and a client records for: what both sides need to build the
 //! same model from a config — the host with its weights, the client as a shape-only twin on the
-//! [`Recorder`](crate::record::Recorder) — and which modules a family offers programs to `call`.
+//! [`Recorder`] — and which modules a family offers programs to `call`.
 
 use burn::module::Module;
 use burn::prelude::*;

@@ -46,8 +46,8 @@ impl<B: Backend> Gemma3ForCausalLM<B> {
     /// layouts, in F32, F16 or BF16.
     ///
     /// # Errors
-    /// [`Error::Load`] for a missing or invalid `config.json` or an unreadable weights file,
-    /// [`Error::MissingWeight`] / [`Error::BadWeight`] naming a tensor that is absent or has the
+    /// [`Error::Load`](nnsight::Error::Load) for a missing or invalid `config.json` or an unreadable weights file,
+    /// [`Error::MissingWeight`](nnsight::Error::MissingWeight) / [`Error::BadWeight`](nnsight::Error::BadWeight) naming a tensor that is absent or has the
     /// wrong shape or dtype.
     pub fn from_files(files: &ModelFiles, device: &B::Device) -> Result<(Self, Gemma3Config)> {
         let config = Gemma3Config::from_file(&files.config)?;
@@ -73,8 +73,8 @@ impl<B: Backend> Gemma3ForCausalLM<B> {
     /// `attention_bias` is set.
     ///
     /// # Errors
-    /// [`Error::Config`] (in [`Error::Load`]) for a config that fails [`Gemma3Config::validate`];
-    /// the errors of `tensors`; [`Error::BadWeight`] when `tensors` returns the wrong number of
+    /// [`Error::Config`](nnsight::Error::Config) (in [`Error::Load`](nnsight::Error::Load)) for a config that fails [`Gemma3Config::validate`];
+    /// the errors of `tensors`; [`Error::BadWeight`](nnsight::Error::BadWeight) when `tensors` returns the wrong number of
     /// values.
     pub fn from_tensors<F>(config: &Gemma3Config, tensors: F, device: &B::Device) -> Result<Self>
     where

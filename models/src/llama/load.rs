@@ -46,8 +46,8 @@ impl<B: Backend> LlamaForCausalLM<B> {
     /// layouts (`nn.Linear` weights `[out, in]`, transposed here), in F32, F16 or BF16.
     ///
     /// # Errors
-    /// [`Error::Load`] for a missing or invalid `config.json` or an unreadable weights file,
-    /// [`Error::MissingWeight`] / [`Error::BadWeight`] naming a tensor that is absent or has the
+    /// [`Error::Load`](nnsight::Error::Load) for a missing or invalid `config.json` or an unreadable weights file,
+    /// [`Error::MissingWeight`](nnsight::Error::MissingWeight) / [`Error::BadWeight`](nnsight::Error::BadWeight) naming a tensor that is absent or has the
     /// wrong shape or dtype.
     pub fn from_files(files: &ModelFiles, device: &B::Device) -> Result<(Self, LlamaConfig)> {
         let config = LlamaConfig::from_file(&files.config)?;
@@ -73,9 +73,9 @@ impl<B: Backend> LlamaForCausalLM<B> {
     /// `attention_bias` / `mlp_bias` is set.
     ///
     /// # Errors
-    /// [`Error::Load`] for a config that fails [`LlamaConfig::validate`]; the errors of `tensors`,
-    /// which should be [`Error::MissingWeight`] / [`Error::BadWeight`] naming the tensor; and
-    /// [`Error::BadWeight`] when `tensors` returns the wrong number of values.
+    /// [`Error::Load`](nnsight::Error::Load) for a config that fails [`LlamaConfig::validate`]; the errors of `tensors`,
+    /// which should be [`Error::MissingWeight`](nnsight::Error::MissingWeight) / [`Error::BadWeight`](nnsight::Error::BadWeight) naming the tensor; and
+    /// [`Error::BadWeight`](nnsight::Error::BadWeight) when `tensors` returns the wrong number of values.
     pub fn from_tensors<F>(config: &LlamaConfig, tensors: F, device: &B::Device) -> Result<Self>
     where
         F: Fn(&str, &[usize]) -> Result<Vec<f32>>,
