@@ -38,6 +38,7 @@ pub mod gguf;
 pub mod gpt2;
 pub mod grouped_attention;
 pub mod hub;
+mod kept_blocks;
 pub mod kv_cache;
 mod language_model;
 pub mod llama;

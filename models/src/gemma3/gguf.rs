@@ -12,8 +12,8 @@ use serde_json::json;
 
 use super::{Gemma3Config, Gemma3ForCausalLM};
 use crate::gguf::{GgufFile, NameMap};
+use crate::kept_blocks::{self, layer_projections};
 use crate::language_model::FromGguf;
-use nnsight_kernels::matmul::{BlockMatrix, Stored, WeightBlocks};
 
 /// llama.cpp's names of a Gemma 3's tensors and Hugging Face's.
 const NAMES: NameMap = NameMap {
@@ -176,43 +176,22 @@ impl<B: Backend> FromGguf<B> for Gemma3ForCausalLM<B> {
 }
 
 /// Gives every projection and the head their GGUF blocks where the file stores them in a
-/// 32-value block type, so that products with few rows stream them ([`nnsight_kernels::matmul`]).
+/// 32-value block type (see [`crate::kept_blocks`]).
 fn keep_blocks<B: Backend>(model: &mut Gemma3ForCausalLM<B>, file: &GgufFile) -> Result<()> {
-    let blocks = |hf: &str, weight: Tensor<B, 2>, stored: Stored| -> Result<Option<WeightBlocks>> {
-        let Some(name) = gguf_name(hf) else { return Ok(None) };
-        Ok(file.tensor_blocks(&name)?.and_then(|t| {
-            BlockMatrix::new(t.ty, t.rows, t.cols, t.bytes)
-                .and_then(|b| WeightBlocks::new(&weight, stored, b))
-        }))
-    };
-    for (i, layer) in model.model.layers.iter_mut().enumerate() {
+    let projections = model.model.layers.iter_mut().enumerate().flat_map(|(i, layer)| {
         let (attn, mlp) = (&mut layer.self_attn, &mut layer.mlp);
-        let projections = [
-            ("self_attn.q_proj", &mut attn.q_proj),
-            ("self_attn.k_proj", &mut attn.k_proj),
-            ("self_attn.v_proj", &mut attn.v_proj),
-            ("self_attn.o_proj", &mut attn.o_proj),
-            ("mlp.gate_proj", &mut mlp.gate_proj),
-            ("mlp.up_proj", &mut mlp.up_proj),
-            ("mlp.down_proj", &mut mlp.down_proj),
-        ];
-        for (name, projection) in projections {
-            if let Some(b) =
-                blocks(&format!("model.layers.{i}.{name}.weight"), projection.weight.val(), Stored::InOut)?
-            {
-                projection.keep_blocks(b);
-            }
-        }
-    }
-    let head = if file.tensor_info("output.weight").is_some() {
-        "lm_head.weight"
-    } else {
-        "model.embed_tokens.weight"
-    };
-    if let Some(b) = blocks(head, model.lm_head.weight.val(), Stored::OutIn)? {
-        model.lm_head.keep_blocks(b);
-    }
-    Ok(())
+        layer_projections(
+            i,
+            [&mut attn.q_proj, &mut attn.k_proj, &mut attn.v_proj, &mut attn.o_proj],
+            [&mut mlp.gate_proj, &mut mlp.up_proj, &mut mlp.down_proj],
+        )
+    });
+    let untied = file.tensor_info("output.weight").is_some();
+    let head = if untied { "lm_head.weight" } else { "model.embed_tokens.weight" };
+    kept_blocks::keep_blocks(projections, (head, &mut model.lm_head), |name| match gguf_name(name) {
+        Some(name) => file.tensor_blocks(&name),
+        None => Ok(None),
+    })
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@ use serde_json::json;
 use super::gguf_names::gguf_name;
 use super::{LlamaConfig, LlamaForCausalLM};
 use crate::gguf::GgufFile;
+use crate::kept_blocks::{self, layer_projections};
 use crate::language_model::FromGguf;
-use nnsight_kernels::matmul::{BlockMatrix, Stored, WeightBlocks};
 
 impl LlamaConfig {
     /// The configuration that the metadata of a `general.architecture = llama` GGUF file
@@ -92,38 +92,19 @@ impl<B: Backend> FromGguf<B> for LlamaForCausalLM<B> {
     }
 }
 
-/// Gives every projection and the head their GGUF blocks (Q4_0, Q4_1, Q8_0 tensors), so that
-/// products with few rows stream them instead of the `f32` weights ([`nnsight_kernels::matmul`]).
+/// Gives every projection and the head their GGUF blocks (see [`crate::kept_blocks`]); q and k
+/// rows back in Hugging Face's order.
 fn keep_blocks<B: Backend>(model: &mut LlamaForCausalLM<B>, file: &GgufFile) -> Result<()> {
-    let blocks = |name: &str, weight: Tensor<B, 2>, stored: Stored| -> Result<Option<WeightBlocks>> {
-        Ok(file.hf_tensor_blocks(name)?.and_then(|t| {
-            BlockMatrix::new(t.ty, t.rows, t.cols, t.bytes)
-                .and_then(|b| WeightBlocks::new(&weight, stored, b))
-        }))
-    };
-    for (i, layer) in model.model.layers.iter_mut().enumerate() {
+    let projections = model.model.layers.iter_mut().enumerate().flat_map(|(i, layer)| {
         let (attn, mlp) = (&mut layer.self_attn, &mut layer.mlp);
-        let projections = [
-            ("self_attn.q_proj", &mut attn.q_proj),
-            ("self_attn.k_proj", &mut attn.k_proj),
-            ("self_attn.v_proj", &mut attn.v_proj),
-            ("self_attn.o_proj", &mut attn.o_proj),
-            ("mlp.gate_proj", &mut mlp.gate_proj),
-            ("mlp.up_proj", &mut mlp.up_proj),
-            ("mlp.down_proj", &mut mlp.down_proj),
-        ];
-        for (name, projection) in projections {
-            let name = format!("model.layers.{i}.{name}.weight");
-            if let Some(b) = blocks(&name, projection.weight.val(), Stored::InOut)? {
-                projection.keep_blocks(b);
-            }
-        }
-    }
+        layer_projections(
+            i,
+            [&mut attn.q_proj, &mut attn.k_proj, &mut attn.v_proj, &mut attn.o_proj],
+            [&mut mlp.gate_proj, &mut mlp.up_proj, &mut mlp.down_proj],
+        )
+    });
     // A tied head is the token embedding.
     let untied = gguf_name("lm_head.weight").is_some_and(|name| file.tensor_info(&name).is_some());
     let head = if untied { "lm_head.weight" } else { "model.embed_tokens.weight" };
-    if let Some(b) = blocks(head, model.lm_head.weight.val(), Stored::OutIn)? {
-        model.lm_head.keep_blocks(b);
-    }
-    Ok(())
+    kept_blocks::keep_blocks(projections, (head, &mut model.lm_head), |name| file.hf_tensor_blocks(name))
 }
