@@ -1,5 +1,6 @@
 //! [`ImageProcessor`]: images to `pixel_values` as transformers' image processors make them
-//! (`preprocessor_config.json`: resize with Pillow's filters, rescale, normalize).
+//! (`preprocessor_config.json`: resize with Pillow's filters — to a size, or so that the shortest
+//! edge has a length —, center crop, rescale, normalize).
 
 use std::path::Path;
 
@@ -11,19 +12,50 @@ use nnsight::{Error, Result};
 
 use super::resample::{Resample, resize};
 
-/// What transformers' `ViTImageProcessor` (and its PIL backend) does to an image, read from a
-/// `preprocessor_config.json`: resize to `height × width` with a Pillow filter, multiply by
-/// `rescale_factor`, subtract `image_mean` and divide by `image_std` per channel.
+/// What transformers' `ViTImageProcessor` and `CLIPImageProcessor` (their PIL backends) do to an
+/// image, read from a `preprocessor_config.json`: resize with a Pillow filter, center crop,
+/// multiply by `rescale_factor`, subtract `image_mean` and divide by `image_std` per channel.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageProcessor {
-    /// Output size `(height, width)` when resizing.
-    pub size: Option<(u32, u32)>,
+    /// How to resize, when resizing.
+    pub size: Option<Resize>,
+    /// The center crop `(height, width)`, when cropping (zero-padded where the image is smaller).
+    pub crop: Option<(u32, u32)>,
     /// The resampling filter.
     pub resample: Resample,
     /// The factor applied to the 8-bit values (`1/255`), when rescaling.
     pub rescale_factor: Option<f64>,
     /// Per-channel `(mean, std)` when normalizing.
     pub normalize: Option<([f64; 3], [f64; 3])>,
+}
+
+/// The size an image is resized to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resize {
+    /// Exactly `height × width` (`{"height": h, "width": w}`).
+    To {
+        /// Rows.
+        height: u32,
+        /// Columns.
+        width: u32,
+    },
+    /// The shortest edge to this length, the other edge `int(length · long / short)`, as
+    /// transformers' `get_resize_output_image_size(default_to_square=False)` (`{"shortest_edge": n}`).
+    ShortestEdge(u32),
+}
+
+impl Resize {
+    /// The `(height, width)` an image of `height × width` is resized to.
+    pub fn output(self, height: u32, width: u32) -> (u32, u32) {
+        match self {
+            Resize::To { height, width } => (height, width),
+            Resize::ShortestEdge(edge) => {
+                let (short, long) = if width <= height { (width, height) } else { (height, width) };
+                let long = (f64::from(edge) * f64::from(long) / f64::from(short.max(1))) as u32;
+                if width <= height { (long, edge) } else { (edge, long) }
+            }
+        }
+    }
 }
 
 /// The fields of a `preprocessor_config.json` this processor reads.
@@ -37,6 +69,8 @@ struct Config {
     resample: u32,
     #[serde(default)]
     do_center_crop: bool,
+    #[serde(default)]
+    crop_size: Option<serde_json::Value>,
     #[serde(default = "yes")]
     do_rescale: bool,
     #[serde(default = "one_in_255")]
@@ -61,6 +95,10 @@ fn one_in_255() -> f64 {
     1.0 / 255.0
 }
 
+/// The most pixels a resized image may have (a 64-megapixel image; more is a mistake in the
+/// config or the image, not a preprocessing to attempt).
+const MAX_PIXELS: u64 = 1 << 26;
+
 /// ImageNet's "standard" mean and std of transformers (`IMAGENET_STANDARD_MEAN` / `_STD`).
 const STANDARD: [f64; 3] = [0.5, 0.5, 0.5];
 
@@ -69,7 +107,8 @@ impl ImageProcessor {
     /// `image_size × image_size`, rescale by 1/255, normalize with mean and std 0.5.
     pub fn vit(image_size: u32) -> Self {
         ImageProcessor {
-            size: Some((image_size, image_size)),
+            size: Some(Resize::To { height: image_size, width: image_size }),
+            crop: None,
             resample: Resample::Bilinear,
             rescale_factor: Some(1.0 / 255.0),
             normalize: Some((STANDARD, STANDARD)),
@@ -96,25 +135,46 @@ impl ImageProcessor {
         let config: Config = serde_json::from_str(text)
             .map_err(|e| Error::Config { problem: format!("not a preprocessor_config.json: {e}") })?;
         let problem = |problem: String| Error::Config { problem };
-        if config.do_center_crop {
-            return Err(problem("do_center_crop is not supported yet".to_owned()));
-        }
+        let side = |size: &serde_json::Value, name: &str| {
+            size.get(name)
+                .and_then(serde_json::Value::as_u64)
+                .filter(|&n| n > 0 && n <= 1 << 16)
+                .map(|n| n as u32)
+        };
         let size = match (config.do_resize, &config.size) {
             (false, _) => None,
             (true, Some(size)) => {
-                let side = |name: &str| size.get(name).and_then(serde_json::Value::as_u64);
-                match (side("height"), side("width")) {
-                    (Some(h), Some(w)) if h > 0 && w > 0 && h <= 1 << 16 && w <= 1 << 16 => {
-                        Some((h as u32, w as u32))
+                match (side(size, "height"), side(size, "width"), side(size, "shortest_edge")) {
+                    (Some(height), Some(width), _) => Some(Resize::To { height, width }),
+                    (None, None, Some(edge))
+                        if size.get("longest_edge").is_none_or(serde_json::Value::is_null) =>
+                    {
+                        Some(Resize::ShortestEdge(edge))
                     }
                     _ => {
                         return Err(problem(format!(
-                            "size {size} is not supported (a positive height and width are)"
+                            "size {size} is not supported (a positive height and width, or a shortest_edge, are)"
                         )));
                     }
                 }
             }
             (true, None) => return Err(problem("do_resize is set but size is missing".to_owned())),
+        };
+        let crop = match (config.do_center_crop, &config.crop_size) {
+            (false, _) => None,
+            (true, Some(crop)) => {
+                let square = crop.as_u64().filter(|&n| n > 0 && n <= 1 << 16).map(|n| (n as u32, n as u32));
+                match (square, side(crop, "height"), side(crop, "width")) {
+                    (Some(both), _, _) => Some(both),
+                    (None, Some(height), Some(width)) => Some((height, width)),
+                    _ => {
+                        return Err(problem(format!(
+                            "crop_size {crop} is not supported (a positive height and width are)"
+                        )));
+                    }
+                }
+            }
+            (true, None) => return Err(problem("do_center_crop is set but crop_size is missing".to_owned())),
         };
         let resample = Resample::from_pil_code(config.resample).ok_or_else(|| {
             problem(format!(
@@ -137,7 +197,7 @@ impl ImageProcessor {
             None
         };
         let rescale_factor = config.do_rescale.then_some(config.rescale_factor);
-        Ok(ImageProcessor { size, resample, rescale_factor, normalize })
+        Ok(ImageProcessor { size, crop, resample, rescale_factor, normalize })
     }
 
     /// The pixel values `[batch, 3, height, width]` of `images`, in order.
@@ -147,29 +207,64 @@ impl ImageProcessor {
     pub fn preprocess<B: Backend>(&self, images: &[RgbImage], device: &B::Device) -> Result<Tensor<B, 4>> {
         let first =
             images.first().ok_or_else(|| Error::Input { problem: "no image to preprocess".to_owned() })?;
-        let (height, width) = self.size.unwrap_or((first.height(), first.width()));
-        let mut values = Vec::with_capacity(images.len() * 3 * (height * width) as usize);
+        let mut values = Vec::new();
+        let mut shape = None;
         for (i, image) in images.iter().enumerate() {
+            if image.width() == 0 || image.height() == 0 {
+                return Err(Error::Input { problem: format!("image {i} has no pixels") });
+            }
             let resized = match self.size {
-                Some((h, w)) => resize(image, w, h, self.resample),
-                None if (image.height(), image.width()) == (height, width) => image.clone(),
-                None => {
+                Some(size) => {
+                    let (h, w) = size.output(image.height(), image.width());
+                    if u64::from(h) * u64::from(w) > MAX_PIXELS {
+                        return Err(Error::Input {
+                            problem: format!(
+                                "image {i} ({}×{}) would resize to {w}×{h}, more than {MAX_PIXELS} pixels",
+                                image.width(),
+                                image.height()
+                            ),
+                        });
+                    }
+                    if h == 0 || w == 0 {
+                        return Err(Error::Input {
+                            problem: format!(
+                                "image {i} ({}×{}) resizes to nothing ({w}×{h})",
+                                image.width(),
+                                image.height()
+                            ),
+                        });
+                    }
+                    resize(image, w, h, self.resample)
+                }
+                None => image.clone(),
+            };
+            let prepared = match self.crop {
+                Some((h, w)) => center_crop(&resized, h, w),
+                None => resized,
+            };
+            let dims = (prepared.height(), prepared.width());
+            match shape {
+                None => shape = Some(dims),
+                Some(first_dims) if first_dims != dims => {
                     return Err(Error::Input {
                         problem: format!(
-                            "image {i} is {}×{}, image 0 is {width}×{height}: without resizing, a batch needs one size",
-                            image.width(),
-                            image.height()
+                            "image {i} becomes {}×{}, image 0 {}×{} ({}×{} before): a batch needs one size",
+                            dims.1,
+                            dims.0,
+                            first_dims.1,
+                            first_dims.0,
+                            first.width(),
+                            first.height()
                         ),
                     });
                 }
-            };
-            if resized.width() == 0 || resized.height() == 0 {
-                return Err(Error::Input { problem: format!("image {i} has no pixels") });
+                Some(_) => {}
             }
             for c in 0..3 {
-                values.extend(resized.pixels().map(|p| self.value(p.0[c], c)));
+                values.extend(prepared.pixels().map(|p| self.value(p.0[c], c)));
             }
         }
+        let (height, width) = shape.expect("one image at least");
         let shape = [images.len(), 3, height as usize, width as usize];
         Ok(Tensor::from_data(TensorData::new(values, shape), device))
     }
@@ -185,6 +280,31 @@ impl ImageProcessor {
             None => x,
         }
     }
+}
+
+/// The `height × width` center of `image`, as transformers' `center_crop`: the window starts at
+/// `⌊(size - crop) / 2⌋`; where the crop is larger than the image, the image is first placed at
+/// `⌈(new - size) / 2⌉` on a zero (black) canvas of the larger size.
+pub fn center_crop(image: &RgbImage, height: u32, width: u32) -> RgbImage {
+    let (orig_h, orig_w) = (i64::from(image.height()), i64::from(image.width()));
+    let (crop_h, crop_w) = (i64::from(height), i64::from(width));
+    let (top, left) = ((orig_h - crop_h).div_euclid(2), (orig_w - crop_w).div_euclid(2));
+    let (pad_top, pad_left) = if top >= 0 && left >= 0 && top + crop_h <= orig_h && left + crop_w <= orig_w {
+        (0, 0)
+    } else {
+        let (new_h, new_w) = (crop_h.max(orig_h), crop_w.max(orig_w));
+        ((new_h - orig_h + 1) / 2, (new_w - orig_w + 1) / 2)
+    };
+    let (top, left) = (top + pad_top, left + pad_left);
+    RgbImage::from_fn(width, height, |x, y| {
+        // The canvas pixel (top + y, left + x) is the image's (.. - pad) when inside it, else 0.
+        let (row, column) = (top + i64::from(y) - pad_top, left + i64::from(x) - pad_left);
+        if (0..orig_h).contains(&row) && (0..orig_w).contains(&column) {
+            *image.get_pixel(column as u32, row as u32)
+        } else {
+            image::Rgb([0, 0, 0])
+        }
+    })
 }
 
 /// Opens an image file (PNG, JPEG) as 8-bit RGB, as transformers' `load_image(..).convert("RGB")`.
@@ -210,8 +330,12 @@ mod tests {
     #[test]
     fn unsupported_steps_are_named() {
         for (text, part) in [
-            (r#"{"do_center_crop": true}"#, "do_center_crop"),
-            (r#"{"size": {"shortest_edge": 224}}"#, "shortest_edge"),
+            (r#"{"do_center_crop": true, "size": {"shortest_edge": 8}}"#, "crop_size is missing"),
+            (
+                r#"{"do_center_crop": true, "size": {"shortest_edge": 8}, "crop_size": {"height": 4}}"#,
+                "crop_size",
+            ),
+            (r#"{"size": {"shortest_edge": 224, "longest_edge": 300}}"#, "shortest_edge"),
             (r#"{"size": {"height": 8, "width": 8}, "resample": 1}"#, "resample 1"),
             (r#"{"size": {"height": 8, "width": 8}, "image_mean": [0.5]}"#, "image_mean has 1"),
             (r#"{"size": {"height": 8, "width": 8}, "image_std": [0.5, 0.0, 0.5]}"#, "image_std"),
@@ -231,5 +355,24 @@ mod tests {
         let values = pixels.into_data().to_vec::<f32>().unwrap();
         assert_eq!(values, [1.0, 1.0, -1.0, -1.0, -0.6, 0.6]);
         assert!(processor.preprocess::<Flex>(&[], &Default::default()).is_err());
+    }
+
+    #[test]
+    fn shortest_edge_sizes_are_transformers() {
+        let edge = Resize::ShortestEdge(224);
+        assert_eq!(edge.output(480, 640), (224, 298), "int(224 * 640 / 480) = 298");
+        assert_eq!(edge.output(640, 480), (298, 224));
+        assert_eq!(edge.output(100, 100), (224, 224));
+    }
+
+    #[test]
+    fn a_crop_larger_than_the_image_pads_it_with_black() {
+        let image = RgbImage::from_fn(3, 2, |x, y| image::Rgb([(10 * (y * 3 + x) + 10) as u8, 0, 0]));
+        let cropped = center_crop(&image, 4, 2);
+        // Rows padded by 1 above and below; columns: start ⌊(3 - 2) / 2⌋ = 0.
+        let reds: Vec<u8> = cropped.pixels().map(|p| p.0[0]).collect();
+        assert_eq!(reds, [0, 0, 10, 20, 40, 50, 0, 0]);
+        let same = center_crop(&image, 2, 3);
+        assert_eq!(same, image);
     }
 }
