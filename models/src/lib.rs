@@ -3,6 +3,7 @@
 //! tokenizer + device, the way nnsight's `LanguageModel` wraps a transformers model.
 //!
 //! - [`bert`]: BERT encoders and sentence embeddings (MiniLM);
+//! - [`clip`]: CLIP, text and vision towers in one space;
 //! - [`gemma3`]: Gemma 3's text models (sliding and global attention layers, q/k norms, GeGLU);
 //! - [`gpt2`]: GPT-2 of every size (`openai-community/gpt2`, `gpt2-medium`, ...);
 //! - [`llama`]: the Llama architecture (Llama 2/3/3.x, SmolLM2, Mistral-style);
@@ -29,6 +30,7 @@
 pub mod bert;
 mod building;
 pub mod causal;
+pub mod clip;
 mod config_json;
 mod fused_attention;
 mod gelu_tanh;

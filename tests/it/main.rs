@@ -6,6 +6,7 @@
 mod support;
 
 mod bert_fidelity;
+mod clip_fidelity;
 mod clip_processor;
 mod concurrency;
 mod control;

@@ -6,11 +6,15 @@ use std::path::Path;
 use super::fixture::fixture_dir;
 
 /// A temporary copy of the fixture directory `name`'s `config.json`, `model.safetensors` and
-/// `tokenizer.json`.
+/// (where it has them) `tokenizer.json` and `preprocessor_config.json`.
 pub fn copy_of(name: &str) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
-    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
-        fs::copy(fixture_dir(name).join(file), tmp.path().join(file)).unwrap();
+    for file in ["config.json", "model.safetensors", "tokenizer.json", "preprocessor_config.json"] {
+        let from = fixture_dir(name).join(file);
+        let required = matches!(file, "config.json" | "model.safetensors");
+        if required || from.exists() {
+            fs::copy(from, tmp.path().join(file)).unwrap();
+        }
     }
     tmp
 }

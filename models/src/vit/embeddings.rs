@@ -54,8 +54,8 @@ pub struct PatchProjection<B: Backend> {
     /// The kernel flattened to `[channels · patch_h · patch_w, hidden]` (PyTorch's `[hidden,
     /// channels, patch_h, patch_w]`, reshaped and transposed).
     pub weight: Param<Tensor<B, 2>>,
-    /// `[hidden]`.
-    pub bias: Param<Tensor<B, 1>>,
+    /// `[hidden]`, when the convolution has one (CLIP's has none).
+    pub bias: Option<Param<Tensor<B, 1>>>,
     /// `(patch_h, patch_w)`.
     #[inspect(skip)]
     pub patch: (usize, usize),
@@ -73,8 +73,11 @@ impl<B: Backend> PatchProjection<B> {
             .reshape([batch, channels, rows, ph, columns, pw])
             .permute([0, 2, 4, 1, 3, 5])
             .reshape([batch, rows * columns, channels * ph * pw]);
-        let projected =
-            patches.matmul(self.weight.val().unsqueeze()) + self.bias.val().reshape([1, 1, hidden]);
+        let projected = patches.matmul(self.weight.val().unsqueeze());
+        let projected = match &self.bias {
+            Some(bias) => projected + bias.val().reshape([1, 1, hidden]),
+            None => projected,
+        };
         projected.reshape([batch, rows, columns, hidden]).permute([0, 3, 1, 2])
     }
 }

@@ -176,7 +176,7 @@ fn encoder<B: Backend, S: TensorSource<B>>(
     let kernel: Tensor<B, 4> = conv.get("weight", [d, channels, ph, pw], Kind::Weight)?;
     let patch_projection = PatchProjection {
         weight: Param::from_tensor(kernel.reshape([d, channels * ph * pw]).transpose()),
-        bias: Param::from_tensor(conv.get("bias", [d], Kind::Bias)?),
+        bias: Some(Param::from_tensor(conv.get("bias", [d], Kind::Bias)?)),
         patch: (ph, pw),
     };
     let embeddings = ViTEmbeddings {
