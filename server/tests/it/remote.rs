@@ -233,3 +233,60 @@ fn transformer_lens_hook_names_in_a_program_run_remotely_as_the_module_paths_loc
     assert_eq!(error.code(), Some("invalid_program"), "{error}");
     assert!(error.to_string().contains("layer 9 of a 2-layer Llama"), "{error}");
 }
+
+/// Patching one position across prompts on Gemma 3, and the logit lens through its final norm.
+fn gemma_patching<B: Backend>(
+    lm: &LanguageModel<B, nnsight_models::gemma3::Gemma3ForCausalLM<B>>,
+) -> nnsight::Result<(Tensor<B, 3>, Tensor<B, 3>)> {
+    let clean = Shared::new("clean layer 1");
+    let ((), patched) = lm
+        .tracer()
+        .invoke(CLEAN, async |m| clean.set(m.model.layers[1].output().await?))
+        .invoke(CORRUPTED, async |m| {
+            m.model.layers[1]
+                .output()
+                .try_edit(|h| {
+                    let [b, _, d] = h.dims();
+                    Ok(h.slice_assign([0..b, 2..3, 0..d], clean.get()?.slice([0..b, 2..3, 0..d])))
+                })
+                .await?;
+            m.output().await
+        })
+        .run()?;
+    let model = lm.model();
+    let lens = lm.trace(CLEAN).run(async |m| {
+        let h0 = m.model.layers[0].output().await?;
+        Ok(model.lm_head.forward(model.model.norm.forward(h0)))
+    })?;
+    Ok((patched, lens))
+}
+
+#[test]
+fn gemma3_is_hosted_and_comes_back_byte_identical() {
+    let gemma = nnsight_support::fixture_dir("tiny-gemma3");
+    let harness = Harness::start(|config| {
+        let extra = format!(
+            "listen = \"127.0.0.1:0\"\nkeys = \"k\"\n\n[[models]]\nkey = \"gemma\"\nsource = {gemma:?}\n"
+        );
+        let extra = nnsight_server::config::Config::parse(&extra).expect("parses");
+        config.models.extend(extra.models);
+    });
+    let key = harness.key("alice");
+    let remote = RemoteModel::<nnsight_remote::arch::Gemma3>::connect(&harness.url(), &key, "gemma")
+        .expect("connects");
+    let saves = remote
+        .trace(|lm, rec| {
+            let (patched, lens) = gemma_patching(lm)?;
+            rec.save("patched", &patched)?;
+            rec.save("lens", &lens)
+        })
+        .expect("the remote trace runs");
+    let local: LanguageModel<Flex, nnsight_models::gemma3::Gemma3ForCausalLM<Flex>> =
+        LanguageModel::from_pretrained(gemma.to_str().unwrap(), &Default::default()).unwrap();
+    let (patched, lens) = gemma_patching(&local).unwrap();
+    assert_same(&saves, "patched", &patched);
+    assert_same(&saves, "lens", &lens);
+    // Its hook names resolve through Gemma's vocabulary: attention's contribution is the norm after it.
+    let words = nnsight_models::vocabulary::Standardized::vocabulary(remote.lm().model());
+    assert_eq!(words.attention(0).unwrap().path, "model.layers.0.post_attention_layernorm");
+}
