@@ -1,5 +1,6 @@
 //! CLIP: which caption fits which image, and what happens to those scores when one image's
-//! vision-tower state is patched with another's — both towers reached in one trace.
+//! vision-tower state is patched with another's — texts and images as invokes of their own tower,
+//! in one trace.
 //!
 //! ```sh
 //! cargo run --release --example clip_similarity
@@ -12,7 +13,6 @@
 
 use burn::backend::Flex;
 use burn::prelude::*;
-use nnsight::prelude::*;
 use nnsight_models::clip::{ClipConfig, ClipModel, encode_texts};
 use nnsight_models::hub::ModelFiles;
 use nnsight_models::vision::{ImageProcessor, open_image};
@@ -58,24 +58,29 @@ fn run() -> nnsight::Result<()> {
     let pixels = processor.preprocess::<B>(&images, &device)?;
     let (ids, mask) = encode_texts::<B>(&tokenizer, &TEXTS, &config.text_config, &device)?;
 
-    // One trace: read the text tower's pooled summaries and patch image 0's vision state (after
-    // the first layer) with image 1's; the logits are the last site.
-    let (pooled, patched) = model.trace((ids.clone(), mask.clone(), pixels.clone())).run(async |m| {
-        m.vision_model.encoder.layers[0]
-            .output()
-            .edit(|h: Tensor<B, 3>| {
-                let [_, tokens, width] = h.dims();
-                let donor = h.clone().narrow(0, 1, 1);
-                h.slice_assign([0..1, 0..tokens, 0..width], donor)
-            })
-            .await?;
-        let (_, pooled) = m.text_model.output().await?;
-        Ok((pooled, m.output().await?))
-    })?;
+    // One trace, each input an invoke of its own tower (texts part 0, images part 1). The texts'
+    // body reads its pooled summaries; the first image invoke keeps the tall image's vision state
+    // after layer 0, the second writes it into the small image's; the last body reads the logits,
+    // which combine both towers (rows in the order the images were added).
+    let image = |i: usize| pixels.clone().narrow(0, i, 1);
+    let donor = nnsight::Shared::new("the tall image's state after layer 0");
+    let (pooled, (), (), patched) = model
+        .tracer()
+        .invoke_texts((ids.clone(), mask.clone()), async |m| Ok(m.text_model.output().await?.1))
+        .invoke_images(image(1), async |m| donor.set(m.vision_model.encoder.layers[0].output().await?))
+        .invoke_images(image(0), async |m| {
+            m.vision_model.encoder.layers[0].output().replace_with(|| donor.get()).await
+        })
+        .invoke_images(image(2), async |m| m.output().await)
+        .run()?;
     let plain = model.forward(ids, mask, pixels);
     println!("text tower's pooled summaries: {:?} (texts × width)\n", pooled.dims());
     show("similarity logits (image × text)", &plain, &names);
-    show("with image 0's vision state replaced by image 1's after layer 0", &patched, &names);
+    show(
+        "with the small image's vision state replaced by the tall image's after layer 0",
+        &patched,
+        &["tall", "small*", "wide"],
+    );
     Ok(())
 }
 

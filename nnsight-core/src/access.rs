@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::error::{Error, Result};
-use crate::state::{Access, Key, Kind, SHARED_WRITE, TraceState, View, WRITTEN};
+use crate::state::{Access, Key, Kind, TraceState, View, WRITTEN};
 use crate::tree::NodeId;
 use crate::value::{Args, SiteValue};
 
@@ -162,8 +162,10 @@ impl<'t, V: SiteValue, L: Lens<V>> Site<'t, V, L> {
                         observe(target);
                         op(target)
                     }
-                    View::Shared if writes => Err(refuse(SHARED_WRITE.to_owned())),
-                    View::Shared => {
+                    View::Shared(refusal) if writes => {
+                        Err(state.refuse_write(self.key, state.current_body(), refusal))
+                    }
+                    View::Shared(_) => {
                         observe(target);
                         op(target)
                     }

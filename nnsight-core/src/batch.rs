@@ -1,5 +1,6 @@
 //! Assembling one batch from the inputs of several invokes: [`Concat`] joins the inputs along
-//! dimension 0, [`layout`] says which rows each invoke owns.
+//! dimension 0, [`layout`] says which rows each invoke owns ([`layout_parts`] for a model whose
+//! input is several batches, such as CLIP's texts and images).
 
 use burn::tensor::{BasicOps, Tensor, backend::Backend};
 
@@ -83,9 +84,34 @@ pub fn layout(rows: &[Option<usize>]) -> Vec<Option<Rows>> {
     rows.iter()
         .map(|count| {
             let count = (*count)?;
-            let range = Rows { start, len: count, total, dim: 0 };
+            let range = Rows { start, len: count, total, dim: 0, part: 0 };
             start += count;
             narrowed.then_some(range)
+        })
+        .collect()
+}
+
+/// The rows each invoke sees when the model's input is made of several batches (*parts*, such
+/// as CLIP's texts, part 0, and images, part 1): from each invoke's `(part, rows)` (`None`: an
+/// invoke without input, which sees the whole batch).
+///
+/// Each part's invokes own consecutive rows of that part. Every invoke with an input gets its
+/// rows, even one alone in its part: the values of the other parts' modules are not its own, so
+/// it sees those whole and cannot write them.
+pub fn layout_parts(inputs: &[Option<(usize, usize)>]) -> Vec<Option<Rows>> {
+    let parts = inputs.iter().flatten().map(|&(part, _)| part + 1).max().unwrap_or(0);
+    let mut totals = vec![0; parts];
+    for &(part, count) in inputs.iter().flatten() {
+        totals[part] += count;
+    }
+    let mut starts = vec![0; parts];
+    inputs
+        .iter()
+        .map(|input| {
+            let (part, len) = (*input)?;
+            let start = starts[part];
+            starts[part] += len;
+            Some(Rows { start, len, total: totals[part], dim: 0, part })
         })
         .collect()
 }
@@ -97,10 +123,25 @@ mod tests {
     #[test]
     fn invokes_own_consecutive_rows_and_empty_invokes_see_everything() {
         let rows = layout(&[Some(2), None, Some(1)]);
-        assert_eq!(rows[0], Some(Rows { start: 0, len: 2, total: 3, dim: 0 }));
+        assert_eq!(rows[0], Some(Rows { start: 0, len: 2, total: 3, dim: 0, part: 0 }));
         assert_eq!(rows[1], None);
-        assert_eq!(rows[2], Some(Rows { start: 2, len: 1, total: 3, dim: 0 }));
+        assert_eq!(rows[2], Some(Rows { start: 2, len: 1, total: 3, dim: 0, part: 0 }));
         // One invoke with input: nothing to narrow.
         assert_eq!(layout(&[Some(2), None]), vec![None, None]);
+    }
+
+    #[test]
+    fn each_part_has_its_own_consecutive_rows() {
+        let rows = layout_parts(&[Some((1, 1)), Some((0, 2)), None, Some((1, 3)), Some((0, 1))]);
+        assert_eq!(rows[0], Some(Rows { start: 0, len: 1, total: 4, dim: 0, part: 1 }));
+        assert_eq!(rows[1], Some(Rows { start: 0, len: 2, total: 3, dim: 0, part: 0 }));
+        assert_eq!(rows[2], None);
+        assert_eq!(rows[3], Some(Rows { start: 1, len: 3, total: 4, dim: 0, part: 1 }));
+        assert_eq!(rows[4], Some(Rows { start: 2, len: 1, total: 3, dim: 0, part: 0 }));
+        // Alone in its part, an invoke still has its rows (so other parts' values are not its own).
+        assert_eq!(
+            layout_parts(&[Some((0, 2))]),
+            vec![Some(Rows { start: 0, len: 2, total: 2, dim: 0, part: 0 })]
+        );
     }
 }

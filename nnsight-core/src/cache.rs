@@ -51,6 +51,8 @@ struct Entry {
     type_name: &'static str,
     /// How the value carries the batch, as it did at the site.
     batching: Batching,
+    /// The part of the input the module belongs to (`None`: its values combine parts).
+    part: Option<usize>,
 }
 
 /// The recording side of a cache, owned by the trace and the [`Cache`] handles.
@@ -84,6 +86,7 @@ impl CacheStore {
             value: Box::new(value.snapshot()),
             type_name: type_name::<T>(),
             batching: tree.node(key.node).batching.get(),
+            part: tree.node(key.node).part,
         });
     }
 }
@@ -185,7 +188,7 @@ impl Cache {
             why: format!("it holds `{}`, not `{}`", entry.type_name, type_name::<T>()),
         })?;
         match (self.rows, entry.batching) {
-            (Some(rows), Batching::Dim(dim)) => {
+            (Some(rows), Batching::Dim(dim)) if entry.part == Some(rows.part) => {
                 value.narrow_rows(rows.along(dim)).map_err(|problem| Error::NotCached {
                     site,
                     why: format!("this cache sees rows {:?} of the batch, and {problem}", rows.range()),

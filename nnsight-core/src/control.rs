@@ -92,7 +92,9 @@ impl<T: SkipValue> Future for Skip<'_, T> {
             Access::Wait => Poll::Pending,
             Access::Fail(error) => Poll::Ready(Err(error)),
             Access::Serve(..) => {
-                if let Some(rows) = this.state.current_rows() {
+                if let Some(rows) = this.state.current_rows()
+                    && !this.state.owns_whole(rows, this.key.node)
+                {
                     return Poll::Ready(Err(Error::PartialSkip {
                         site: this.state.path(this.key.node),
                         invoke: this.state.current_body(),

@@ -84,7 +84,8 @@ impl<'t, M: ?Sized> ModuleEnvoy<'t, M> {
     ///
     /// # Errors
     /// [`Error::PartialSkip`](crate::Error::PartialSkip) from a body that sees only some rows of a
-    /// batch; the errors of reading the module's input; the trace fails with
+    /// batch (an invoke alone in its part of a several-part input may skip that part's modules);
+    /// the errors of reading the module's input; the trace fails with
     /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) or
     /// [`Error::TypeMismatch`](crate::Error::TypeMismatch) when `value` does not match the
     /// module's output.

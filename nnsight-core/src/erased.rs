@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::error::{Error, Mismatch, Result};
-use crate::state::{Access, Key, SHARED_WRITE, TraceState, View, WRITTEN};
+use crate::state::{Access, Key, TraceState, View, WRITTEN};
 use crate::value::{Rows, SiteValue};
 
 /// A site value of a type known only at run time: downcast it (`as_any`) to the types you expect.
@@ -205,8 +205,10 @@ where
         let refuse = |problem: String| state.not_batched(key, state.current_body(), problem);
         Poll::Ready(match state.view(state.current_rows(), key.node) {
             View::Whole => op(value, writer),
-            View::Shared if self.writes => Err(refuse(SHARED_WRITE.to_owned())),
-            View::Shared => op(value, writer),
+            View::Shared(refusal) if self.writes => {
+                Err(state.refuse_write(key, state.current_body(), refusal))
+            }
+            View::Shared(_) => op(value, writer),
             View::Rows(rows) => match value.narrow_boxed(rows) {
                 Err(problem) => Err(refuse(problem)),
                 Ok(mut part) => match op(part.as_mut(), writer) {

@@ -192,6 +192,21 @@ pub enum Error {
         problem: String,
     },
 
+    /// A write by an invoke of one part of a several-part input (CLIP's texts or images) to a
+    /// module of another part, or to one whose values combine the parts (the model's own).
+    #[error(
+        "{invoke} cannot write `{site}`: the module is not of its part of the input (its field \
+         declares another `#[inspect(part = N)]`, or its values combine the parts), so the invoke \
+         sees the value whole and a write would change the other invokes' values; write it from \
+         an invoke of its part, or from `invoke_all`"
+    )]
+    OtherPart {
+        /// The site.
+        site: String,
+        /// The invoke that asked (`invoke 1`).
+        invoke: String,
+    },
+
     /// A tracked activation got no gradient from the backward pass.
     #[error(
         "no gradient reached `{site}`: the backward pass did not start from a value computed \

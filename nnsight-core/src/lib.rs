@@ -57,7 +57,7 @@ pub mod site {
 /// prompts): the batcher, the groups of bodies, the rows each invoke owns, the root call of a
 /// driven loop, and stored edits.
 pub mod invoke {
-    pub use crate::batch::{Concat, layout};
+    pub use crate::batch::{Concat, layout, layout_parts};
     pub use crate::edit::{EditBody, Edited};
     pub use crate::engine::Root;
     pub use crate::group::{Group, Groups, Many, ManyDyn, One, Push};

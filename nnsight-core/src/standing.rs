@@ -8,7 +8,7 @@ use std::ops::Range;
 use crate::access::{Lens, Site};
 use crate::erased::ErasedValue;
 use crate::error::{Error, Result};
-use crate::state::{Key, Kind, SHARED_WRITE, STANDING, TraceState, View, WRITTEN};
+use crate::state::{Key, Kind, STANDING, TraceState, View, WRITTEN};
 use crate::tree::NodeId;
 use crate::value::SiteValue;
 
@@ -92,7 +92,7 @@ impl<V: SiteValue, L: Lens<V> + 'static> Site<'_, V, L> {
             let view = state.view(rows, key.node);
             let part = match view {
                 View::Whole => target.clone(),
-                View::Shared => return Err(refuse(SHARED_WRITE.to_owned())),
+                View::Shared(refusal) => return Err(state.refuse_write(key, body.clone(), refusal)),
                 View::Rows(rows) => target.narrow_rows(rows).map_err(refuse)?,
             };
             let edited = match &state.observer {
@@ -139,7 +139,7 @@ where
         let writer = crate::erased::Writer::new(state, key);
         match state.view(rows, key.node) {
             View::Whole => f(value, writer),
-            View::Shared => Err(refuse(SHARED_WRITE.to_owned())),
+            View::Shared(refusal) => Err(state.refuse_write(key, body.clone(), refusal)),
             View::Rows(rows) => {
                 let mut part = value.narrow_boxed(rows).map_err(refuse)?;
                 f(part.as_mut(), writer)?;

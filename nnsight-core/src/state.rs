@@ -59,12 +59,22 @@ pub(crate) enum View {
     Whole,
     /// Its rows of it.
     Rows(Rows),
-    /// All of it, read-only: the value has no batch dimension, and the body sees some rows only.
-    Shared,
+    /// All of it, read-only: the value has no batch dimension, or belongs to another part of the
+    /// input, and the body sees some rows only; why it cannot be written.
+    Shared(Refusal),
 }
 
-/// The text of [`View::Shared`]'s refusal to write.
-pub(crate) const SHARED_WRITE: &str = "its value has no batch dimension (the calling impl block is \
+/// Why a body sees a value whole and cannot write it ([`View::Shared`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Refusal {
+    /// The value has no batch dimension (`#[inspect(unbatched)]`).
+    Unbatched,
+    /// The module is not of the body's part of the input.
+    OtherPart,
+}
+
+/// The text of the refusal to write a value without batch dimension.
+const SHARED_WRITE: &str = "its value has no batch dimension (the calling impl block is \
     `#[inspect(unbatched)]`), so a write from one invoke would change every invoke's value";
 
 /// The per-trace state: the module tree with its visit counters, the requests of the bodies, and
@@ -142,12 +152,30 @@ impl TraceState {
     /// How a body that sees `rows` (`None`: the whole batch) sees the value of `node`.
     pub(crate) fn view(&self, rows: Option<Rows>, node: NodeId) -> View {
         let Some(rows) = rows else { return View::Whole };
-        match self.tree.node(node).batching.get() {
+        let entry = self.tree.node(node);
+        if entry.part != Some(rows.part) {
+            return View::Shared(Refusal::OtherPart);
+        }
+        match entry.batching.get() {
             Batching::Dim(dim) => View::Rows(rows.along(dim)),
-            Batching::Unbatched => View::Shared,
+            Batching::Unbatched => View::Shared(Refusal::Unbatched),
             // Resolved when the call is made; a node never called has no value to see.
             Batching::Inherited => View::Rows(rows),
         }
+    }
+
+    /// The error of a body (`body`) that writes `key`'s value, which it sees whole for `refusal`.
+    pub(crate) fn refuse_write(&self, key: Key, body: String, refusal: Refusal) -> Error {
+        match refusal {
+            Refusal::Unbatched => self.not_batched(key, body, SHARED_WRITE.to_owned()),
+            Refusal::OtherPart => Error::OtherPart { site: self.describe(key), invoke: body },
+        }
+    }
+
+    /// Whether a body that sees `rows` owns the whole of `node`'s values: it is the only invoke
+    /// of its part, and `node` belongs to that part (so it may skip the module).
+    pub(crate) fn owns_whole(&self, rows: Rows, node: NodeId) -> bool {
+        rows.len == rows.total && self.tree.node(node).part == Some(rows.part)
     }
 
     /// The error of a body (`body`, as [`current_body`](Self::current_body) names it) that cannot

@@ -68,6 +68,10 @@ pub(crate) struct Node {
     /// How the values of the module's latest call carry the batch (set at each call, from the
     /// calling `impl` block's declaration or the caller's own).
     pub(crate) batching: Cell<Batching>,
+    /// The part of a several-part input (CLIP's texts, images) the module's values belong to:
+    /// declared on its field (`#[inspect(part = N)]`), else its parent's; `None` for a module
+    /// whose fields belong to different parts (its values combine them). 0 in a one-part model.
+    pub(crate) part: Option<usize>,
     /// How many times the input site has fired in this trace.
     pub(crate) inputs_seen: Cell<u32>,
     /// How many times the output site has fired in this trace.
@@ -83,7 +87,7 @@ pub struct Tree {
 impl Tree {
     /// Builds the tree of `model`.
     pub fn of<M: Inspectable + ?Sized>(model: &M) -> Tree {
-        let mut builder = TreeBuilder { nodes: Vec::with_capacity(64), current: 0 };
+        let mut builder = TreeBuilder { nodes: Vec::with_capacity(64), current: 0, declared: None };
         builder.nodes.push(Node::new(0, Name::Root, NodeKind::Module));
         builder.nodes[0].address = address_of(model);
         builder.nodes[0].type_name = std::any::type_name::<M>();
@@ -207,6 +211,7 @@ impl Node {
             address: 0,
             type_name: "",
             batching: Cell::new(Batching::Dim(0)),
+            part: Some(0),
             inputs_seen: Cell::new(0),
             outputs_seen: Cell::new(0),
         }
@@ -223,6 +228,8 @@ pub(crate) fn address_of<M: ?Sized>(module: &M) -> usize {
 pub struct TreeBuilder {
     nodes: Vec<Node>,
     current: u32,
+    /// A part declared for a reserved node, waiting for the node to be filled.
+    declared: Option<(u32, usize)>,
 }
 
 impl TreeBuilder {
@@ -273,10 +280,31 @@ impl TreeBuilder {
         self.current = saved;
     }
 
+    /// Declares that reserved node `id` (filled next) and everything under it belong to `part` of
+    /// a several-part input (`#[inspect(part = N)]` on the field).
+    pub fn part(&mut self, id: u32, part: usize) {
+        self.declared = Some((id, part));
+    }
+
+    /// Marks the node being registered as combining parts (its fields declare different ones):
+    /// called after its fields are registered, so undeclared fields keep its own part.
+    pub fn combine_parts(&mut self) {
+        self.nodes[self.current as usize].part = None;
+    }
+
     fn fill(&mut self, id: u32, name: Name, kind: NodeKind) {
+        let inherited = self.nodes[self.nodes[id as usize].parent as usize].part;
+        let part = match self.declared.take() {
+            Some((declared, part)) if declared == id => Some(part),
+            other => {
+                self.declared = other;
+                inherited
+            }
+        };
         let node = &mut self.nodes[id as usize];
         node.name = name;
         node.kind = kind;
+        node.part = part;
     }
 
     fn descend<M: Inspectable + ?Sized>(&mut self, id: u32, module: &M) {

@@ -15,6 +15,11 @@ use crate::error::Mismatch;
 /// sees only its rows of every batched value and its writes are spliced back into those rows.
 /// Invokes join their inputs along dimension 0; inside a forward whose `impl` block says
 /// `#[inspect(batch_dim = N)]`, the values of its calls are batched along dimension `N`.
+///
+/// A model whose input is made of several batches (CLIP's texts and images) numbers them as
+/// *parts*: an invoke's rows belong to one part, and it sees rows only of the modules of that
+/// part (those under a field declared `#[inspect(part = N)]`); other values it sees whole, and
+/// cannot write.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Rows {
     /// The first row.
@@ -25,6 +30,8 @@ pub struct Rows {
     pub total: usize,
     /// The dimension of the value that indexes the batch.
     pub dim: usize,
+    /// The part of the input these rows belong to (0 unless the model's input has several).
+    pub part: usize,
 }
 
 impl Rows {
@@ -358,7 +365,7 @@ mod tests {
     fn batched_tensors_narrow_to_their_rows_and_splice_back() {
         let device = Default::default();
         let batch = Tensor::<Flex, 2>::from_data([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]], &device);
-        let rows = Rows { start: 1, len: 2, total: 3, dim: 0 };
+        let rows = Rows { start: 1, len: 2, total: 3, dim: 0, part: 0 };
         let part = batch.narrow_rows(rows).unwrap();
         assert_eq!(part.to_data().to_vec::<f32>().unwrap(), [1.0, 1.0, 2.0, 2.0]);
         let mut spliced = batch.clone();
@@ -379,7 +386,7 @@ mod tests {
         // [seq 3, batch 3, 1]: seq == batch, the case dimension 0 would get wrong.
         let values: Vec<f32> = (0..9).map(|v| v as f32).collect();
         let time_major = Tensor::<Flex, 3>::from_data(TensorData::new(values, [3, 3, 1]), &device);
-        let rows = Rows { start: 2, len: 1, total: 3, dim: 1 };
+        let rows = Rows { start: 2, len: 1, total: 3, dim: 1, part: 0 };
         let part = time_major.narrow_rows(rows).unwrap();
         assert_eq!(part.to_data().to_vec::<f32>().unwrap(), [2.0, 5.0, 8.0]);
         let mut spliced = time_major.clone();
@@ -390,7 +397,7 @@ mod tests {
     #[test]
     fn tuples_and_vectors_say_which_element_cannot_be_narrowed() {
         let device = Default::default();
-        let rows = Rows { start: 0, len: 1, total: 2, dim: 0 };
+        let rows = Rows { start: 0, len: 1, total: 2, dim: 0, part: 0 };
         let pair = (Tensor::<Flex, 1>::ones([2], &device), Tensor::<Flex, 1>::ones([5], &device));
         assert!(pair.narrow_rows(rows).unwrap_err().starts_with("element 1:"));
         assert_eq!(7usize.narrow_rows(rows), Ok(7));
@@ -411,7 +418,7 @@ mod tests {
             let total = dims[dim];
             let start = start_seed % total;
             let len = 1 + len_seed % (total - start);
-            let rows = Rows { start, len, total, dim };
+            let rows = Rows { start, len, total, dim, part: 0 };
             let count: usize = dims.iter().product();
             let values: Vec<f32> = (0..count).map(|v| v as f32).collect();
             let device = Default::default();

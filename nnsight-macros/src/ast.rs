@@ -23,6 +23,8 @@ pub(crate) struct ModuleField<'a> {
     /// Rust cannot spell, such as BERT's `self`).
     pub(crate) path: String,
     pub(crate) kind: FieldKind<'a>,
+    /// `#[inspect(part = N)]`: the part of a several-part input the submodule's values belong to.
+    pub(crate) part: Option<usize>,
 }
 
 /// How a module field holds its module(s).
@@ -92,13 +94,13 @@ impl<'a> Struct<'a> {
         let mut modules = Vec::new();
         for field in &fields.named {
             let name = field.ident.as_ref().expect("named fields have names");
-            let rename = match errors.check(field_options(field)) {
-                Some(FieldOptions { skip: false, rename }) => rename,
+            let (rename, part) = match errors.check(field_options(field)) {
+                Some(FieldOptions { skip: false, rename, part }) => (rename, part),
                 Some(FieldOptions { skip: true, .. }) | None => continue,
             };
             if let Some(kind) = classify(&field.ty) {
                 let path = rename.unwrap_or_else(|| name.to_string());
-                modules.push(ModuleField { vis: &field.vis, name, path, kind });
+                modules.push(ModuleField { vis: &field.vis, name, path, kind, part });
             }
         }
         errors.finish(Struct { modules })
@@ -111,11 +113,14 @@ struct FieldOptions {
     skip: bool,
     /// `#[inspect(rename = "self")]`: the module's path component, when not the field's name.
     rename: Option<String>,
+    /// `#[inspect(part = 1)]`: the part of a several-part input the submodule belongs to.
+    part: Option<usize>,
 }
 
-/// The field's options: `#[inspect(skip)]`, burn's `#[module(skip)]`, `#[inspect(rename = "..")]`.
+/// The field's options: `#[inspect(skip)]`, burn's `#[module(skip)]`, `#[inspect(rename = "..")]`,
+/// `#[inspect(part = N)]`.
 fn field_options(field: &syn::Field) -> syn::Result<FieldOptions> {
-    let mut options = FieldOptions { skip: false, rename: None };
+    let mut options = FieldOptions { skip: false, rename: None, part: None };
     // burn's own `#[module(skip)]` marks a field that is not a module.
     for attr in field.attrs.iter().filter(|a| a.path().is_ident("module")) {
         let _ = attr.parse_nested_meta(|meta| {
@@ -139,9 +144,14 @@ fn field_options(field: &syn::Field) -> syn::Result<FieldOptions> {
                 }
                 options.rename = Some(text);
                 Ok(())
+            } else if meta.path.is_ident("part") {
+                let part: syn::LitInt = meta.value()?.parse()?;
+                options.part = Some(part.base10_parse()?);
+                Ok(())
             } else {
-                Err(meta
-                    .error("unknown `inspect` option; the field options are `skip` and `rename = \"..\"`"))
+                Err(meta.error(
+                    "unknown `inspect` option; the field options are `skip`, `rename = \"..\"` and `part = N`",
+                ))
             }
         })?;
     }

@@ -24,6 +24,12 @@ mod rewrite;
 /// `#[module(skip)]` are skipped. `#[inspect(rename = "self")]` gives a field's module another
 /// path component than its name (one Rust cannot spell: BERT's `attention.self`); the envoy field
 /// keeps the Rust name.
+///
+/// `#[inspect(part = N)]` says that a submodule's values belong to part `N` of a model whose input
+/// is several batches (CLIP: the text tower's are part 0, the vision tower's part 1): an invoke of
+/// one part sees its rows of that part's modules, and other modules' values (the struct's own,
+/// which combine the parts) whole, read-only. The batcher of such a model numbers the parts
+/// (`nnsight::invoke::layout_parts`).
 #[proc_macro_derive(Inspectable, attributes(inspect))]
 pub fn derive_inspectable(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as syn::DeriveInput);

@@ -7,6 +7,7 @@ mod support;
 
 mod bert_fidelity;
 mod clip_fidelity;
+mod clip_invokes;
 mod clip_processor;
 mod concurrency;
 mod control;

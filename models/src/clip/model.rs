@@ -16,15 +16,22 @@ use crate::projection::Projection;
 /// pass, so one trace reaches into both: `text_model.encoder.layers[i]`,
 /// `vision_model.encoder.layers[i].self_attn.attn_probs`, `text_projection` (output: the texts'
 /// embeddings before normalisation), …
+///
+/// Its input is two batches (the tower fields declare their parts): [`tracer`](Self::tracer)
+/// takes texts and images as invokes of their own tower.
 #[derive(Module, Debug, Inspectable)]
 pub struct ClipModel<B: Backend> {
     /// The text tower.
+    #[inspect(part = 0)]
     pub text_model: ClipTextModel<B>,
     /// The vision tower.
+    #[inspect(part = 1)]
     pub vision_model: ClipVisionModel<B>,
     /// `vision hidden → projection_dim`, no bias.
+    #[inspect(part = 1)]
     pub visual_projection: Projection<B>,
     /// `text hidden → projection_dim`, no bias.
+    #[inspect(part = 0)]
     pub text_projection: Projection<B>,
     /// The logits' temperature, as its logarithm (a scalar `[1]`).
     pub logit_scale: Param<Tensor<B, 1>>,

@@ -75,6 +75,9 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
             ),
         };
         fields.push(quote!(#[doc = #doc] #fvis #fname: #envoy_ty,));
+        if let Some(part) = field.part {
+            registers.push(quote!(tree.part(first + #slot, #part);));
+        }
         registers.push(register);
         builds.push(quote!(#fname: #build,));
         let slot_name = format_ident!("__nnsight_slot_{}", fname);
@@ -85,6 +88,8 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
         ));
     }
 
+    // A module whose fields declare parts combines them: its own values belong to no one part.
+    let combine = s.modules.iter().any(|f| f.part.is_some()).then(|| quote!(tree.combine_parts();));
     let inspectable_where = match (where_clause, bounds.is_empty()) {
         (_, true) => quote!(#where_clause),
         (Some(w), false) => {
@@ -126,6 +131,7 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
                 let first = tree.reserve(#count);
                 let _ = first;
                 #(#registers)*
+                #combine
             }
 
             fn envoy(state: &::nnsight::inspect::TraceState, node: ::nnsight::inspect::NodeId) -> Self::Envoy<'_> {
