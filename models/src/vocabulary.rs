@@ -238,13 +238,12 @@ impl Vocabulary {
     }
 }
 
-/// The logit lens (nostalgebraist 2020), written once for every [`Standardized`] model: the logits
-/// `[1, tokens, vocab]` each layer's residual stream gives through the final norm and the
-/// unembedding, for one prompt, from one trace. The last entry is the model's own logits.
+/// The residual stream after each layer (`[1, tokens, hidden]`, the layers' outputs) of one
+/// prompt, from one trace, for every [`Standardized`] model.
 ///
 /// # Errors
 /// The errors of the prompt and of the trace.
-pub fn logit_lens<B: Backend, M: Standardized<B>>(
+pub fn residual_stream<B: Backend, M: Standardized<B>>(
     lm: &LanguageModel<B, M>,
     prompt: impl Into<Prompts>,
 ) -> Result<Vec<Tensor<B, 3>>> {
@@ -257,6 +256,21 @@ pub fn logit_lens<B: Backend, M: Standardized<B>>(
         Ok(residuals)
     };
     let (mut results,) = lm.tracer().invoke_inputs_dyn([(Some(prompt.into()), body)]).run()?;
-    let residuals = results.pop().expect("one invoke, one result");
+    Ok(results.pop().expect("one invoke, one result"))
+}
+
+/// The logit lens (nostalgebraist 2020), written once for every [`Standardized`] model: the logits
+/// `[1, tokens, vocab]` each layer's residual stream gives through the final norm and the
+/// unembedding, for one prompt, from one trace. The last entry is the model's own logits.
+/// (`nnsight_toolkit::lens` keeps the top tokens and chosen tokens' probabilities, and takes a
+/// tuned lens' translators.)
+///
+/// # Errors
+/// The errors of the prompt and of the trace.
+pub fn logit_lens<B: Backend, M: Standardized<B>>(
+    lm: &LanguageModel<B, M>,
+    prompt: impl Into<Prompts>,
+) -> Result<Vec<Tensor<B, 3>>> {
+    let residuals = residual_stream(lm, prompt)?;
     Ok(residuals.into_iter().map(|h| lm.model().decode_residual(h)).collect())
 }

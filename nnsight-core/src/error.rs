@@ -106,6 +106,15 @@ pub enum Error {
         problem: String,
     },
 
+    /// A file an analysis writes (a picture, saved vectors) could not be written.
+    #[error("cannot write `{path}`: {problem}")]
+    Write {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        problem: String,
+    },
+
     /// A model configuration whose values do not fit together or name something unsupported (read
     /// from a file, this is an [`Error::Load`] naming the file; see [`Error::in_source`]).
     #[error("invalid model configuration: {problem}")]

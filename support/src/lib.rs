@@ -8,6 +8,7 @@
 pub mod assembled;
 pub mod backend;
 pub mod packaged;
+pub mod pictures;
 pub mod sweep;
 
 use std::path::PathBuf;

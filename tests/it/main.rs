@@ -26,6 +26,7 @@ mod gpt2_patching;
 mod gradients;
 mod interleaving;
 mod invokes;
+mod lens;
 mod llama_fidelity;
 mod mamba_fidelity;
 mod misuse;

@@ -8,22 +8,13 @@ use crate::support;
 use burn::prelude::*;
 use nnsight::{DynEnvoy, Error, Result};
 use nnsight_models::LanguageModel;
-use nnsight_models::gemma3::Gemma3ForCausalLM;
-use nnsight_models::mamba::MambaForCausalLM;
 use nnsight_models::vocabulary::{Standardized, logit_lens};
 use support::B;
-use support::fixture::{Expected, assert_close, fixture_dir, tiny_gpt2};
+use support::causal_lms::{Decoder, tiny_gemma3, tiny_mamba};
+use support::fixture::{Expected, assert_close, tiny_gpt2};
 use support::llama_fixture::tiny_llama;
 
 const PROMPT: &str = "The Eiffel Tower is in the city of";
-
-fn tiny_gemma3() -> LanguageModel<B, Gemma3ForCausalLM<B>> {
-    LanguageModel::from_pretrained(fixture_dir("tiny-gemma3").to_str().unwrap(), &Default::default()).unwrap()
-}
-
-fn tiny_mamba() -> LanguageModel<B, MambaForCausalLM<B>> {
-    LanguageModel::from_pretrained(fixture_dir("tiny-mamba").to_str().unwrap(), &Default::default()).unwrap()
-}
 
 /// Reads `names` (TransformerLens hook names or module paths) in one trace, in that order.
 fn read_aliases<M: Standardized<B>>(lm: &LanguageModel<B, M>, names: &[String]) -> Result<Vec<Tensor<B, 3>>> {
@@ -146,41 +137,6 @@ fn the_logit_lens_runs_on_every_causal_lm_and_matches_transformers_layers_decode
         for (i, layer) in lens.iter().enumerate() {
             let by_hand = model_decode.decode(expected.tensor(&format!("{hidden}.{i}")));
             assert_close(&format!("{fixture} layer {i}"), layer, &by_hand, 1e-4);
-        }
-    }
-}
-
-/// Each family's final norm and head, called directly.
-enum Decoder {
-    Gpt2,
-    Llama,
-    Mamba,
-    Gemma3,
-}
-
-impl Decoder {
-    fn decode(&self, h: Tensor<B, 3>) -> Tensor<B, 3> {
-        match self {
-            Decoder::Gpt2 => {
-                let lm = tiny_gpt2();
-                let model = lm.model();
-                model.lm_head.forward(model.transformer.ln_f.forward(h))
-            }
-            Decoder::Llama => {
-                let lm = tiny_llama();
-                let model = lm.model();
-                model.lm_head.forward(model.model.norm.forward(h))
-            }
-            Decoder::Mamba => {
-                let lm = tiny_mamba();
-                let model = lm.model();
-                model.lm_head.forward(model.backbone.norm_f.forward(h))
-            }
-            Decoder::Gemma3 => {
-                let lm = tiny_gemma3();
-                let model = lm.model();
-                model.lm_head.forward(model.model.norm.forward(h))
-            }
         }
     }
 }

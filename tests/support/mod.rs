@@ -1,6 +1,7 @@
 //! What the integration tests share: tiny models, the GPT-2 fixture, comparisons.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod causal_lms;
 pub mod checkpoint;
 pub mod fixture;
 pub mod llama_fixture;

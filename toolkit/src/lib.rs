@@ -1,0 +1,12 @@
+//! nnsight-toolkit: the analyses interpretability researchers run, written once over the common
+//! vocabulary of causal language models ([`Standardized`](nnsight_models::vocabulary::Standardized)),
+//! so each runs on GPT-2, Llama, Gemma 3 and Mamba alike — and their pictures.
+//!
+//! - [`lens`]: the logit lens (and the tuned lens, given its translators): per layer and position,
+//!   the top tokens and the probability of chosen tokens, from one trace;
+//! - [`patching`]: activation patching's pictures (a residual sweep as a heatmap);
+//! - [`plot`]: heatmaps and line plots, written as PNG or SVG.
+
+pub mod lens;
+pub mod patching;
+pub mod plot;
