@@ -60,6 +60,8 @@
 //!   [`ModuleEnvoy::stop`], [`ModuleEnvoy::cache`] ([`Cache`]);
 //! - [`TraceExt::edit`] stores an intervention applied on every trace of the returned [`Edited`];
 //! - [`HookPoint`] names an intermediate value; [`Error`] says what went wrong and where;
+//! - [`Positions`] reads and writes one token position of a `[batch, tokens, hidden]` value
+//!   (`h.at_pos(-1)`, `h.set_pos(p, v)`, `h.add_at_pos(p, steering)`), nnsight's `h[:, p, :]`;
 //! - the rest sits in modules: [`site`] (the futures of accesses), [`invoke`] (glue for wrappers
 //!   that batch their own inputs), [`inspect`](mod@inspect) (what a hand-written `Inspectable`
 //!   impl needs).
@@ -79,6 +81,8 @@ pub use nnsight_macros::{Inspectable, inspect, trace};
 
 /// The names a trace needs: `use nnsight::prelude::*;`.
 pub mod prelude {
-    pub use nnsight_core::{CacheOptions, Error, Inspectable, Result, Shared, SiteValue, TraceExt};
+    pub use nnsight_core::{
+        CacheOptions, Error, Inspectable, Positions, Result, Shared, SiteValue, TraceExt,
+    };
     pub use nnsight_macros::{Inspectable, inspect, trace};
 }

@@ -7,7 +7,8 @@ use nnsight::{Error, Result};
 /// One prompt or several, as text or as token ids.
 ///
 /// Built with `.into()` from `&str`, `String`, a slice, array or `Vec` of them, token ids
-/// (`Vec<u32>`) or several lists of token ids (`Vec<Vec<u32>>`).
+/// (`Vec<u32>`, `&[u32]`, `[u32; N]`, a `[tokens]` Int tensor), or several lists of token ids
+/// (`Vec<Vec<u32>>`, `&[Vec<u32>]`, a `[prompts, tokens]` Int tensor).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Prompts {
     /// Texts, tokenized by the model's tokenizer.
@@ -47,15 +48,27 @@ impl From<&String> for Prompts {
     }
 }
 
-impl<S: AsRef<str>> From<&[S]> for Prompts {
-    fn from(prompts: &[S]) -> Self {
-        Prompts::Text(prompts.iter().map(|p| p.as_ref().to_owned()).collect())
+impl From<&[&str]> for Prompts {
+    fn from(prompts: &[&str]) -> Self {
+        Prompts::Text(prompts.iter().map(|p| (*p).to_owned()).collect())
     }
 }
 
-impl<S: AsRef<str>, const N: usize> From<[S; N]> for Prompts {
-    fn from(prompts: [S; N]) -> Self {
-        Prompts::Text(prompts.iter().map(|p| p.as_ref().to_owned()).collect())
+impl From<&[String]> for Prompts {
+    fn from(prompts: &[String]) -> Self {
+        Prompts::Text(prompts.to_vec())
+    }
+}
+
+impl<const N: usize> From<[&str; N]> for Prompts {
+    fn from(prompts: [&str; N]) -> Self {
+        Prompts::from(prompts.as_slice())
+    }
+}
+
+impl<const N: usize> From<[String; N]> for Prompts {
+    fn from(prompts: [String; N]) -> Self {
+        Prompts::Text(prompts.to_vec())
     }
 }
 
@@ -81,6 +94,53 @@ impl From<Vec<Vec<u32>>> for Prompts {
     fn from(ids: Vec<Vec<u32>>) -> Self {
         Prompts::Ids(ids)
     }
+}
+
+impl From<&[u32]> for Prompts {
+    fn from(ids: &[u32]) -> Self {
+        Prompts::Ids(vec![ids.to_vec()])
+    }
+}
+
+impl From<&Vec<u32>> for Prompts {
+    fn from(ids: &Vec<u32>) -> Self {
+        Prompts::from(ids.as_slice())
+    }
+}
+
+impl<const N: usize> From<[u32; N]> for Prompts {
+    fn from(ids: [u32; N]) -> Self {
+        Prompts::Ids(vec![ids.to_vec()])
+    }
+}
+
+impl From<&[Vec<u32>]> for Prompts {
+    fn from(ids: &[Vec<u32>]) -> Self {
+        Prompts::Ids(ids.to_vec())
+    }
+}
+
+/// Token ids `[tokens]`: one prompt. An id that is no `u32` (negative) becomes `u32::MAX`, which
+/// the model's vocabulary check rejects.
+impl<B: Backend> From<Tensor<B, 1, Int>> for Prompts {
+    fn from(ids: Tensor<B, 1, Int>) -> Self {
+        Prompts::Ids(vec![tensor_ids(ids.into_data())])
+    }
+}
+
+/// Token ids `[prompts, tokens]`: one prompt per row (no padding: every row is a whole prompt).
+/// Ids as for a `[tokens]` tensor.
+impl<B: Backend> From<Tensor<B, 2, Int>> for Prompts {
+    fn from(ids: Tensor<B, 2, Int>) -> Self {
+        let [rows, tokens] = ids.dims();
+        let all = tensor_ids(ids.into_data());
+        Prompts::Ids((0..rows).map(|r| all[r * tokens..(r + 1) * tokens].to_vec()).collect())
+    }
+}
+
+/// The ids of an integer tensor's data, as `u32` (`u32::MAX` for a value that is none).
+fn tensor_ids(data: TensorData) -> Vec<u32> {
+    data.convert::<i64>().iter::<i64>().map(|id| u32::try_from(id).unwrap_or(u32::MAX)).collect()
 }
 
 /// Checks prompts of token ids against a model: at least one prompt, none empty, every id below

@@ -163,3 +163,33 @@ fn prompts_longer_than_the_context_allows_are_errors() {
     let err = lm.generate("x", GenerateOptions::sampled(3, 0.0, 1)).unwrap_err();
     assert!(matches!(&err, Error::Input { problem } if problem.contains("temperature")), "{err}");
 }
+
+#[test]
+fn each_steps_logits_equal_a_forward_pass_on_the_text_so_far() {
+    // Two prompts of different lengths (left-padded together), sampled: the logits each token
+    // was chosen from equal one plain forward pass on the prompt and the tokens before it.
+    let (lm, expected) = (tiny_gpt2(), Expected::load());
+    let prompts = expected.batch_prompts();
+    let options = GenerateOptions::sampled(6, 0.8, 7).ignore_eos().with_logits();
+    let generation = lm.generate(prompts.clone(), options).unwrap();
+    let prompt_tokens = &generation.prompt_tokens;
+    let log_probs = generation.token_log_probs().unwrap();
+    for (p, steps) in generation.logits.iter().enumerate() {
+        assert_eq!(steps.len(), generation.tokens[p].len());
+        for (s, row) in steps.iter().enumerate() {
+            let text: Vec<u32> = prompt_tokens[p].iter().chain(&generation.tokens[p][..s]).copied().collect();
+            let logits = lm.forward(text).unwrap();
+            let [_, tokens, vocab] = logits.dims();
+            let by_hand: Tensor<B, 1> = logits.narrow(1, tokens - 1, 1).reshape([vocab]);
+            let ours = Tensor::<B, 1>::from_data(TensorData::new(row.clone(), [vocab]), &Default::default());
+            support::fixture::assert_close(&format!("prompt {p} step {s}"), &ours, &by_hand, 1e-4);
+            let chosen = by_hand.clone().narrow(0, generation.tokens[p][s] as usize, 1).into_scalar();
+            let log_sum = by_hand.exp().sum().log().into_scalar();
+            assert!((log_probs[p][s] - (chosen - log_sum)).abs() < 1e-4, "log-probability of step {s}");
+        }
+    }
+    // Without `with_logits` nothing is kept, and asking for log-probabilities says so.
+    let plain = lm.generate(prompts, GenerateOptions::greedy(3)).unwrap();
+    assert!(plain.logits.is_empty());
+    assert!(plain.token_log_probs().unwrap_err().to_string().contains("with_logits"));
+}

@@ -15,7 +15,7 @@ use crate::lm_invokes::LmInvokes;
 use crate::prompts::Prompts;
 
 /// What a generation produced.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Generation {
     /// Each prompt's token ids.
     pub prompt_tokens: Vec<Vec<u32>>,
@@ -23,6 +23,43 @@ pub struct Generation {
     pub tokens: Vec<Vec<u32>>,
     /// Each prompt's new tokens as text.
     pub texts: Vec<String>,
+    /// With [`GenerateOptions::with_logits`]: `logits[prompt][step]` are the logits (a
+    /// vocabulary-sized row, before temperature and filtering) `tokens[prompt][step]` was chosen
+    /// from — transformers' `output_logits`. Empty otherwise.
+    pub logits: Vec<Vec<Vec<f32>>>,
+}
+
+impl Generation {
+    /// The log-probability of each new token under the logits it was chosen from
+    /// (`[prompt][step]`, log-softmax of [`logits`](Self::logits) at the token): how sure the
+    /// model was, step by step.
+    ///
+    /// # Errors
+    /// [`Error::Input`] when the generation kept no logits ([`GenerateOptions::with_logits`]).
+    pub fn token_log_probs(&self) -> Result<Vec<Vec<f32>>> {
+        if self.logits.len() != self.tokens.len() {
+            return Err(Error::Input {
+                problem: "this generation kept no logits; generate with `GenerateOptions::with_logits()`"
+                    .to_owned(),
+            });
+        }
+        Ok(self
+            .tokens
+            .iter()
+            .zip(&self.logits)
+            .map(|(tokens, steps)| {
+                tokens
+                    .iter()
+                    .zip(steps)
+                    .map(|(&id, row)| {
+                        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                        let sum: f64 = row.iter().map(|&v| f64::from(v - max).exp()).sum();
+                        (f64::from(row[id as usize] - max) - sum.ln()) as f32
+                    })
+                    .collect()
+            })
+            .collect())
+    }
 }
 
 /// One token as it is generated, for streaming.
@@ -174,12 +211,14 @@ fn generate<'m, B: Backend, M: Decoder<B>, G: nnsight::invoke::Groups<M>>(
     }
     let mut sampler = Sampler::new(options.sampling.clone())?;
     let generated = RefCell::new(vec![Vec::new(); prompt_tokens.len()]);
+    let kept = RefCell::new(vec![Vec::new(); if options.output_logits { prompt_tokens.len() } else { 0 }]);
     let (results, outcome) = tracer.run_loop(|inputs, root| {
         let mut decode = Decode {
             lm,
             options,
             sampler: &mut sampler,
             generated: &generated,
+            logits: &kept,
             on_token: on_token.as_deref_mut(),
         };
         decode.run(inputs, root)
@@ -189,7 +228,7 @@ fn generate<'m, B: Backend, M: Decoder<B>, G: nnsight::invoke::Groups<M>>(
     }
     let tokens = generated.into_inner();
     let texts = tokens.iter().map(|t| lm.decode(t)).collect::<Result<Vec<_>>>()?;
-    Ok((results, Generation { prompt_tokens, tokens, texts }))
+    Ok((results, Generation { prompt_tokens, tokens, texts, logits: kept.into_inner() }))
 }
 
 /// The state of one decoding loop.
@@ -198,6 +237,8 @@ struct Decode<'a, 'm, B: Backend, M: Decoder<B>> {
     options: &'a GenerateOptions,
     sampler: &'a mut Sampler,
     generated: &'a RefCell<Vec<Vec<u32>>>,
+    /// Each prompt's logits per step, when the options keep them (else no rows).
+    logits: &'a RefCell<Vec<Vec<Vec<f32>>>>,
     on_token: Option<&'a mut (dyn FnMut(&Token) + 'm)>,
 }
 
@@ -231,6 +272,9 @@ impl<B: Backend, M: Decoder<B>> Decode<'_, '_, B, M> {
                 let id = self.sampler.choose(logits);
                 next.push(id);
                 self.generated.borrow_mut()[row].push(id);
+                if let Some(kept) = self.logits.borrow_mut().get_mut(row) {
+                    kept.push(logits.to_vec());
+                }
                 if let Some(on_token) = self.on_token.as_mut() {
                     on_token(&Token { prompt: row, step, id, text: self.lm.token_text(id)? });
                 }

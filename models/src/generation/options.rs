@@ -29,12 +29,20 @@ pub struct GenerateOptions {
     /// Whether a prompt stops at an end-of-sequence token (then the others go on until they stop
     /// too or reach `max_new_tokens`).
     pub stop_at_eos: bool,
+    /// Whether the generation keeps each step's logits ([`Generation::logits`](crate::generation::Generation::logits),
+    /// transformers' `output_logits`).
+    pub output_logits: bool,
 }
 
 impl GenerateOptions {
     /// Greedy generation of at most `max_new_tokens` tokens, stopping at end-of-sequence tokens.
     pub fn greedy(max_new_tokens: usize) -> Self {
-        GenerateOptions { max_new_tokens, sampling: Sampling::Greedy, stop_at_eos: true }
+        GenerateOptions {
+            max_new_tokens,
+            sampling: Sampling::Greedy,
+            stop_at_eos: true,
+            output_logits: false,
+        }
     }
 
     /// Sampling with `temperature` and `seed` (no top-k / top-p filtering; add them with
@@ -44,6 +52,7 @@ impl GenerateOptions {
             max_new_tokens,
             sampling: Sampling::Sample { temperature, top_k: None, top_p: None, seed },
             stop_at_eos: true,
+            output_logits: false,
         }
     }
 
@@ -61,6 +70,13 @@ impl GenerateOptions {
         if let Sampling::Sample { top_p, .. } = &mut self.sampling {
             *top_p = Some(p);
         }
+        self
+    }
+
+    /// Keeps the logits each token was chosen from ([`Generation::logits`](crate::generation::Generation::logits)):
+    /// one vocabulary-sized row per new token, `max_new_tokens × vocab` floats per prompt at most.
+    pub fn with_logits(mut self) -> Self {
+        self.output_logits = true;
         self
     }
 

@@ -110,6 +110,7 @@ impl<B: Backend, M: Decoder<B>> Host for Lm<'_, B, M> {
             max_new_tokens: generate.max_new_tokens as usize,
             sampling,
             stop_at_eos: generate.stop_at_eos,
+            output_logits: false,
         };
         let (results, _generation) =
             self.0.generator(Prompts::Ids(rows), options).run_each_dyn(generation_bodies)?;
