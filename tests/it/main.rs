@@ -14,6 +14,7 @@ mod control;
 #[cfg(feature = "tch")]
 mod dtypes;
 mod erased;
+mod ergonomics;
 mod fused_attention;
 mod gemma3_fidelity;
 mod gemma3_real;
@@ -30,6 +31,7 @@ mod lens;
 mod llama_fidelity;
 mod mamba_fidelity;
 mod misuse;
+mod sae;
 mod smollm2;
 mod trace_macro;
 mod unwatched;

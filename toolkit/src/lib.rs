@@ -5,8 +5,11 @@
 //! - [`lens`]: the logit lens (and the tuned lens, given its translators): per layer and position,
 //!   the top tokens and the probability of chosen tokens, from one trace;
 //! - [`patching`]: activation patching's pictures (a residual sweep as a heatmap);
-//! - [`plot`]: heatmaps and line plots, written as PNG or SVG.
+//! - [`plot`]: heatmaps and line plots, written as PNG or SVG;
+//! - [`sae`]: sparse autoencoders in SAELens' format: features at their hook, edited back into
+//!   the forward pass.
 
 pub mod lens;
 pub mod patching;
 pub mod plot;
+pub mod sae;
