@@ -15,7 +15,10 @@
 //! 3. patch one position only (`.edit` with burn's `slice_assign`);
 //! 4. sweep every (layer, position) with `Gpt2LMHeadModel::residual_patching_sweep`, which shares
 //!    work between the patches instead of running one forward pass each, and check a few entries
-//!    against one trace each.
+//!    against one trace each;
+//! 5. patch the attention and MLP outputs and every head with `nnsight_toolkit::patching` (one
+//!    batched forward pass per chunk of entries), and draw the attention and MLP sweeps as
+//!    heatmaps (`target/pictures/activation_patching_{attn_out,mlp_out}.png`, and `.svg`).
 //!
 //! The model comes from the Hugging Face cache or the Hub; when neither is reachable the example
 //! says so and runs on the tiny random GPT-2 the tests use.
@@ -28,6 +31,10 @@ use burn::backend::Flex;
 use burn::prelude::*;
 use nnsight::Error;
 use nnsight_models::patching::LogitDiff;
+use nnsight_models::vocabulary::Standardized;
+use nnsight_support::pictures::picture;
+use nnsight_toolkit::patching::{Metric, Patching, SiteKind, result_heatmap};
+use nnsight_toolkit::plot::token_label;
 use support::{Gpt2, label};
 
 const CLEAN: &str = "When Mary and John went to the store, John gave a drink to";
@@ -99,7 +106,69 @@ fn run() -> nnsight::Result<()> {
     }
 
     // 4. Every (layer, position).
-    sweep(&lm, &clean, &corrupted, metric, &clean_hidden)
+    sweep(&lm, &clean, &corrupted, metric, &clean_hidden)?;
+
+    // 5. Other sites, with the toolkit.
+    sites(&lm, &clean, &corrupted, metric)
+}
+
+/// Attention and MLP outputs at every (layer, position), and every head at the last position,
+/// with the toolkit's general patching; the sweeps drawn as heatmaps.
+fn sites(lm: &Gpt2, clean: &[u32], corrupted: &[u32], metric: LogitDiff) -> nnsight::Result<()> {
+    let metric = || Metric::logit_diff(metric.answer, metric.distractor);
+    let start = Instant::now();
+    let blocks = Patching::new(metric()).sites(&[SiteKind::AttnOut, SiteKind::MlpOut]).run(
+        lm,
+        clean.to_vec(),
+        corrupted.to_vec(),
+    )?;
+    println!(
+        "
+attention and MLP outputs at every (layer, position): {} entries by invokes in {:.2?}",
+        blocks.values.len(),
+        start.elapsed()
+    );
+    let tokens = clean
+        .iter()
+        .map(|&id| lm.token_text(id).map(|t| token_label(&t)))
+        .collect::<nnsight::Result<Vec<_>>>()?;
+    for (site, name) in [(0, "attn_out"), (1, "mlp_out")] {
+        let heatmap =
+            result_heatmap(&blocks, site, &tokens, &format!("IOI: {name} patched from the clean run"))?;
+        let (png, svg) = (
+            picture(&format!("activation_patching_{name}.png"))?,
+            picture(&format!("activation_patching_{name}.svg"))?,
+        );
+        heatmap.save(&png)?;
+        heatmap.save(&svg)?;
+        println!("  {name}: {}", png.display());
+    }
+    let heads = lm.model().vocabulary().num_heads;
+    let kinds: Vec<SiteKind> = (0..heads).map(SiteKind::Head).collect();
+    let last = clean.len() - 1;
+    let per_head = Patching::new(metric()).sites(&kinds).positions([last]).run(
+        lm,
+        clean.to_vec(),
+        corrupted.to_vec(),
+    )?;
+    let layers = per_head.layers.len();
+    let (mut best, mut best_value) = ((0, 0), f32::NEG_INFINITY);
+    for head in 0..heads {
+        for layer in 0..layers {
+            let value = per_head.recovered(head, layer, 0);
+            if value > best_value {
+                (best, best_value) = ((layer, head), value);
+            }
+        }
+    }
+    println!(
+        "every head at the last position ({} entries): head {}.{} restores the most ({:.1}%)",
+        per_head.values.len(),
+        best.0,
+        best.1,
+        100.0 * best_value
+    );
+    Ok(())
 }
 
 /// The systematic sweep with `residual_patching_sweep`, timed, with a few entries checked against

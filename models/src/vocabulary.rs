@@ -30,6 +30,20 @@ pub trait Standardized<B: Backend>: CausalLm<B> {
     /// The logits `[batch, tokens, vocab]` the model would give if `residual` (`[batch, tokens,
     /// hidden]`) were the last layer's output: the final norm, then the unembedding.
     fn decode_residual(&self, residual: Tensor<B, 3>) -> Tensor<B, 3>;
+
+    /// The residual patching sweep computed from the causal structure, for the families that
+    /// have one (GPT-2's and Llama's `residual_patching_sweep`): every layer's output at every
+    /// position patched from `clean` into `corrupted`, measured by `metric`. `None` (the default)
+    /// where the family has no such algorithm; an analysis then patches with invokes.
+    fn exact_residual_sweep(
+        &self,
+        clean: &[u32],
+        corrupted: &[u32],
+        metric: crate::patching::LogitDiff,
+    ) -> Option<Result<crate::patching::PatchingSweep>> {
+        let _ = (clean, corrupted, metric);
+        None
+    }
 }
 
 /// Which value of a module a [`Location`] is.
@@ -116,6 +130,12 @@ pub struct Vocabulary {
     pub attention_probabilities: Option<(&'static str, Port)>,
     /// The residual stream between attention and MLP (the input of the MLP's norm).
     pub resid_mid: Option<(&'static str, Port)>,
+    /// The heads' outputs before the attention's output projection, `[batch, tokens, heads ·
+    /// head_dim]` (head `h` is columns `h · head_dim..(h + 1) · head_dim`): TransformerLens'
+    /// `attn.hook_z`, with the heads merged. `None` for a family without attention.
+    pub head_values: Option<(&'static str, Port)>,
+    /// The number of attention heads of a layer (0 without attention).
+    pub num_heads: usize,
     /// The final norm (`model.norm`).
     pub final_norm: &'static str,
     /// The unembedding (`lm_head`).
@@ -160,7 +180,7 @@ impl Vocabulary {
     /// # Errors
     /// As [`attention`](Self::attention), for a family without MLP.
     pub fn mlp(&self, i: usize) -> Result<Location> {
-        self.inside(i, self.mlp.map(|p| (p, Port::Output)), "an MLP")
+        self.inside(i, self.mlp.map(|p| (p, Port::Output)), "MLP")
     }
 
     /// Layer `i`'s attention probabilities `[batch, heads, queries, keys]`.
@@ -171,12 +191,21 @@ impl Vocabulary {
         self.inside(i, self.attention_probabilities, "attention probabilities")
     }
 
+    /// Layer `i`'s heads' outputs before the output projection, `[batch, tokens, heads ·
+    /// head_dim]` (see [`Vocabulary::head_values`](Vocabulary#structfield.head_values)).
+    ///
+    /// # Errors
+    /// As [`attention`](Self::attention).
+    pub fn head_values(&self, i: usize) -> Result<Location> {
+        self.inside(i, self.head_values, "attention heads")
+    }
+
     /// The residual stream of layer `i` between attention and MLP.
     ///
     /// # Errors
     /// As [`attention`](Self::attention), for a family whose layers have no such point.
     pub fn resid_mid(&self, i: usize) -> Result<Location> {
-        self.inside(i, self.resid_mid, "a residual stream between attention and MLP")
+        self.inside(i, self.resid_mid, "residual stream between attention and MLP")
     }
 
     /// The final norm (its output: the normalised last residual stream).
@@ -203,7 +232,7 @@ impl Vocabulary {
 
     /// The location of a TransformerLens hook name: `hook_embed`, `blocks.{i}.hook_resid_pre`,
     /// `hook_resid_mid`, `hook_resid_post`, `hook_attn_out`, `hook_mlp_out`, `attn.hook_pattern`,
-    /// `ln_final.hook_normalized`; a name that is already a module path of this model's family
+    /// `attn.hook_z` (the heads merged, `[batch, tokens, heads · head_dim]`), `ln_final.hook_normalized`; a name that is already a module path of this model's family
     /// (`model.layers.3`) is its output.
     ///
     /// # Errors
@@ -228,10 +257,12 @@ impl Vocabulary {
             "hook_attn_out" => self.attention(i),
             "hook_mlp_out" => self.mlp(i),
             "attn.hook_pattern" => self.attention_probabilities(i),
+            "attn.hook_z" => self.head_values(i),
             other => Err(Error::Input {
                 problem: format!(
                     "`{name}`: `{other}` is not a TransformerLens hook nnsight-rs maps (hook_resid_pre, \
-                     hook_resid_mid, hook_resid_post, hook_attn_out, hook_mlp_out, attn.hook_pattern)"
+                     hook_resid_mid, hook_resid_post, hook_attn_out, hook_mlp_out, attn.hook_pattern, \
+                     attn.hook_z)"
                 ),
             }),
         }

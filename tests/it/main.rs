@@ -31,6 +31,7 @@ mod lens;
 mod llama_fidelity;
 mod mamba_fidelity;
 mod misuse;
+mod patching;
 mod sae;
 mod smollm2;
 mod trace_macro;

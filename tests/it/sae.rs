@@ -182,7 +182,7 @@ fn bad_sae_files_and_misuse_are_typed_errors() {
     let sae = load("standard");
     let error = sae.encode(Tensor::zeros([1, 3, 65], &Default::default())).unwrap_err();
     assert!(error.to_string().contains("64 wide; these are [1, 3, 65]"), "{error}");
-    let error = sae.clone().at_hook("blocks.1.attn.hook_z").features(&lm, PROMPT).unwrap_err();
+    let error = sae.clone().at_hook("blocks.1.hook_nothing").features(&lm, PROMPT).unwrap_err();
     assert!(matches!(error, Error::Input { .. }), "{error}");
     let error = sae.clone().at_hook("blocks.0.hook_attn_out").features(&tiny_mamba(), PROMPT).unwrap_err();
     assert!(error.to_string().contains("has no attention"), "{error}");

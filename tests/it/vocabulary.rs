@@ -170,3 +170,24 @@ fn hook_names_look_values_up_in_a_cache() {
     let missing = words.alias("blocks.0.hook_resid_post").unwrap().cached::<Tensor<B, 3>>(&cache);
     assert!(matches!(missing, Err(Error::NotCached { .. })), "{missing:?}");
 }
+
+#[test]
+fn the_heads_values_are_what_the_output_projection_makes_the_attention_output_of() {
+    // `attn.hook_z` (the heads merged) through the output projection is the attention's output.
+    let lm = tiny_llama();
+    let v =
+        read_aliases(&lm, &["blocks.1.attn.hook_z".to_owned(), "blocks.1.hook_attn_out".to_owned()]).unwrap();
+    let projected = lm.model().model.layers[1].self_attn.o_proj.forward(v[0].clone());
+    assert_close("o_proj(hook_z) = hook_attn_out", &projected, &v[1], 1e-6);
+    let words = lm.model().vocabulary();
+    assert_eq!(words.head_values(1).unwrap().path, "model.layers.1.self_attn.o_proj");
+    assert_eq!(v[0].dims()[2], words.num_heads * lm.model().model.layers[1].self_attn.head_dim);
+    let gpt2 = tiny_gpt2();
+    assert_eq!(
+        gpt2.model().vocabulary().alias("blocks.0.attn.hook_z").unwrap().path,
+        "transformer.h.0.attn.c_proj"
+    );
+    assert_eq!(gpt2.model().vocabulary().num_heads, 4);
+    let error = tiny_mamba().model().vocabulary().head_values(0).unwrap_err();
+    assert!(error.to_string().contains("a Mamba layer has no attention heads"), "{error}");
+}

@@ -189,6 +189,8 @@ impl<B: Backend> Standardized<B> for Gemma3ForCausalLM<B> {
             mlp: Some("post_feedforward_layernorm"),
             attention_probabilities: Some(("self_attn.attn_probs", Port::Output)),
             resid_mid: Some(("pre_feedforward_layernorm", Port::Input)),
+            head_values: Some(("self_attn.o_proj", Port::Input)),
+            num_heads: self.model.layers.first().map_or(0, |l| l.self_attn.num_heads),
             final_norm: "model.norm",
             unembed: "lm_head",
         }

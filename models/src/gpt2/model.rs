@@ -135,6 +135,8 @@ impl<B: Backend> crate::vocabulary::Standardized<B> for Gpt2LMHeadModel<B> {
             mlp: Some("mlp"),
             attention_probabilities: Some(("attn.attn_dropout", Port::Input)),
             resid_mid: Some(("ln_2", Port::Input)),
+            head_values: Some(("attn.c_proj", Port::Input)),
+            num_heads: self.transformer.h.first().map_or(0, |b| b.attn.n_head),
             final_norm: "transformer.ln_f",
             unembed: "lm_head",
         }
@@ -142,5 +144,14 @@ impl<B: Backend> crate::vocabulary::Standardized<B> for Gpt2LMHeadModel<B> {
 
     fn decode_residual(&self, residual: Tensor<B, 3>) -> Tensor<B, 3> {
         self.lm_head.forward(self.transformer.ln_f.forward(residual))
+    }
+
+    fn exact_residual_sweep(
+        &self,
+        clean: &[u32],
+        corrupted: &[u32],
+        metric: crate::patching::LogitDiff,
+    ) -> Option<Result<crate::patching::PatchingSweep>> {
+        Some(self.residual_patching_sweep(clean, corrupted, metric))
     }
 }

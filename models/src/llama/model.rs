@@ -169,6 +169,8 @@ impl<B: Backend> crate::vocabulary::Standardized<B> for LlamaForCausalLM<B> {
             mlp: Some("mlp"),
             attention_probabilities: Some(("self_attn.attn_probs", Port::Output)),
             resid_mid: Some(("post_attention_layernorm", Port::Input)),
+            head_values: Some(("self_attn.o_proj", Port::Input)),
+            num_heads: self.model.layers.first().map_or(0, |l| l.self_attn.num_heads),
             final_norm: "model.norm",
             unembed: "lm_head",
         }
@@ -176,5 +178,14 @@ impl<B: Backend> crate::vocabulary::Standardized<B> for LlamaForCausalLM<B> {
 
     fn decode_residual(&self, residual: Tensor<B, 3>) -> Tensor<B, 3> {
         self.lm_head.forward(self.model.norm.forward(residual))
+    }
+
+    fn exact_residual_sweep(
+        &self,
+        clean: &[u32],
+        corrupted: &[u32],
+        metric: crate::patching::LogitDiff,
+    ) -> Option<Result<crate::patching::PatchingSweep>> {
+        Some(self.residual_patching_sweep(clean, corrupted, metric))
     }
 }

@@ -131,6 +131,8 @@ impl<B: Backend> crate::vocabulary::Standardized<B> for MambaForCausalLM<B> {
             mlp: None,
             attention_probabilities: None,
             resid_mid: None,
+            head_values: None,
+            num_heads: 0,
             final_norm: "backbone.norm_f",
             unembed: "lm_head",
         }
