@@ -18,7 +18,9 @@
 //!    against one trace each;
 //! 5. patch the attention and MLP outputs and every head with `nnsight_toolkit::patching` (one
 //!    batched forward pass per chunk of entries), and draw the attention and MLP sweeps as
-//!    heatmaps (`target/pictures/activation_patching_{attn_out,mlp_out}.png`, and `.svg`).
+//!    heatmaps (`target/pictures/activation_patching_{attn_out,mlp_out}.png`, and `.svg`);
+//! 6. estimate the same entries by attribution patching (one forward and one backward pass) and
+//!    compare. The model is loaded once, on the autodiff backend, for all of it.
 //!
 //! The model comes from the Hugging Face cache or the Hub; when neither is reachable the example
 //! says so and runs on the tiny random GPT-2 the tests use.
@@ -27,7 +29,7 @@ mod support;
 
 use std::time::Instant;
 
-use burn::backend::Flex;
+use burn::backend::{Autodiff, Flex};
 use burn::prelude::*;
 use nnsight::Error;
 use nnsight_models::patching::LogitDiff;
@@ -35,7 +37,12 @@ use nnsight_models::vocabulary::Standardized;
 use nnsight_support::pictures::picture;
 use nnsight_toolkit::patching::{Metric, Patching, SiteKind, result_heatmap};
 use nnsight_toolkit::plot::token_label;
-use support::{Gpt2, label};
+use support::{Gpt2On, label};
+
+/// burn's CPU backend with autodiff: the model is loaded once and serves plain traces, patching
+/// and attribution patching (which needs gradients) alike.
+type A = Autodiff<Flex>;
+type Gpt2 = Gpt2On<A>;
 
 const CLEAN: &str = "When Mary and John went to the store, John gave a drink to";
 const CORRUPTED: &str = "When Mary and John went to the store, Mary gave a drink to";
@@ -48,7 +55,7 @@ fn main() {
 }
 
 fn run() -> nnsight::Result<()> {
-    let (lm, name) = support::load_model()?;
+    let (lm, name) = support::load_model_on::<A>()?;
     let (clean, corrupted) = (lm.encode(CLEAN)?, lm.encode(CORRUPTED)?);
     if clean.len() != corrupted.len() {
         return Err(Error::Input {
@@ -168,6 +175,25 @@ attention and MLP outputs at every (layer, position): {} entries by invokes in {
         best.1,
         100.0 * best_value
     );
+
+    // 6. The same attention and MLP entries by attribution patching.
+    let start = Instant::now();
+    let atp = Patching::new(metric()).sites(&[SiteKind::AttnOut, SiteKind::MlpOut]).attribute(
+        lm,
+        clean.to_vec(),
+        corrupted.to_vec(),
+    )?;
+    let n = atp.values.len() as f32;
+    let mean = |v: &[f32]| v.iter().sum::<f32>() / n;
+    let (ma, mb) = (mean(&atp.values), mean(&blocks.values));
+    let cov: f32 = atp.values.iter().zip(&blocks.values).map(|(a, b)| (a - ma) * (b - mb)).sum();
+    let spread = |v: &[f32], m: f32| v.iter().map(|x| (x - m).powi(2)).sum::<f32>().sqrt();
+    println!(
+        "attribution patching of the same {} entries in {:.2?}: correlation with patching {:.3}",
+        atp.values.len(),
+        start.elapsed(),
+        cov / (spread(&atp.values, ma) * spread(&blocks.values, mb))
+    );
     Ok(())
 }
 
@@ -178,7 +204,7 @@ fn sweep(
     clean: &[u32],
     corrupted: &[u32],
     metric: LogitDiff,
-    clean_hidden: &[Tensor<Flex, 3>],
+    clean_hidden: &[Tensor<A, 3>],
 ) -> nnsight::Result<()> {
     let start = Instant::now();
     let sweep = lm.model().residual_patching_sweep(clean, corrupted, metric)?;
@@ -235,7 +261,7 @@ fn patch_position(
     metric: LogitDiff,
     layer: usize,
     position: usize,
-    clean: &Tensor<Flex, 3>,
+    clean: &Tensor<A, 3>,
 ) -> nnsight::Result<f32> {
     let at = [0..1, position..position + 1];
     let patch = clean.clone().slice(at.clone());
@@ -247,7 +273,7 @@ fn patch_position(
 }
 
 /// `logit(answer) − logit(distractor)` at the last token of `logits` (`[1, tokens, vocab]`).
-fn logit_diff(logits: &Tensor<Flex, 3>, metric: LogitDiff) -> f32 {
+fn logit_diff(logits: &Tensor<A, 3>, metric: LogitDiff) -> f32 {
     let [_, tokens, vocab] = logits.dims();
     let last: Vec<f32> = logits
         .clone()

@@ -95,6 +95,22 @@ impl Location {
 }
 
 impl Location {
+    /// Tracks the gradient of the value here (see `nnsight::site::Site::track_grad`), from a body
+    /// on the model's untyped root envoy, on an autodiff backend.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
+    pub async fn track_grad<B: burn::tensor::backend::AutodiffBackend, const D: usize>(
+        &self,
+        root: &DynEnvoy<'_>,
+    ) -> Result<nnsight::site::Tracked<B, D>> {
+        let module = root.module(&self.path)?;
+        match self.port {
+            Port::Input => module.input::<Tensor<B, D>>().track_grad().await,
+            Port::Output => module.output::<Tensor<B, D>>().track_grad().await,
+        }
+    }
+
     /// The value here on the module's first call, from a [`Cache`] of the trace (recorded with
     /// [`CacheOptions::with_inputs`](nnsight::CacheOptions::with_inputs) for an input): how a
     /// hook name is looked up in a cache.

@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod attribution;
 mod bert_fidelity;
 mod clip_fidelity;
 mod clip_invokes;

@@ -8,6 +8,8 @@
 //! position) entry: from the causal structure where the family has that algorithm (every
 //! layer's output at every position, a logit difference, denoising), else with one batched
 //! forward pass of invokes per chunk of entries — each entry equal to its own trace.
+//! [`Patching::attribute`] estimates the same entries by attribution patching (gradient ×
+//! activation difference) from one forward and one backward pass, on an autodiff backend.
 //!
 //! ```no_run
 //! # use burn::backend::Flex;
@@ -24,6 +26,7 @@
 //! # }
 //! ```
 
+mod attribution;
 mod picture;
 mod sweep;
 
@@ -158,6 +161,23 @@ impl<B: Backend> Metric<'_, B> {
             }
             Metric::Custom(f) => f(logits),
         }
+    }
+
+    /// The metric of logits `[1, tokens, vocab]` as a scalar tensor `[1]`, through which a
+    /// backward pass can run; `None` for a [`Metric::Custom`] function, which gives a number.
+    pub(crate) fn differentiable(&self, logits: &Tensor<B, 3>) -> Option<Tensor<B, 1>> {
+        let [_, tokens, vocab] = logits.dims();
+        let last = || logits.clone().narrow(1, tokens - 1, 1).reshape([vocab]);
+        Some(match self {
+            Metric::LogitDiff { answer, distractor } => {
+                last().narrow(0, *answer as usize, 1) - last().narrow(0, *distractor as usize, 1)
+            }
+            Metric::Probability(id) => Self::log_probs(logits).narrow(0, *id as usize, 1).exp(),
+            Metric::KlFrom(reference) => {
+                (reference.clone().exp() * (reference.clone() - Self::log_probs(logits))).sum()
+            }
+            Metric::Custom(_) => return None,
+        })
     }
 
     /// The token ids the metric names, to check against the vocabulary.

@@ -6,10 +6,18 @@ use std::collections::BTreeMap;
 use burn::prelude::*;
 use nnsight::{DynEnvoy, Error, Positions, Result};
 use nnsight_models::patching::LogitDiff;
-use nnsight_models::vocabulary::{Location, Standardized};
+use nnsight_models::vocabulary::{Location, Standardized, Vocabulary};
 use nnsight_models::{LanguageModel, Prompts};
 
 use super::{Direction, Metric, SiteKind};
+
+/// What [`Patching::prepare`] checked and resolved.
+pub(crate) struct Prepared {
+    pub(crate) clean: Vec<u32>,
+    pub(crate) corrupted: Vec<u32>,
+    pub(crate) layers: Vec<usize>,
+    pub(crate) positions: Vec<usize>,
+}
 
 /// How a [`PatchResult`] was computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,15 +26,18 @@ pub enum Method {
     Exact,
     /// Batched invokes: one per entry, a chunk of them per forward pass.
     Invokes,
+    /// Attribution patching ([`Patching::attribute`]): gradient × activation difference, an
+    /// estimate from one forward and one backward pass.
+    Attribution,
 }
 
 /// A patching experiment waiting for [`run`](Self::run); see the [module](super) docs.
 pub struct Patching<'a, B: Backend> {
-    metric: Metric<'a, B>,
-    sites: Vec<SiteKind>,
+    pub(crate) metric: Metric<'a, B>,
+    pub(crate) sites: Vec<SiteKind>,
     layers: Option<Vec<usize>>,
     positions: Option<Vec<usize>>,
-    direction: Direction,
+    pub(crate) direction: Direction,
     chunk: usize,
     method: Option<Method>,
 }
@@ -97,43 +108,8 @@ impl<'a, B: Backend> Patching<'a, B> {
         corrupted: impl Into<Prompts>,
     ) -> Result<PatchResult> {
         let input = |problem: String| Error::Input { problem };
-        let one = |prompts: Prompts, which: &str| -> Result<Vec<u32>> {
-            let mut prompts = lm.tokenize(prompts)?;
-            if prompts.len() != 1 {
-                return Err(input(format!(
-                    "the {which} input is {} prompts; patching takes one",
-                    prompts.len()
-                )));
-            }
-            Ok(prompts.pop().expect("one prompt"))
-        };
-        let (clean, corrupted) = (one(clean.into(), "clean")?, one(corrupted.into(), "corrupted")?);
-        if clean.len() != corrupted.len() {
-            return Err(input(format!(
-                "the clean and corrupted prompts must have the same number of tokens, they have {} and {}",
-                clean.len(),
-                corrupted.len()
-            )));
-        }
-        let vocab = lm.model().vocab_size();
-        if let Some(id) = self.metric.tokens().into_iter().find(|&id| id as usize >= vocab) {
-            return Err(input(format!("the metric's token {id} is outside the vocabulary (size {vocab})")));
-        }
-        let words = lm.model().vocabulary();
-        let layers = self.layers.clone().unwrap_or_else(|| (0..words.num_layers).collect());
-        let positions = self.positions.clone().unwrap_or_else(|| (0..clean.len()).collect());
-        if let Some(&p) = positions.iter().find(|&&p| p >= clean.len()) {
-            return Err(input(format!("position {p} of prompts of {} tokens", clean.len())));
-        }
-        if self.sites.is_empty() || layers.is_empty() || positions.is_empty() {
-            return Err(input("nothing to patch: no site, layer or position".to_owned()));
-        }
-        // Every entry's location, checked before anything runs.
-        for &kind in &self.sites {
-            for &layer in &layers {
-                kind.location(&words, layer)?;
-            }
-        }
+        let Prepared { clean, corrupted, layers, positions } =
+            self.prepare(lm, clean.into(), corrupted.into())?;
         let exact = self.sites == [SiteKind::ResidPost]
             && self.direction == Direction::Denoising
             && self.positions.is_none()
@@ -172,6 +148,76 @@ impl<'a, B: Backend> Patching<'a, B> {
         self.run_invokes(lm, &clean, &corrupted, layers, positions)
     }
 
+    /// The prompts' tokens, the layers and positions, every entry's location checked.
+    pub(crate) fn prepare<M: Standardized<B>>(
+        &self,
+        lm: &LanguageModel<B, M>,
+        clean: Prompts,
+        corrupted: Prompts,
+    ) -> Result<Prepared> {
+        let input = |problem: String| Error::Input { problem };
+        let one = |prompts: Prompts, which: &str| -> Result<Vec<u32>> {
+            let mut prompts = lm.tokenize(prompts)?;
+            if prompts.len() != 1 {
+                return Err(input(format!(
+                    "the {which} input is {} prompts; patching takes one",
+                    prompts.len()
+                )));
+            }
+            Ok(prompts.pop().expect("one prompt"))
+        };
+        let (clean, corrupted) = (one(clean, "clean")?, one(corrupted, "corrupted")?);
+        if clean.len() != corrupted.len() {
+            return Err(input(format!(
+                "the clean and corrupted prompts must have the same number of tokens, they have {} and {}",
+                clean.len(),
+                corrupted.len()
+            )));
+        }
+        let vocab = lm.model().vocab_size();
+        if let Some(id) = self.metric.tokens().into_iter().find(|&id| id as usize >= vocab) {
+            return Err(input(format!("the metric's token {id} is outside the vocabulary (size {vocab})")));
+        }
+        let words = lm.model().vocabulary();
+        let layers = self.layers.clone().unwrap_or_else(|| (0..words.num_layers).collect());
+        let positions = self.positions.clone().unwrap_or_else(|| (0..clean.len()).collect());
+        if let Some(&p) = positions.iter().find(|&&p| p >= clean.len()) {
+            return Err(input(format!("position {p} of prompts of {} tokens", clean.len())));
+        }
+        if self.sites.is_empty() || layers.is_empty() || positions.is_empty() {
+            return Err(input("nothing to patch: no site, layer or position".to_owned()));
+        }
+        for &kind in &self.sites {
+            for &layer in &layers {
+                kind.location(&words, layer)?;
+            }
+        }
+        Ok(Prepared { clean, corrupted, layers, positions })
+    }
+
+    /// The source and target prompts of the direction.
+    pub(crate) fn source_target<'p>(&self, clean: &'p [u32], corrupted: &'p [u32]) -> (&'p [u32], &'p [u32]) {
+        match self.direction {
+            Direction::Denoising => (clean, corrupted),
+            Direction::Noising => (corrupted, clean),
+        }
+    }
+
+    /// The locations of the entries' values, once each, in forward order (`(layer, order)` keys).
+    pub(crate) fn locations(
+        &self,
+        words: &Vocabulary,
+        layers: &[usize],
+    ) -> Result<BTreeMap<(usize, u8), Location>> {
+        let mut wanted = BTreeMap::new();
+        for &kind in &self.sites {
+            for &layer in layers {
+                wanted.entry((layer, kind.order())).or_insert(kind.location(words, layer)?);
+            }
+        }
+        Ok(wanted)
+    }
+
     fn run_invokes<M: Standardized<B>>(
         &self,
         lm: &LanguageModel<B, M>,
@@ -181,17 +227,9 @@ impl<'a, B: Backend> Patching<'a, B> {
         positions: Vec<usize>,
     ) -> Result<PatchResult> {
         let words = lm.model().vocabulary();
-        let (source, target) = match self.direction {
-            Direction::Denoising => (clean, corrupted),
-            Direction::Noising => (corrupted, clean),
-        };
+        let (source, target) = self.source_target(clean, corrupted);
         // The source run's values at every location the entries patch, read in forward order.
-        let mut wanted: BTreeMap<(usize, u8), Location> = BTreeMap::new();
-        for &kind in &self.sites {
-            for &layer in &layers {
-                wanted.entry((layer, kind.order())).or_insert(kind.location(&words, layer)?);
-            }
-        }
+        let wanted = self.locations(&words, &layers)?;
         let reads: Vec<Location> = wanted.values().cloned().collect();
         let read_all = async |root: DynEnvoy<'_>| -> Result<(Vec<Tensor<B, 3>>, Tensor<B, 3>)> {
             let mut values = Vec::with_capacity(reads.len());
