@@ -95,6 +95,25 @@ impl Location {
 }
 
 impl Location {
+    /// Edits the value here with `f` at the visits `visits` of the site (generation steps; `0..`
+    /// for every visit), as a standing edit from a body on the model's untyped root envoy (see
+    /// `nnsight::site::Site::steps`).
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
+    pub fn edit_steps<T: SiteValue>(
+        &self,
+        root: &DynEnvoy<'_>,
+        visits: std::ops::Range<u32>,
+        f: impl FnMut(T) -> T + 'static,
+    ) -> Result<()> {
+        let module = root.module(&self.path)?;
+        match self.port {
+            Port::Input => module.input::<T>().steps(visits, f),
+            Port::Output => module.output::<T>().steps(visits, f),
+        }
+    }
+
     /// Tracks the gradient of the value here (see `nnsight::site::Site::track_grad`), from a body
     /// on the model's untyped root envoy, on an autodiff backend.
     ///
@@ -136,6 +155,8 @@ pub struct Vocabulary {
     pub layers: &'static str,
     /// How many layers there are.
     pub num_layers: usize,
+    /// The width of the residual stream.
+    pub hidden_size: usize,
     /// The token embedding (`model.embed_tokens`).
     pub embed: &'static str,
     /// The attention of a layer, whose output is what it adds to the residual stream.

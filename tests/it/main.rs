@@ -35,6 +35,7 @@ mod misuse;
 mod patching;
 mod sae;
 mod smollm2;
+mod steering;
 mod trace_macro;
 mod unwatched;
 mod vit_fidelity;

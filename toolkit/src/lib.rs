@@ -4,12 +4,16 @@
 //!
 //! - [`lens`]: the logit lens (and the tuned lens, given its translators): per layer and position,
 //!   the top tokens and the probability of chosen tokens, from one trace;
-//! - [`patching`]: activation patching's pictures (a residual sweep as a heatmap);
+//! - [`patching`]: activation patching at any site, position and metric (exact, batched invokes,
+//!   or attribution patching), and its pictures;
 //! - [`plot`]: heatmaps and line plots, written as PNG or SVG;
 //! - [`sae`]: sparse autoencoders in SAELens' format: features at their hook, edited back into
-//!   the forward pass.
+//!   the forward pass;
+//! - [`steering`]: steering vectors from contrasting prompts, applied in generation, kept as
+//!   safetensors or read from llama.cpp control vectors.
 
 pub mod lens;
 pub mod patching;
 pub mod plot;
 pub mod sae;
+pub mod steering;

@@ -184,6 +184,7 @@ impl<B: Backend> Standardized<B> for Gemma3ForCausalLM<B> {
             family: "Gemma 3",
             layers: "model.layers",
             num_layers: self.model.layers.len(),
+            hidden_size: self.model.embed_tokens.weight.dims()[1],
             embed: "model.embed_tokens",
             attention: Some("post_attention_layernorm"),
             mlp: Some("post_feedforward_layernorm"),

@@ -130,6 +130,7 @@ impl<B: Backend> crate::vocabulary::Standardized<B> for Gpt2LMHeadModel<B> {
             family: "GPT-2",
             layers: "transformer.h",
             num_layers: self.transformer.h.len(),
+            hidden_size: self.transformer.wte.weight.dims()[1],
             embed: "transformer.wte",
             attention: Some("attn"),
             mlp: Some("mlp"),

@@ -164,6 +164,7 @@ impl<B: Backend> crate::vocabulary::Standardized<B> for LlamaForCausalLM<B> {
             family: "Llama",
             layers: "model.layers",
             num_layers: self.model.layers.len(),
+            hidden_size: self.model.embed_tokens.weight.dims()[1],
             embed: "model.embed_tokens",
             attention: Some("self_attn"),
             mlp: Some("mlp"),

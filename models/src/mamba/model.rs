@@ -126,6 +126,7 @@ impl<B: Backend> crate::vocabulary::Standardized<B> for MambaForCausalLM<B> {
             family: "Mamba",
             layers: "backbone.layers",
             num_layers: self.backbone.layers.len(),
+            hidden_size: self.backbone.embeddings.weight.dims()[1],
             embed: "backbone.embeddings",
             attention: None,
             mlp: None,
