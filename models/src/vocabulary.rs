@@ -31,6 +31,23 @@ pub trait Standardized<B: Backend>: CausalLm<B> {
     /// hidden]`) were the last layer's output: the final norm, then the unembedding.
     fn decode_residual(&self, residual: Tensor<B, 3>) -> Tensor<B, 3>;
 
+    /// The final norm linearised at `final_residual` (`[batch, tokens, hidden]`, the last
+    /// layer's output), as TransformerLens' `apply_ln_to_stack` treats it: with the scale taken
+    /// from the final residual, the norm is linear in each component of the residual stream.
+    fn linearised_final_norm(&self, final_residual: Tensor<B, 3>) -> LinearisedNorm<B>;
+
+    /// The unembedding matrix `[vocab, hidden]` (`lm_head.weight`).
+    fn unembedding(&self) -> Tensor<B, 2>;
+
+    /// Layer `layer`'s attention output projection as a matrix `[heads · head_dim, hidden]`
+    /// (`head_values · W` is the attention's output, less its bias), when what the attention adds
+    /// to the residual stream is linear in the heads' values; `None` otherwise (Gemma 3 normalises
+    /// the projection's output; Mamba has no attention).
+    fn output_projection(&self, layer: usize) -> Option<Tensor<B, 2>> {
+        let _ = layer;
+        None
+    }
+
     /// The residual patching sweep computed from the causal structure, for the families that
     /// have one (GPT-2's and Llama's `residual_patching_sweep`): every layer's output at every
     /// position patched from `clean` into `corrupted`, measured by `metric`. `None` (the default)
@@ -43,6 +60,35 @@ pub trait Standardized<B: Backend>: CausalLm<B> {
     ) -> Option<Result<crate::patching::PatchingSweep>> {
         let _ = (clean, corrupted, metric);
         None
+    }
+}
+
+/// A final norm made linear by fixing its scale (see
+/// [`Standardized::linearised_final_norm`]): a component `x` of the residual stream becomes
+/// `(x − mean(x) if centred) / scale · weight`.
+#[derive(Clone, Debug)]
+pub struct LinearisedNorm<B: Backend> {
+    /// Whether the norm subtracts the mean (LayerNorm) or not (RMSNorm).
+    pub centred: bool,
+    /// The final residual's scale per token, `[batch, tokens, 1]` (TransformerLens'
+    /// `ln_final.hook_scale`).
+    pub scale: Tensor<B, 3>,
+    /// The norm's effective weight `[hidden]` (Gemma's `1 + weight`).
+    pub weight: Tensor<B, 1>,
+}
+
+impl<B: Backend> LinearisedNorm<B> {
+    /// A component `[batch, tokens, hidden]` of the residual stream through the linearised norm.
+    pub fn apply(&self, component: Tensor<B, 3>) -> Tensor<B, 3> {
+        let hidden = self.weight.dims()[0];
+        let x = if self.centred { component.clone() - component.mean_dim(2) } else { component };
+        x / self.scale.clone() * self.weight.clone().reshape([1, 1, hidden])
+    }
+
+    /// The RMSNorm of weight `weight` and `epsilon`, linearised at `residual`.
+    pub fn rms(residual: Tensor<B, 3>, weight: Tensor<B, 1>, epsilon: f64) -> Self {
+        let scale = residual.square().mean_dim(2).add_scalar(epsilon).sqrt();
+        LinearisedNorm { centred: false, scale, weight }
     }
 }
 

@@ -12,6 +12,7 @@ mod clip_invokes;
 mod clip_processor;
 mod concurrency;
 mod control;
+mod decomposition;
 #[cfg(feature = "tch")]
 mod dtypes;
 mod erased;

@@ -200,4 +200,17 @@ impl<B: Backend> Standardized<B> for Gemma3ForCausalLM<B> {
     fn decode_residual(&self, residual: Tensor<B, 3>) -> Tensor<B, 3> {
         self.softcapped(self.lm_head.forward(self.model.norm.forward(residual)))
     }
+
+    fn linearised_final_norm(&self, final_residual: Tensor<B, 3>) -> crate::vocabulary::LinearisedNorm<B> {
+        let norm = &self.model.norm;
+        crate::vocabulary::LinearisedNorm::rms(
+            final_residual,
+            norm.weight.val().add_scalar(1.0),
+            norm.epsilon,
+        )
+    }
+
+    fn unembedding(&self) -> Tensor<B, 2> {
+        self.lm_head.weight.val()
+    }
 }

@@ -147,6 +147,31 @@ impl<B: Backend> crate::vocabulary::Standardized<B> for Gpt2LMHeadModel<B> {
         self.lm_head.forward(self.transformer.ln_f.forward(residual))
     }
 
+    fn linearised_final_norm(&self, final_residual: Tensor<B, 3>) -> crate::vocabulary::LinearisedNorm<B> {
+        // burn keeps LayerNorm's epsilon private: the scale is recovered from the norm itself,
+        // `‖γ ⊙ (x − μ)‖ / ‖ln_f(x) − β‖` per token (exact up to rounding).
+        let ln = &self.transformer.ln_f;
+        let hidden = final_residual.dims()[2];
+        let gamma = ln.gamma.val();
+        let centred = final_residual.clone() - final_residual.clone().mean_dim(2);
+        let mut normed = ln.forward(final_residual);
+        if let Some(beta) = &ln.beta {
+            normed = normed - beta.val().reshape([1, 1, hidden]);
+        }
+        let numerator = (centred * gamma.clone().reshape([1, 1, hidden])).square().sum_dim(2).sqrt();
+        let scale = numerator / normed.square().sum_dim(2).sqrt();
+        crate::vocabulary::LinearisedNorm { centred: true, scale, weight: gamma }
+    }
+
+    fn unembedding(&self) -> Tensor<B, 2> {
+        self.lm_head.weight.val()
+    }
+
+    fn output_projection(&self, layer: usize) -> Option<Tensor<B, 2>> {
+        // burn's Linear keeps its weight as `[in, out]`, HF's Conv1D layout.
+        self.transformer.h.get(layer).map(|block| block.attn.c_proj.weight.val())
+    }
+
     fn exact_residual_sweep(
         &self,
         clean: &[u32],

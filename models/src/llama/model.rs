@@ -181,6 +181,20 @@ impl<B: Backend> crate::vocabulary::Standardized<B> for LlamaForCausalLM<B> {
         self.lm_head.forward(self.model.norm.forward(residual))
     }
 
+    fn linearised_final_norm(&self, final_residual: Tensor<B, 3>) -> crate::vocabulary::LinearisedNorm<B> {
+        let norm = &self.model.norm;
+        crate::vocabulary::LinearisedNorm::rms(final_residual, norm.gamma.val(), norm.epsilon)
+    }
+
+    fn unembedding(&self) -> Tensor<B, 2> {
+        self.lm_head.weight.val()
+    }
+
+    fn output_projection(&self, layer: usize) -> Option<Tensor<B, 2>> {
+        // `o_proj.weight` is `[hidden, heads · head_dim]`, as in the checkpoint.
+        self.model.layers.get(layer).map(|l| l.self_attn.o_proj.weight.val().transpose())
+    }
+
     fn exact_residual_sweep(
         &self,
         clean: &[u32],

@@ -142,4 +142,13 @@ impl<B: Backend> crate::vocabulary::Standardized<B> for MambaForCausalLM<B> {
     fn decode_residual(&self, residual: Tensor<B, 3>) -> Tensor<B, 3> {
         self.lm_head.forward(self.backbone.norm_f.forward(residual))
     }
+
+    fn linearised_final_norm(&self, final_residual: Tensor<B, 3>) -> crate::vocabulary::LinearisedNorm<B> {
+        let norm = &self.backbone.norm_f;
+        crate::vocabulary::LinearisedNorm::rms(final_residual, norm.gamma.val(), norm.epsilon)
+    }
+
+    fn unembedding(&self) -> Tensor<B, 2> {
+        self.lm_head.weight.val()
+    }
 }
