@@ -48,6 +48,7 @@ pub mod lm_head;
 mod lm_invokes;
 pub mod mamba;
 pub mod patching;
+pub mod progress;
 pub mod projection;
 mod prompts;
 mod silu;

@@ -255,7 +255,9 @@ impl<B: Backend, M: Decoder<B>> Decode<'_, '_, B, M> {
         let mut cache = model.new_cache();
         let mut done = vec![false; rows];
         let (mut input, mut mask) = (ids, mask);
+        let progress = crate::progress::Progress::new(self.options.max_new_tokens as u64, "generating");
         for step in 0..self.options.max_new_tokens {
+            progress.advance(1);
             let logits =
                 root.call((input, mask.clone()), |(ids, mask)| model.forward_next(ids, mask, &mut cache));
             let vocab = logits.dims()[2];

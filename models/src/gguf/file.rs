@@ -101,6 +101,8 @@ pub struct GgufFile {
     by_name: HashMap<String, usize>,
     alignment: usize,
     data_offset: usize,
+    /// The tensors dequantized so far, on a terminal.
+    progress: crate::progress::Progress,
 }
 
 impl fmt::Debug for GgufFile {
@@ -140,6 +142,7 @@ impl GgufFile {
             keys: parsed.metadata.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect(),
             metadata: parsed.metadata,
             by_name: parsed.tensors.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect(),
+            progress: crate::progress::Progress::new(parsed.tensors.len() as u64, "reading tensors"),
             tensors: parsed.tensors,
             alignment: parsed.alignment,
             data_offset: parsed.data_offset,
@@ -313,6 +316,7 @@ impl GgufFile {
         };
         let range =
             info.bytes.clone().ok_or_else(|| bad(format!("its type, {}, is unknown", info.ggml_type)))?;
+        self.progress.advance(1);
         // `open` checked the range against the file's length.
         self.map.get(range).ok_or_else(|| bad("its data lies past the end of the file".to_owned()))
     }

@@ -18,6 +18,8 @@ pub struct Weights {
     files: Vec<(PathBuf, Mmap)>,
     /// Tensor name → (file index, dtype, shape, byte range in the file).
     index: HashMap<String, Entry>,
+    /// The tensors read so far, on a terminal.
+    progress: crate::progress::Progress,
 }
 
 #[derive(Debug)]
@@ -58,7 +60,8 @@ impl Weights {
             }
             files.push((path.clone(), map));
         }
-        Ok(Weights { files, index })
+        let progress = crate::progress::Progress::new(index.len() as u64, "reading tensors");
+        Ok(Weights { files, index, progress })
     }
 
     /// Whether the checkpoint has a tensor `name`.
@@ -118,6 +121,7 @@ impl Weights {
         if entry.shape != shape {
             return Err(bad(format!("shape is {:?}, the config implies {:?}", entry.shape, shape)));
         }
+        self.progress.advance(1);
         let bytes = &map[entry.bytes.clone()];
         let values: Vec<f32> = match entry.dtype {
             Dtype::F32 => {

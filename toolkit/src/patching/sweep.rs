@@ -262,6 +262,7 @@ impl<'a, B: Backend> Patching<'a, B> {
         }
         let head_dim = |width: usize| width / words.num_heads.max(1);
         let mut values = Vec::with_capacity(entries.len());
+        let progress = nnsight_models::progress::Progress::new(entries.len() as u64, "patching");
         for chunk in entries.chunks(self.chunk) {
             let invokes = chunk.iter().map(|&(kind, layer, position)| {
                 let location = kind.location(&words, layer);
@@ -288,6 +289,7 @@ impl<'a, B: Backend> Patching<'a, B> {
                 (Some(Prompts::from(target)), body)
             });
             let (measured,) = lm.tracer().invoke_inputs_dyn(invokes).run()?;
+            progress.advance(measured.len() as u64);
             values.extend(measured);
         }
         let (source_metric, target_metric) = (self.metric.of(&source_logits), self.metric.of(&target_logits));
