@@ -147,6 +147,17 @@ fn attribution_tracks_exact_patching_on_the_fixtures() {
             atp.values.len()
         );
         assert!(r >= at_least, "{name}: correlation {r}");
+        // Positions patched together are estimated as the sum of their own estimates.
+        let layers = lm.model().vocabulary().num_layers;
+        let single = Patching::new(Metric::logit_diff(5, 9)).sites(&[SiteKind::MlpOut]).positions([1, 2]);
+        let single = single.attribute(lm, pair(lm).0, pair(lm).1).unwrap();
+        let joint =
+            Patching::new(Metric::logit_diff(5, 9)).sites(&[SiteKind::MlpOut]).positions_together([1, 2]);
+        let joint = joint.attribute(lm, pair(lm).0, pair(lm).1).unwrap();
+        for layer in 0..layers {
+            let sum = single.get(0, layer, 0) + single.get(0, layer, 1) - 2.0 * single.corrupted;
+            assert!((joint.get(0, layer, 0) - joint.corrupted - sum).abs() < 1e-4, "{name} layer {layer}");
+        }
         // Where source and target are the same prompt, every estimate is the run's own metric.
         let same = patching.attribute(lm, CLEAN, CLEAN).unwrap();
         assert!(same.values.iter().all(|&v| v == same.corrupted), "{same:?}");

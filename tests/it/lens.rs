@@ -149,7 +149,7 @@ fn lens_misuse_is_a_typed_error() {
             LogitLens::new(K).track(&[vocab as u32]).run(&lm, PROMPT),
             "outside the vocabulary",
         ),
-        ("two prompts", LogitLens::new(K).run(&lm, ["a", "b"]), "one prompt; 2 were given"),
+        ("two prompts", LogitLens::new(K).run(&lm, ["a", "b"]), "is 2 prompts; one is read"),
         (
             "an id past the vocabulary",
             LogitLens::new(K).run(&lm, vec![1, vocab as u32]),

@@ -273,3 +273,36 @@ fn patching_misuse_is_a_typed_error() {
         &lm.trace(CLEAN).run(async |m| m.output().await).unwrap(),
     );
 }
+
+#[test]
+fn positions_patched_together_are_one_entry_equal_to_the_joint_patch_by_hand() {
+    let lm = tiny_gpt2();
+    let (clean, corrupted) = pair(&lm);
+    let result = Patching::new(Metric::logit_diff(7, 11))
+        .sites(&[SiteKind::MlpOut])
+        .layers([1])
+        .positions_together([1, 2, 3])
+        .run(&lm, clean.clone(), corrupted.clone())
+        .unwrap();
+    assert_eq!(result.positions, [vec![1, 2, 3]]);
+    let donor = read_by_hand(&lm, &clean, "transformer.h.1.mlp", false);
+    let body = async |root: DynEnvoy<'_>| -> Result<Tensor<B, 3>> {
+        root.module("transformer.h.1.mlp")?
+            .output::<Tensor<B, 3>>()
+            .edit(|h| {
+                let [b, _, d] = h.dims();
+                h.slice_assign([0..b, 1..4, 0..d], donor.clone().slice([0..b, 1..4, 0..d]))
+            })
+            .await?;
+        root.output::<Tensor<B, 3>>().await
+    };
+    let (mut logits,) =
+        lm.tracer().invoke_inputs_dyn([(Some(corrupted.as_slice().into()), body)]).run().unwrap();
+    let by_hand = logit_diff(&logits.pop().unwrap(), 7, 11);
+    assert!((result.get(0, 0, 0) - by_hand).abs() < 1e-4, "{} vs {by_hand}", result.get(0, 0, 0));
+    let error = Patching::new(Metric::logit_diff(7, 11))
+        .positions_together([])
+        .run(&lm, clean, corrupted)
+        .unwrap_err();
+    assert!(error.to_string().contains("nothing to patch"), "{error}");
+}

@@ -129,25 +129,7 @@ fn copy_of(name: &str) -> tempfile::TempDir {
 
 /// Rewrites `sae_weights.safetensors` in `dir` without `drop` and with `reshape` given a shape.
 fn rewrite(dir: &Path, drop: &str, reshape: (&str, Vec<usize>)) {
-    let bytes = fs::read(dir.join("sae_weights.safetensors")).unwrap();
-    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut kept = Vec::new();
-    for (name, view) in tensors.tensors() {
-        if name == drop {
-            continue;
-        }
-        let shape = if name == reshape.0 { reshape.1.clone() } else { view.shape().to_vec() };
-        let mut data = view.data().to_vec();
-        data.resize(shape.iter().product::<usize>() * 4, 0);
-        kept.push((name, shape, data));
-    }
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = kept
-        .iter()
-        .map(|(n, s, d)| {
-            (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap())
-        })
-        .collect();
-    safetensors::serialize_to_file(views, None, &dir.join("sae_weights.safetensors")).unwrap();
+    support::checkpoint::rewrite_file(&dir.join("sae_weights.safetensors"), drop, reshape);
 }
 
 #[test]

@@ -146,6 +146,6 @@ fn bad_vector_files_and_misuse_are_typed_errors() {
     let vector = SteeringVector::from_pairs(&gpt2, &PAIRS, [0]).unwrap();
     let error =
         vector.generate(&gpt2, ["a", "b"], GenerateOptions::greedy(2), &Apply::scaled(1.0)).unwrap_err();
-    assert!(error.to_string().contains("one prompt (2 given)"), "{error}");
+    assert!(error.to_string().contains("is 2 prompts; one is read"), "{error}");
     assert_eq!(gpt2.generate(PROMPT, GenerateOptions::greedy(2)).unwrap().tokens[0].len(), 2);
 }

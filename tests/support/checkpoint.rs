@@ -22,7 +22,12 @@ pub fn copy_of(name: &str) -> tempfile::TempDir {
 /// Rewrites `model.safetensors` in `dir` (F32 tensors) without the tensor `drop` and with
 /// `reshape`'s shape for `name` (data truncated or zero-extended).
 pub fn rewrite(dir: &Path, drop: &str, reshape: (&str, Vec<usize>)) {
-    let bytes = fs::read(dir.join("model.safetensors")).unwrap();
+    rewrite_file(&dir.join("model.safetensors"), drop, reshape);
+}
+
+/// [`rewrite`] of the safetensors file `path`.
+pub fn rewrite_file(path: &Path, drop: &str, reshape: (&str, Vec<usize>)) {
+    let bytes = fs::read(path).unwrap();
     let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let mut kept = Vec::new();
     for (name, view) in tensors.tensors() {
@@ -39,7 +44,7 @@ pub fn rewrite(dir: &Path, drop: &str, reshape: (&str, Vec<usize>)) {
             safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data).unwrap();
         (name.clone(), view)
     });
-    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
+    safetensors::serialize_to_file(views, None, path).unwrap();
 }
 
 /// Rewrites `config.json` in `dir` with `from` replaced by `to` (which must occur).

@@ -101,40 +101,59 @@ impl<B: Backend> LogitLens<B> {
         if let Some(id) = self.tracked.iter().find(|&&id| id as usize >= vocab) {
             return input(format!("tracked token {id} is outside the vocabulary (size {vocab})"));
         }
-        let mut prompts = lm.tokenize(prompt.into())?;
-        if prompts.len() != 1 {
-            return input(format!("the lens reads one prompt; {} were given", prompts.len()));
-        }
-        let tokens = prompts.pop().expect("one prompt");
+        let tokens = crate::prompt::one_prompt(lm, prompt.into(), "lens' input")?;
         let residuals = residual_stream(lm, tokens.clone())?;
         if let Some(translators) = &self.translators {
             check_translators(translators, &residuals)?;
         }
         let positions = tokens.len();
-        let mut top = Vec::with_capacity(residuals.len());
-        let mut tracked = Vec::with_capacity(residuals.len());
-        for (layer, h) in residuals.into_iter().enumerate() {
-            let h = match &self.translators {
-                Some(translators) => translators[layer].apply(h),
-                None => h,
-            };
-            let probs = softmax(lm.model().decode_residual(h), 2).reshape([positions, vocab]);
-            let (p, ids) = probs.clone().topk_with_indices(self.k, 1);
-            let p: Vec<f32> = p.into_data().convert::<f32>().to_vec().map_err(data_error)?;
-            let ids: Vec<i64> = ids.into_data().convert::<i64>().to_vec().map_err(data_error)?;
-            top.push(ids.into_iter().map(|id| id as u32).zip(p).collect::<Vec<_>>());
-            if !self.tracked.is_empty() {
-                let index: Vec<i64> = self.tracked.iter().map(|&id| i64::from(id)).collect();
-                let index = Tensor::<B, 1, Int>::from_data(
-                    TensorData::new(index, [self.tracked.len()]),
-                    &probs.device(),
-                );
-                let chosen = probs.select(1, index);
-                tracked.push(chosen.into_data().convert::<f32>().to_vec().map_err(data_error)?);
+        let layers = residuals.len();
+        let mut top = Vec::with_capacity(layers);
+        let mut tracked = Vec::with_capacity(layers);
+        // Layers decoded together, as many as keep a chunk's probabilities near 16 M floats: one
+        // product through the unembedding per chunk; the top tokens are then picked on the CPU.
+        let chunk = (16_000_000 / (positions * vocab).max(1)).clamp(1, layers.max(1));
+        let mut residuals = residuals.into_iter().enumerate();
+        loop {
+            let batch: Vec<Tensor<B, 3>> = residuals
+                .by_ref()
+                .take(chunk)
+                .map(|(layer, h)| match &self.translators {
+                    Some(translators) => translators[layer].apply(h),
+                    None => h,
+                })
+                .collect();
+            if batch.is_empty() {
+                break;
+            }
+            let count = batch.len();
+            let probs = softmax(lm.model().decode_residual(Tensor::cat(batch, 0)), 2);
+            let values: Vec<f32> = probs.into_data().convert::<f32>().to_vec().map_err(data_error)?;
+            for layer in values.chunks_exact(positions * vocab).take(count) {
+                let mut best = Vec::with_capacity(positions * self.k);
+                let mut chosen = Vec::with_capacity(positions * self.tracked.len());
+                for row in layer.chunks_exact(vocab) {
+                    best.extend(top_k(row, self.k));
+                    chosen.extend(self.tracked.iter().map(|&id| row[id as usize]));
+                }
+                top.push(best);
+                tracked.push(chosen);
             }
         }
         Ok(Lens { tokens, k: self.k, top, tracked_ids: self.tracked.clone(), tracked })
     }
+}
+
+/// The `k` largest of `row` with their indices, largest first (ties: the lower index first).
+fn top_k(row: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let before = |a: &u32, b: &u32| row[*b as usize].total_cmp(&row[*a as usize]).then(a.cmp(b));
+    let mut ids: Vec<u32> = (0..row.len() as u32).collect();
+    if k < ids.len() {
+        ids.select_nth_unstable_by(k - 1, before);
+        ids.truncate(k);
+    }
+    ids.sort_unstable_by(before);
+    ids.into_iter().map(|id| (id, row[id as usize])).collect()
 }
 
 fn check_translators<B: Backend>(translators: &[Translator<B>], residuals: &[Tensor<B, 3>]) -> Result<()> {
@@ -246,5 +265,18 @@ impl Lens {
             .axes("input token", "layer")
             .range(0.0, 1.0)?
             .cell_texts(texts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::top_k;
+
+    #[test]
+    fn the_top_tokens_are_the_largest_in_order_ties_by_id() {
+        let row = [0.1, 0.4, 0.05, 0.4, 0.05];
+        assert_eq!(top_k(&row, 3), [(1, 0.4), (3, 0.4), (0, 0.1)]);
+        assert_eq!(top_k(&row, 5).len(), 5);
+        assert_eq!(top_k(&row, 1), [(1, 0.4)]);
     }
 }

@@ -18,5 +18,6 @@ pub mod decomposition;
 pub mod lens;
 pub mod patching;
 pub mod plot;
+mod prompt;
 pub mod sae;
 pub mod steering;

@@ -46,15 +46,7 @@ impl<B: AutodiffBackend> Patching<'_, B> {
         let reads: Vec<Location> = wanted.values().cloned().collect();
 
         // The source run's values, and the target run's with their gradients tracked.
-        let read = async |root: DynEnvoy<'_>| -> Result<(Vec<Tensor<B, 3>>, Tensor<B, 3>)> {
-            let mut values = Vec::with_capacity(reads.len());
-            for location in &reads {
-                values.push(location.read::<Tensor<B, 3>>(&root).await?);
-            }
-            Ok((values, root.output::<Tensor<B, 3>>().await?))
-        };
-        let (mut sourced,) = lm.tracer().invoke_inputs_dyn([(Some(Prompts::from(source)), read)]).run()?;
-        let (source_values, source_logits) = sourced.pop().expect("one invoke");
+        let (source_values, source_logits) = super::sweep::read_locations(lm, source, &reads)?;
         let track = async |root: DynEnvoy<'_>| -> Result<(Vec<Tracked<B, 3>>, Tensor<B, 3>)> {
             let mut tracked = Vec::with_capacity(reads.len());
             for location in &reads {
@@ -92,7 +84,11 @@ impl<B: AutodiffBackend> Patching<'_, B> {
                     columns.sum_dim(1).into_data().convert::<f32>().to_vec().map_err(|e| {
                         Error::Unsupported { what: format!("reading the attributions back: {e:?}") }
                     })?;
-                values.extend(positions.iter().map(|&p| target_metric + per_position[p]));
+                values.extend(
+                    positions
+                        .iter()
+                        .map(|group| target_metric + group.iter().map(|&p| per_position[p]).sum::<f32>()),
+                );
             }
         }
         let source_metric = self.metric.of(&source_logits);

@@ -53,7 +53,7 @@ pub fn result_heatmap(result: &PatchResult, site: usize, tokens: &[String], titl
     let Some(kind) = result.sites.get(site) else {
         return input(format!("site {site} of a result of {} kinds of site", result.sites.len()));
     };
-    if let Some(&p) = result.positions.iter().find(|&&p| p >= tokens.len()) {
+    if let Some(&p) = result.positions.iter().flatten().find(|&&p| p >= tokens.len()) {
         return input(format!("position {p} patched, {} token texts given", tokens.len()));
     }
     if result.clean == result.corrupted {
@@ -63,7 +63,11 @@ pub fn result_heatmap(result: &PatchResult, site: usize, tokens: &[String], titl
         ));
     }
     let rows: Vec<String> = result.layers.iter().rev().map(|l| format!("layer {l}")).collect();
-    let columns = result.positions.iter().map(|&p| tokens[p].clone()).collect();
+    let columns = result
+        .positions
+        .iter()
+        .map(|group| group.iter().map(|&p| tokens[p].as_str()).collect::<Vec<_>>().join("+"))
+        .collect();
     let values = (0..result.layers.len())
         .rev()
         .flat_map(|l| (0..result.positions.len()).map(move |p| result.recovered(site, l, p)))

@@ -16,7 +16,7 @@ pub(crate) struct Prepared {
     pub(crate) clean: Vec<u32>,
     pub(crate) corrupted: Vec<u32>,
     pub(crate) layers: Vec<usize>,
-    pub(crate) positions: Vec<usize>,
+    pub(crate) positions: Vec<Vec<usize>>,
 }
 
 /// How a [`PatchResult`] was computed.
@@ -36,7 +36,7 @@ pub struct Patching<'a, B: Backend> {
     pub(crate) metric: Metric<'a, B>,
     pub(crate) sites: Vec<SiteKind>,
     layers: Option<Vec<usize>>,
-    positions: Option<Vec<usize>>,
+    positions: Option<Vec<Vec<usize>>>,
     pub(crate) direction: Direction,
     chunk: usize,
     method: Option<Method>,
@@ -71,7 +71,14 @@ impl<'a, B: Backend> Patching<'a, B> {
 
     /// Only these positions, each patched on its own (default: every position).
     pub fn positions(mut self, positions: impl IntoIterator<Item = usize>) -> Self {
-        self.positions = Some(positions.into_iter().collect());
+        self.positions = Some(positions.into_iter().map(|p| vec![p]).collect());
+        self
+    }
+
+    /// These positions patched together, as one entry per site and layer (e.g. every token of
+    /// the subject).
+    pub fn positions_together(mut self, positions: impl IntoIterator<Item = usize>) -> Self {
+        self.positions = Some(vec![positions.into_iter().collect()]);
         self
     }
 
@@ -156,17 +163,8 @@ impl<'a, B: Backend> Patching<'a, B> {
         corrupted: Prompts,
     ) -> Result<Prepared> {
         let input = |problem: String| Error::Input { problem };
-        let one = |prompts: Prompts, which: &str| -> Result<Vec<u32>> {
-            let mut prompts = lm.tokenize(prompts)?;
-            if prompts.len() != 1 {
-                return Err(input(format!(
-                    "the {which} input is {} prompts; patching takes one",
-                    prompts.len()
-                )));
-            }
-            Ok(prompts.pop().expect("one prompt"))
-        };
-        let (clean, corrupted) = (one(clean, "clean")?, one(corrupted, "corrupted")?);
+        let clean = crate::prompt::one_prompt(lm, clean, "clean input")?;
+        let corrupted = crate::prompt::one_prompt(lm, corrupted, "corrupted input")?;
         if clean.len() != corrupted.len() {
             return Err(input(format!(
                 "the clean and corrupted prompts must have the same number of tokens, they have {} and {}",
@@ -180,11 +178,15 @@ impl<'a, B: Backend> Patching<'a, B> {
         }
         let words = lm.model().vocabulary();
         let layers = self.layers.clone().unwrap_or_else(|| (0..words.num_layers).collect());
-        let positions = self.positions.clone().unwrap_or_else(|| (0..clean.len()).collect());
-        if let Some(&p) = positions.iter().find(|&&p| p >= clean.len()) {
+        let positions = self.positions.clone().unwrap_or_else(|| (0..clean.len()).map(|p| vec![p]).collect());
+        if let Some(&p) = positions.iter().flatten().find(|&&p| p >= clean.len()) {
             return Err(input(format!("position {p} of prompts of {} tokens", clean.len())));
         }
-        if self.sites.is_empty() || layers.is_empty() || positions.is_empty() {
+        if self.sites.is_empty()
+            || layers.is_empty()
+            || positions.is_empty()
+            || positions.iter().any(Vec::is_empty)
+        {
             return Err(input("nothing to patch: no site, layer or position".to_owned()));
         }
         for &kind in &self.sites {
@@ -224,28 +226,15 @@ impl<'a, B: Backend> Patching<'a, B> {
         clean: &[u32],
         corrupted: &[u32],
         layers: Vec<usize>,
-        positions: Vec<usize>,
+        positions: Vec<Vec<usize>>,
     ) -> Result<PatchResult> {
         let words = lm.model().vocabulary();
         let (source, target) = self.source_target(clean, corrupted);
         // The source run's values at every location the entries patch, read in forward order.
         let wanted = self.locations(&words, &layers)?;
         let reads: Vec<Location> = wanted.values().cloned().collect();
-        let read_all = async |root: DynEnvoy<'_>| -> Result<(Vec<Tensor<B, 3>>, Tensor<B, 3>)> {
-            let mut values = Vec::with_capacity(reads.len());
-            for location in &reads {
-                values.push(location.read::<Tensor<B, 3>>(&root).await?);
-            }
-            Ok((values, root.output::<Tensor<B, 3>>().await?))
-        };
-        let plain = async |root: DynEnvoy<'_>| -> Result<(Vec<Tensor<B, 3>>, Tensor<B, 3>)> {
-            Ok((Vec::new(), root.output::<Tensor<B, 3>>().await?))
-        };
-        let (mut sourced,) =
-            lm.tracer().invoke_inputs_dyn([(Some(Prompts::from(source)), read_all)]).run()?;
-        let (source_values, source_logits) = sourced.pop().expect("one invoke");
-        let (mut targeted,) = lm.tracer().invoke_inputs_dyn([(Some(Prompts::from(target)), plain)]).run()?;
-        let (_, target_logits) = targeted.pop().expect("one invoke");
+        let (source_values, source_logits) = read_locations(lm, source, &reads)?;
+        let (_, target_logits) = read_locations(lm, target, &[])?;
         let value_of = |layer: usize, kind: SiteKind| {
             let index = wanted
                 .keys()
@@ -257,32 +246,35 @@ impl<'a, B: Backend> Patching<'a, B> {
         let mut entries = Vec::with_capacity(self.sites.len() * layers.len() * positions.len());
         for &kind in &self.sites {
             for &layer in &layers {
-                entries.extend(positions.iter().map(|&p| (kind, layer, p)));
+                entries.extend(positions.iter().map(|group| (kind, layer, group.clone())));
             }
         }
         let head_dim = |width: usize| width / words.num_heads.max(1);
         let mut values = Vec::with_capacity(entries.len());
         let progress = nnsight_models::progress::Progress::new(entries.len() as u64, "patching");
         for chunk in entries.chunks(self.chunk) {
-            let invokes = chunk.iter().map(|&(kind, layer, position)| {
+            let invokes = chunk.iter().map(|(kind, layer, group)| {
+                let (kind, layer, group) = (*kind, *layer, group.clone());
                 let location = kind.location(&words, layer);
                 let donor = value_of(layer, kind).clone();
                 let body = async move |root: DynEnvoy<'_>| -> Result<f32> {
                     let location = location?;
-                    let value = location.read::<Tensor<B, 3>>(&root).await?;
-                    let at = position as isize;
-                    let patched = match kind {
-                        SiteKind::Head(head) => {
-                            let [_, _, width] = value.dims();
-                            let d = head_dim(width);
-                            let mut row = value.clone().at_pos(at)?;
-                            let from = donor.at_pos(at)?.narrow(1, head * d, d);
-                            let [batch, _] = row.dims();
-                            row = row.slice_assign([0..batch, head * d..(head + 1) * d], from);
-                            value.set_pos(at, row)?
-                        }
-                        _ => value.set_pos(at, donor.at_pos(at)?)?,
-                    };
+                    let mut patched = location.read::<Tensor<B, 3>>(&root).await?;
+                    for &position in &group {
+                        let at = position as isize;
+                        patched = match kind {
+                            SiteKind::Head(head) => {
+                                let [_, _, width] = patched.dims();
+                                let d = head_dim(width);
+                                let mut row = patched.clone().at_pos(at)?;
+                                let from = donor.clone().at_pos(at)?.narrow(1, head * d, d);
+                                let [batch, _] = row.dims();
+                                row = row.slice_assign([0..batch, head * d..(head + 1) * d], from);
+                                patched.set_pos(at, row)?
+                            }
+                            _ => patched.set_pos(at, donor.clone().at_pos(at)?)?,
+                        };
+                    }
                     location.replace(&root, patched).await?;
                     Ok(self.metric.of(&root.output::<Tensor<B, 3>>().await?))
                 };
@@ -309,6 +301,23 @@ impl<'a, B: Backend> Patching<'a, B> {
     }
 }
 
+/// The values at `reads` (in forward order) and the logits of one run of `prompt`, one trace.
+pub(crate) fn read_locations<B: Backend, M: Standardized<B>>(
+    lm: &LanguageModel<B, M>,
+    prompt: &[u32],
+    reads: &[Location],
+) -> Result<(Vec<Tensor<B, 3>>, Tensor<B, 3>)> {
+    let body = async |root: DynEnvoy<'_>| -> Result<(Vec<Tensor<B, 3>>, Tensor<B, 3>)> {
+        let mut values = Vec::with_capacity(reads.len());
+        for location in reads {
+            values.push(location.read::<Tensor<B, 3>>(&root).await?);
+        }
+        Ok((values, root.output::<Tensor<B, 3>>().await?))
+    };
+    let (mut results,) = lm.tracer().invoke_inputs_dyn([(Some(Prompts::from(prompt)), body)]).run()?;
+    Ok(results.pop().expect("one invoke"))
+}
+
 /// The measured entries of a [`Patching`]: `[site][layer][position]`, with the metric of the
 /// clean and corrupted runs.
 #[derive(Clone, Debug, PartialEq)]
@@ -317,8 +326,9 @@ pub struct PatchResult {
     pub sites: Vec<SiteKind>,
     /// The layers patched.
     pub layers: Vec<usize>,
-    /// The positions patched.
-    pub positions: Vec<usize>,
+    /// The positions patched: one group per column (a single position, unless patched
+    /// [together](Patching::positions_together)).
+    pub positions: Vec<Vec<usize>>,
     /// Row-major `[site][layer][position]`.
     pub values: Vec<f32>,
     /// The metric of the clean run.

@@ -217,16 +217,10 @@ impl<B: Backend> SteeringVector<B> {
         scales: &[f32],
         apply: &Apply,
     ) -> Result<Vec<Generation>> {
-        let mut prompts = lm.tokenize(prompt.into())?;
-        if prompts.len() != 1 || scales.is_empty() {
-            return Err(Error::Input {
-                problem: format!(
-                    "a steered generation takes one prompt ({} given) and a scale",
-                    prompts.len()
-                ),
-            });
+        let tokens = crate::prompt::one_prompt(lm, prompt.into(), "steered generation's prompt")?;
+        if scales.is_empty() {
+            return Err(Error::Input { problem: "a scale sweep needs at least one scale".to_owned() });
         }
-        let tokens = prompts.pop().expect("one prompt");
         let words = lm.model().vocabulary();
         self.check(lm, words.hidden_size)?;
         let bodies: Vec<_> = scales
