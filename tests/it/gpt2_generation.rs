@@ -193,3 +193,26 @@ fn each_steps_logits_equal_a_forward_pass_on_the_text_so_far() {
     assert!(plain.logits.is_empty());
     assert!(plain.token_log_probs().unwrap_err().to_string().contains("with_logits"));
 }
+
+#[test]
+fn each_steps_scores_are_its_logits_processed_as_transformers_output_scores() {
+    // Sampling with temperature 0.8 and top-k 5: a step's scores are its logits / 0.8 for the
+    // five largest, −∞ for the rest; greedy scores are the logits. The chosen token is a kept one.
+    let lm = tiny_gpt2();
+    let sampled = GenerateOptions::sampled(5, 0.8, 11).top_k(5).ignore_eos().with_logits().with_scores();
+    let generation = lm.generate("The Eiffel Tower is in", sampled).unwrap();
+    for (s, (logits, scores)) in generation.logits[0].iter().zip(&generation.scores[0]).enumerate() {
+        let mut order: Vec<usize> = (0..logits.len()).collect();
+        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+        for (rank, &id) in order.iter().enumerate() {
+            let expected = if rank < 5 { logits[id] / 0.8 } else { f32::NEG_INFINITY };
+            assert_eq!(scores[id], expected, "step {s}, token {id}");
+        }
+        assert!(scores[generation.tokens[0][s] as usize].is_finite(), "step {s} chose a filtered token");
+    }
+    let greedy = lm
+        .generate("The Eiffel Tower is in", GenerateOptions::greedy(3).with_logits().with_scores())
+        .unwrap();
+    assert_eq!(greedy.scores, greedy.logits);
+    assert!(lm.generate("The Eiffel Tower is in", GenerateOptions::greedy(3)).unwrap().scores.is_empty());
+}

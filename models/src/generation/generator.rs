@@ -27,6 +27,10 @@ pub struct Generation {
     /// vocabulary-sized row, before temperature and filtering) `tokens[prompt][step]` was chosen
     /// from — transformers' `output_logits`. Empty otherwise.
     pub logits: Vec<Vec<Vec<f32>>>,
+    /// With [`GenerateOptions::with_scores`]: `scores[prompt][step]`, the processed scores the
+    /// token was chosen from (the logits for greedy search; divided by the temperature, filtered
+    /// tokens at −∞, when sampling) — transformers' `output_scores`. Empty otherwise.
+    pub scores: Vec<Vec<Vec<f32>>>,
 }
 
 impl Generation {
@@ -212,6 +216,7 @@ fn generate<'m, B: Backend, M: Decoder<B>, G: nnsight::invoke::Groups<M>>(
     let mut sampler = Sampler::new(options.sampling.clone())?;
     let generated = RefCell::new(vec![Vec::new(); prompt_tokens.len()]);
     let kept = RefCell::new(vec![Vec::new(); if options.output_logits { prompt_tokens.len() } else { 0 }]);
+    let scored = RefCell::new(vec![Vec::new(); if options.output_scores { prompt_tokens.len() } else { 0 }]);
     let (results, outcome) = tracer.run_loop(|inputs, root| {
         let mut decode = Decode {
             lm,
@@ -219,6 +224,7 @@ fn generate<'m, B: Backend, M: Decoder<B>, G: nnsight::invoke::Groups<M>>(
             sampler: &mut sampler,
             generated: &generated,
             logits: &kept,
+            scores: &scored,
             on_token: on_token.as_deref_mut(),
         };
         decode.run(inputs, root)
@@ -228,7 +234,8 @@ fn generate<'m, B: Backend, M: Decoder<B>, G: nnsight::invoke::Groups<M>>(
     }
     let tokens = generated.into_inner();
     let texts = tokens.iter().map(|t| lm.decode(t)).collect::<Result<Vec<_>>>()?;
-    Ok((results, Generation { prompt_tokens, tokens, texts, logits: kept.into_inner() }))
+    let (logits, scores) = (kept.into_inner(), scored.into_inner());
+    Ok((results, Generation { prompt_tokens, tokens, texts, logits, scores }))
 }
 
 /// The state of one decoding loop.
@@ -239,6 +246,8 @@ struct Decode<'a, 'm, B: Backend, M: Decoder<B>> {
     generated: &'a RefCell<Vec<Vec<u32>>>,
     /// Each prompt's logits per step, when the options keep them (else no rows).
     logits: &'a RefCell<Vec<Vec<Vec<f32>>>>,
+    /// Each prompt's processed scores per step, when the options keep them (else no rows).
+    scores: &'a RefCell<Vec<Vec<Vec<f32>>>>,
     on_token: Option<&'a mut (dyn FnMut(&Token) + 'm)>,
 }
 
@@ -270,6 +279,9 @@ impl<B: Backend, M: Decoder<B>> Decode<'_, '_, B, M> {
                 if done[row] {
                     next.push(self.lm.pad_id());
                     continue;
+                }
+                if let Some(kept) = self.scores.borrow_mut().get_mut(row) {
+                    kept.push(self.sampler.scores(logits));
                 }
                 let id = self.sampler.choose(logits);
                 next.push(id);

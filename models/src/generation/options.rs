@@ -32,6 +32,10 @@ pub struct GenerateOptions {
     /// Whether the generation keeps each step's logits ([`Generation::logits`](crate::generation::Generation::logits),
     /// transformers' `output_logits`).
     pub output_logits: bool,
+    /// Whether the generation keeps each step's processed scores
+    /// ([`Generation::scores`](crate::generation::Generation::scores), transformers'
+    /// `output_scores`).
+    pub output_scores: bool,
 }
 
 impl GenerateOptions {
@@ -42,6 +46,7 @@ impl GenerateOptions {
             sampling: Sampling::Greedy,
             stop_at_eos: true,
             output_logits: false,
+            output_scores: false,
         }
     }
 
@@ -53,6 +58,7 @@ impl GenerateOptions {
             sampling: Sampling::Sample { temperature, top_k: None, top_p: None, seed },
             stop_at_eos: true,
             output_logits: false,
+            output_scores: false,
         }
     }
 
@@ -77,6 +83,13 @@ impl GenerateOptions {
     /// one vocabulary-sized row per new token, `max_new_tokens × vocab` floats per prompt at most.
     pub fn with_logits(mut self) -> Self {
         self.output_logits = true;
+        self
+    }
+
+    /// Keeps the processed scores each token was chosen from ([`Generation::scores`](crate::generation::Generation::scores),
+    /// transformers' `output_scores`: after temperature, top-k and top-p).
+    pub fn with_scores(mut self) -> Self {
+        self.output_scores = true;
         self
     }
 

@@ -4,6 +4,9 @@ use nnsight::{Error, Result};
 
 use super::options::Sampling;
 
+/// The tokens sampling may choose, `(id, logit / temperature)`, with their probabilities.
+type Candidates = (Vec<(u32, f32)>, Vec<f64>);
+
 /// Chooses tokens per [`Sampling`]; owns the random generator of seeded sampling.
 #[derive(Debug)]
 pub(crate) struct Sampler {
@@ -35,44 +38,60 @@ impl Sampler {
         Ok(Sampler { sampling, rng: SplitMix64(seed) })
     }
 
+    /// The tokens sampling may choose from `logits` (one row) with their processed scores
+    /// (`logit / temperature`), most likely first, and their probabilities: after top-k and
+    /// top-p filtering. `None` for greedy search.
+    fn candidates(&self, logits: &[f32]) -> Option<Candidates> {
+        let Sampling::Sample { temperature, top_k, top_p, .. } = &self.sampling else { return None };
+        let mut candidates: Vec<(u32, f32)> =
+            logits.iter().enumerate().map(|(i, &l)| (i as u32, l / temperature)).collect();
+        candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        if let Some(k) = top_k {
+            candidates.truncate((*k).max(1));
+        }
+        let max = candidates[0].1;
+        let mut weights: Vec<f64> = candidates.iter().map(|c| f64::from(c.1 - max).exp()).collect();
+        let total: f64 = weights.iter().sum();
+        weights.iter_mut().for_each(|w| *w /= total);
+        if let Some(p) = top_p {
+            let mut mass = 0.0;
+            let keep = weights
+                .iter()
+                .position(|w| {
+                    mass += w;
+                    mass >= f64::from(*p)
+                })
+                .map_or(weights.len(), |i| i + 1);
+            candidates.truncate(keep);
+            weights.truncate(keep);
+        }
+        Some((candidates, weights))
+    }
+
     /// The next token for `logits` (one row, `vocab` values).
     pub(crate) fn choose(&mut self, logits: &[f32]) -> u32 {
-        match &self.sampling {
-            Sampling::Greedy => argmax(logits),
-            Sampling::Sample { temperature, top_k, top_p, .. } => {
-                let mut candidates: Vec<(u32, f32)> =
-                    logits.iter().enumerate().map(|(i, &l)| (i as u32, l / temperature)).collect();
-                candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-                if let Some(k) = top_k {
-                    candidates.truncate((*k).max(1));
-                }
-                let max = candidates[0].1;
-                let mut weights: Vec<f64> = candidates.iter().map(|c| f64::from(c.1 - max).exp()).collect();
-                let total: f64 = weights.iter().sum();
-                weights.iter_mut().for_each(|w| *w /= total);
-                if let Some(p) = top_p {
-                    let mut mass = 0.0;
-                    let keep = weights
-                        .iter()
-                        .position(|w| {
-                            mass += w;
-                            mass >= f64::from(*p)
-                        })
-                        .map_or(weights.len(), |i| i + 1);
-                    candidates.truncate(keep);
-                    weights.truncate(keep);
-                }
-                let total: f64 = weights.iter().sum();
-                let mut draw = self.rng.next_f64() * total;
-                for (candidate, weight) in candidates.iter().zip(&weights) {
-                    if draw < *weight {
-                        return candidate.0;
-                    }
-                    draw -= weight;
-                }
-                candidates[candidates.len() - 1].0
+        let Some((candidates, weights)) = self.candidates(logits) else { return argmax(logits) };
+        let total: f64 = weights.iter().sum();
+        let mut draw = self.rng.next_f64() * total;
+        for (candidate, weight) in candidates.iter().zip(&weights) {
+            if draw < *weight {
+                return candidate.0;
             }
+            draw -= weight;
         }
+        candidates[candidates.len() - 1].0
+    }
+
+    /// The processed scores of `logits` the choice is made from, as transformers'
+    /// `output_scores`: the logits for greedy search; divided by the temperature, with the tokens
+    /// top-k and top-p filter out at −∞, when sampling.
+    pub(crate) fn scores(&self, logits: &[f32]) -> Vec<f32> {
+        let Some((candidates, _)) = self.candidates(logits) else { return logits.to_vec() };
+        let mut scores = vec![f32::NEG_INFINITY; logits.len()];
+        for (id, score) in candidates {
+            scores[id as usize] = score;
+        }
+        scores
     }
 }
 

@@ -111,6 +111,7 @@ impl<B: Backend, M: Decoder<B>> Host for Lm<'_, B, M> {
             sampling,
             stop_at_eos: generate.stop_at_eos,
             output_logits: false,
+            output_scores: false,
         };
         let (results, _generation) =
             self.0.generator(Prompts::Ids(rows), options).run_each_dyn(generation_bodies)?;

@@ -240,8 +240,8 @@ impl<B: Backend> SteeringVector<B> {
 
 /// A generation of several rows as one generation per row.
 fn split(generation: Generation) -> Vec<Generation> {
-    let Generation { prompt_tokens, tokens, texts, logits } = generation;
-    let mut logits = logits.into_iter();
+    let Generation { prompt_tokens, tokens, texts, logits, scores } = generation;
+    let (mut logits, mut scores) = (logits.into_iter(), scores.into_iter());
     prompt_tokens
         .into_iter()
         .zip(tokens)
@@ -251,6 +251,7 @@ fn split(generation: Generation) -> Vec<Generation> {
             tokens: vec![new],
             texts: vec![text],
             logits: logits.next().map(|l| vec![l]).unwrap_or_default(),
+            scores: scores.next().map(|s| vec![s]).unwrap_or_default(),
         })
         .collect()
 }
