@@ -40,3 +40,34 @@ fn concurrent_traces_over_one_model_do_not_interfere() {
         }
     });
 }
+
+#[test]
+fn analyses_on_one_shared_language_model_from_two_threads_match_one_thread() {
+    // The toolkit's lens and patching, run at once from two threads over one GPT-2, give what one
+    // thread gives, bit for bit.
+    use nnsight_toolkit::lens::LogitLens;
+    use nnsight_toolkit::patching::{Metric, Patching, SiteKind};
+    let lm = support::fixture::tiny_gpt2();
+    let (clean, corrupted) = ("The Eiffel Tower is in the city of", "The Colosseum is in the city of");
+    let run = || {
+        let lens = LogitLens::new(3).track(&[5]).run(&lm, clean).unwrap();
+        let mut corrupted = lm.encode(corrupted).unwrap();
+        corrupted.resize(lm.encode(clean).unwrap().len(), 0);
+        let patched = Patching::new(Metric::logit_diff(5, 9))
+            .sites(&[SiteKind::MlpOut, SiteKind::Head(1)])
+            .run(&lm, clean, corrupted)
+            .unwrap();
+        (lens, patched)
+    };
+    let alone = run();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> =
+            (0..2).map(|_| scope.spawn(|| (0..3).map(|_| run()).collect::<Vec<_>>())).collect();
+        for worker in workers {
+            for result in worker.join().expect("worker thread") {
+                assert_eq!(result.0, alone.0);
+                assert_eq!(result.1, alone.1);
+            }
+        }
+    });
+}

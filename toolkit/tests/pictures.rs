@@ -108,6 +108,13 @@ fn bad_data_and_paths_are_typed_errors() {
         assert!(matches!(error, Error::Write { .. }) && error.to_string().contains("map."), "{error}");
     }
 
+    // A grid too large to draw says so instead of allocating gigabytes.
+    let huge =
+        Heatmap::new("huge", labels(&["a"]), (0..5000).map(|i| i.to_string()).collect(), vec![0.0; 5000])
+            .unwrap();
+    let error = huge.save(dir.path().join("huge.png")).unwrap_err();
+    assert!(matches!(error, Error::Input { .. }) && error.to_string().contains("draw a slice"), "{error}");
+
     let plot = LinePlot::new("p", vec![0.0, 1.0]).unwrap();
     assert!(plot.clone().series("s", vec![1.0]).unwrap_err().to_string().contains("1 values for 2"));
     assert!(plot.clone().series("s", vec![1.0, f32::INFINITY]).unwrap_err().to_string().contains("inf"));

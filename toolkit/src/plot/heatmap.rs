@@ -10,6 +10,9 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use super::{Draw, DrawResult, FONT, input_error, printable, save};
 use nnsight::Result;
 
+/// The longest side of a picture, in pixels.
+const MAX_SIDE: u32 = 16_384;
+
 /// How values map to colours.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scale {
@@ -146,9 +149,19 @@ impl Heatmap {
     ///
     /// # Errors
     /// [`Error::Write`](nnsight::Error::Write) for another extension or a file that cannot be
-    /// written.
+    /// written; [`Error::Input`](nnsight::Error::Input) for a grid too large to draw.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        save(path.as_ref(), self.size(), self)
+        let (width, height) = self.size();
+        if width.max(height) > MAX_SIDE {
+            return Err(input_error(format!(
+                "`{}` would be {width} × {height} pixels for {} rows × {} columns (at most {MAX_SIDE} a side): \
+                 draw a slice of the grid",
+                self.title,
+                self.rows.len(),
+                self.columns.len()
+            )));
+        }
+        save(path.as_ref(), (width, height), self)
     }
 
     /// The picture's size in pixels: cells wide enough for their texts and labels.
