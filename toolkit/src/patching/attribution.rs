@@ -91,19 +91,7 @@ impl<B: AutodiffBackend> Patching<'_, B> {
                 );
             }
         }
-        let source_metric = self.metric.of(&source_logits);
-        let (clean_metric, corrupted_metric) = match self.direction {
-            super::Direction::Denoising => (source_metric, target_metric),
-            super::Direction::Noising => (target_metric, source_metric),
-        };
-        Ok(PatchResult {
-            sites: self.sites.clone(),
-            layers,
-            positions,
-            values,
-            clean: clean_metric,
-            corrupted: corrupted_metric,
-            method: Method::Attribution,
-        })
+        let metrics = (self.metric.of(&source_logits), target_metric);
+        Ok(self.result(layers, positions, values, metrics, Method::Attribution))
     }
 }

@@ -284,20 +284,24 @@ impl<'a, B: Backend> Patching<'a, B> {
             progress.advance(measured.len() as u64);
             values.extend(measured);
         }
-        let (source_metric, target_metric) = (self.metric.of(&source_logits), self.metric.of(&target_logits));
-        let (clean_metric, corrupted_metric) = match self.direction {
-            Direction::Denoising => (source_metric, target_metric),
-            Direction::Noising => (target_metric, source_metric),
+        let metrics = (self.metric.of(&source_logits), self.metric.of(&target_logits));
+        Ok(self.result(layers, positions, values, metrics, Method::Invokes))
+    }
+
+    /// The result of measured `values`, with the source and target runs' metrics.
+    pub(crate) fn result(
+        &self,
+        layers: Vec<usize>,
+        positions: Vec<Vec<usize>>,
+        values: Vec<f32>,
+        (source, target): (f32, f32),
+        method: Method,
+    ) -> PatchResult {
+        let (clean, corrupted) = match self.direction {
+            Direction::Denoising => (source, target),
+            Direction::Noising => (target, source),
         };
-        Ok(PatchResult {
-            sites: self.sites.clone(),
-            layers,
-            positions,
-            values,
-            clean: clean_metric,
-            corrupted: corrupted_metric,
-            method: Method::Invokes,
-        })
+        PatchResult { sites: self.sites.clone(), layers, positions, values, clean, corrupted, method }
     }
 }
 
