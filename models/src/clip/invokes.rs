@@ -56,11 +56,18 @@ impl<B: Backend> ClipModel<B> {
     /// # use burn::backend::Flex;
     /// # use burn::prelude::*;
     /// # use nnsight::prelude::*;
-    /// # use nnsight_models::clip::ClipModel;
+    /// # use std::path::Path;
+    /// # use nnsight_models::clip::{ClipModel, encode_texts};
+    /// # use nnsight_models::vision::{ImageProcessor, open_image};
     /// # fn main() -> nnsight::Result<()> {
-    /// # let (clip, _) = ClipModel::<Flex>::from_pretrained("openai/clip-vit-base-patch32", &Default::default())?;
-    /// # let (ids, mask): (Tensor<Flex, 2, Int>, Tensor<Flex, 2, Int>) = todo!();
-    /// # let (cats, dogs): (Tensor<Flex, 4>, Tensor<Flex, 4>) = todo!();
+    /// # let device = Default::default();
+    /// # let (clip, config) = ClipModel::<Flex>::from_pretrained("openai/clip-vit-base-patch32", &device)?;
+    /// # let tokenizer = tokenizers::Tokenizer::from_file("clip/tokenizer.json")
+    /// #     .map_err(|e| nnsight::Error::Tokenizer { problem: e.to_string() })?;
+    /// # let processor = ImageProcessor::from_file(Path::new("clip/preprocessor_config.json"))?;
+    /// let (ids, mask) = encode_texts::<Flex>(&tokenizer, &["a cat", "a dog"], &config.text_config, &device)?;
+    /// let cats = processor.preprocess::<Flex>(&[open_image(Path::new("cat.png"))?], &device)?;
+    /// let dogs = processor.preprocess::<Flex>(&[open_image(Path::new("dog.png"))?], &device)?;
     /// let (texts, (), logits) = clip
     ///     .tracer()
     ///     .invoke_texts((ids, mask), async |m| m.text_projection.output::<Tensor<Flex, 2>>().await)

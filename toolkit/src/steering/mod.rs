@@ -27,7 +27,7 @@ use std::ops::Range;
 use burn::prelude::*;
 use nnsight::{DynEnvoy, Error, Positions, Result};
 use nnsight_models::generation::{Decoder, GenerateOptions, Generation};
-use nnsight_models::vocabulary::{Standardized, residual_stream};
+use nnsight_models::vocabulary::{Standardized, Vocabulary, residual_stream};
 use nnsight_models::{LanguageModel, Prompts};
 
 /// A direction `[hidden]` per steered layer, added to that layer's output.
@@ -145,10 +145,10 @@ impl<B: Backend> SteeringVector<B> {
         self.model_hint.as_deref()
     }
 
-    /// Checks the vector against `lm`: every layer exists, every direction is the residual
+    /// Checks the vector against the model's vocabulary: every layer exists, every direction is the residual
     /// stream's width.
-    fn check<M: Standardized<B>>(&self, lm: &LanguageModel<B, M>, hidden: usize) -> Result<()> {
-        let words = lm.model().vocabulary();
+    fn check(&self, words: &Vocabulary) -> Result<()> {
+        let hidden = words.hidden_size;
         for (&layer, direction) in &self.directions {
             words.layer(layer)?;
             if direction.dims()[0] != hidden {
@@ -165,18 +165,12 @@ impl<B: Backend> SteeringVector<B> {
     }
 
     /// Registers the vector, times `apply.scale`, as standing edits in a body on the root envoy.
-    fn install(
-        &self,
-        root: &DynEnvoy<'_>,
-        lm_words: &nnsight_models::vocabulary::Vocabulary,
-        apply: &Apply,
-        scale: f32,
-    ) -> Result<()> {
+    fn install(&self, root: &DynEnvoy<'_>, words: &Vocabulary, apply: &Apply, scale: f32) -> Result<()> {
         let steps = apply.steps.clone().unwrap_or(0..u32::MAX);
         for (&layer, direction) in &self.directions {
             let delta = direction.clone() * scale;
             let last_only = apply.last_token_only;
-            lm_words.layer(layer)?.edit_steps(root, steps.clone(), move |h: Tensor<B, 3>| {
+            words.layer(layer)?.edit_steps(root, steps.clone(), move |h: Tensor<B, 3>| {
                 if last_only {
                     // The shapes were checked: the last token always exists.
                     h.clone().add_at_pos(-1, delta.clone()).unwrap_or(h)
@@ -222,7 +216,7 @@ impl<B: Backend> SteeringVector<B> {
             return Err(Error::Input { problem: "a scale sweep needs at least one scale".to_owned() });
         }
         let words = lm.model().vocabulary();
-        self.check(lm, words.hidden_size)?;
+        self.check(&words)?;
         let bodies: Vec<_> = scales
             .iter()
             .map(|&s| {
