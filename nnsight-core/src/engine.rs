@@ -579,6 +579,13 @@ impl Root<'_, '_, '_> {
     pub fn call<A: SiteValue, O: SiteValue>(&self, args: A, call: impl FnOnce(A) -> O) -> O {
         self.engine.call(NodeId::ROOT, args, |_| Ok(()), call)
     }
+
+    /// Whether the trace has failed (a body returned an error, or the engine refused a value):
+    /// its result is that error whatever the loop computes next, so a loop driven by the caller
+    /// (a generation) should end instead of running its remaining calls untraced.
+    pub fn failed(&self) -> bool {
+        self.engine.halted()
+    }
 }
 
 /// Makes an engine the active one on this thread for as long as it lives; restores the previous

@@ -131,6 +131,41 @@ fn a_step_that_never_happens_is_an_error_at_the_waiting_line() {
 }
 
 #[test]
+fn a_generation_whose_body_fails_ends_at_that_step() {
+    // A failed trace's remaining steps would be computed for nothing (a cancelled remote job held
+    // its worker until its budget ran out): the loop ends at the step the body failed in.
+    let lm = tiny_gpt2();
+    let prompt = "The Colosseum is in";
+    let options = GenerateOptions::greedy(50).ignore_eos();
+    let plain = lm.generate(prompt, options.clone()).unwrap();
+    let tokens = RefCell::new(0usize);
+    let err = lm
+        .generator(prompt, options.clone())
+        .on_token(|_| *tokens.borrow_mut() += 1)
+        .run(async |m| -> nnsight::Result<()> {
+            m.lm_head.output().at(2).await?;
+            Err(Error::Input { problem: "the body gave up at step 2".into() })
+        })
+        .unwrap_err();
+    assert!(matches!(&err, Error::Input { problem } if problem.contains("gave up")), "{err}");
+    assert_eq!(tokens.take(), 2, "steps 0 and 1 chose their tokens; step 2 failed, none ran after it");
+
+    // A standing edit the engine refuses (the wrong shape) fails the first step.
+    let err = lm
+        .generator(prompt, options.clone())
+        .on_token(|_| *tokens.borrow_mut() += 1)
+        .run(async |m| {
+            m.transformer.h[0].output().every(|_: Tensor<B, 3>| Tensor::zeros([1, 1, 3], &Default::default()))
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
+    assert_eq!(tokens.take(), 0, "the prefill failed");
+
+    // The model is unchanged.
+    assert_eq!(lm.generate(prompt, options).unwrap(), plain);
+}
+
+#[test]
 fn streaming_sees_every_token_and_sampling_is_seeded() {
     let lm = tiny_gpt2();
     let prompts = ["The Colosseum is in", "The Eiffel Tower is in"];

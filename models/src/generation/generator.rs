@@ -252,7 +252,8 @@ struct Decode<'a, 'm, B: Backend, M: Decoder<B>> {
 }
 
 impl<B: Backend, M: Decoder<B>> Decode<'_, '_, B, M> {
-    /// Prefill, then one step per new token until every prompt stopped or the budget is spent.
+    /// Prefill, then one step per new token until every prompt stopped, the budget is spent or the
+    /// trace failed.
     fn run(
         &mut self,
         (ids, mask): (Tensor<B, 2, Int>, Tensor<B, 2, Int>),
@@ -269,6 +270,11 @@ impl<B: Backend, M: Decoder<B>> Decode<'_, '_, B, M> {
             progress.advance(1);
             let logits =
                 root.call((input, mask.clone()), |(ids, mask)| model.forward_next(ids, mask, &mut cache));
+            // A failed body fails the generation: its remaining steps would be computed for nothing
+            // (a cancelled remote job would hold its worker until the budget ran out).
+            if root.failed() {
+                break;
+            }
             let vocab = logits.dims()[2];
             let last = logits.reshape([rows, vocab]);
             let last: Vec<f32> = last.into_data().convert::<f32>().to_vec().map_err(|e| Error::Input {
