@@ -127,10 +127,10 @@ fn a_name_used_before_the_invoke_that_binds_it_reaches_its_site_is_an_error() {
     assert!(matches!(err, nnsight::Error::NotShared { name: "late" }), "{err}");
 }
 
-/// The model the UI cases of `nnsight-macros` share (`tests/ui/model.rs`), so that each case
+/// The model the UI cases of `nnsight-macros` share (`nnsight-macros/ui/tests/ui/model.rs`), so that each case
 /// fails for its own mistake only. Checked here rather than as a trybuild pass case: one pass case
 /// makes trybuild build every dependency instead of only checking them.
-#[path = "../../nnsight-macros/tests/ui/model.rs"]
+#[path = "../../nnsight-macros/ui/tests/ui/model.rs"]
 #[allow(unreachable_pub)]
 mod ui_model;
 
